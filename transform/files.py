@@ -1,0 +1,90 @@
+"""Reading and writing Python source files without disturbing their bytes.
+
+A file is decoded with the encoding Python itself would use (PEP 263 cookie, UTF-8 BOM), without newline
+translation, so that CRLF line endings and the BOM survive a round trip. Writes are atomic and keep the file's
+permission bits.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+import tokenize
+from dataclasses import dataclass
+
+
+class SourceError(Exception):
+    """A file could not be read, decoded, encoded or written; the message says why."""
+
+    def format(self, path: str) -> str:
+        return f"{path}: error: {self}"
+
+
+@dataclass(frozen=True)
+class Source:
+    """Decoded text of a file and the encoding to write it back with ("utf-8-sig" keeps a BOM)."""
+
+    text: str
+    encoding: str
+
+
+def decode_source(data: bytes) -> Source:
+    """Decode ``data`` the way the Python interpreter would, keeping line endings as they are."""
+    try:
+        encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+    except SyntaxError as exc:  # unknown codec in the cookie, or a BOM that contradicts the cookie
+        raise SourceError(f"cannot determine the encoding: {exc.msg}") from None
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise SourceError(
+            f"cannot decode line {line} as {encoding}: invalid byte {data[exc.start:exc.start + 1]!r}"
+            f" (declare the file's encoding with a PEP 263 coding comment)"
+        ) from None
+    return Source(text, encoding)
+
+
+def encode_source(text: str, encoding: str) -> bytes:
+    """Encode ``text`` back into the file's encoding."""
+    try:
+        return text.encode(encoding)
+    except UnicodeEncodeError as exc:
+        raise SourceError(f"the converted text cannot be encoded as {encoding}: {exc.reason}") from None
+
+
+def read_source(path: str) -> Source:
+    """Read and decode the file at ``path``."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise SourceError(f"cannot read: {exc.strerror}") from None
+    return decode_source(data)
+
+
+def write_atomic(path: str, data: bytes) -> None:
+    """Replace the file at ``path`` with ``data`` in one step, keeping its permission bits.
+
+    The bytes go to a temporary file in the same directory, which is then renamed over the target, so a crash
+    leaves either the old or the new file, never a half-written one. A symbolic link is followed: the file it
+    points to is replaced, the link stays.
+    """
+    target = os.path.realpath(path)
+    directory, name = os.path.split(target)
+    try:
+        mode = os.stat(target).st_mode & 0o7777
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".accel-convert.tmp")
+    except OSError as exc:
+        raise SourceError(f"cannot write: {exc.strerror}") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)
+    except OSError as exc:
+        os.unlink(tmp)
+        raise SourceError(f"cannot write: {exc.strerror}") from None

@@ -1,0 +1,113 @@
+"""Which files a run converts: the paths given, Python files found in directories, minus the excluded ones.
+
+Exclude patterns use .gitignore syntax and are matched against paths relative to the project root (the folder
+of the configuration file, else the working directory); a pattern without a slash such as ``build`` matches
+that name at any depth. Inside a git work tree, directories are listed through ``git ls-files`` so that
+.gitignore (and .git/info/exclude, core.excludesFile) is honoured exactly as git does; elsewhere they are
+walked on disk. Files named explicitly are always converted unless ``force_exclude`` is set.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import subprocess
+from collections.abc import Iterable
+
+DEFAULT_EXCLUDE = (
+    ".bzr",
+    ".direnv",
+    ".eggs",
+    ".git",
+    ".hg",
+    ".mypy_cache",
+    ".nox",
+    ".pytest_cache",
+    ".ruff_cache",
+    ".svn",
+    ".tox",
+    ".venv",
+    "__pycache__",
+    "__pypackages__",
+    "_build",
+    "buck-out",
+    "build",
+    "dist",
+    "node_modules",
+    "site-packages",
+    "venv",
+)
+
+
+class Excluder:
+    """Decides whether a path matches one of the exclude patterns."""
+
+    def __init__(self, patterns: Iterable[str], root: str):
+        self.patterns = tuple(patterns)
+        self.root = os.path.abspath(root)
+
+    @functools.cached_property
+    def _spec(self):
+        import pathspec  # only paid for when something is matched
+
+        return pathspec.GitIgnoreSpec.from_lines(self.patterns)
+
+    def excluded(self, path: str, is_dir: bool = False) -> bool:
+        """True when ``path``, or a folder above it, matches a pattern."""
+        absolute = os.path.abspath(path)
+        relative = os.path.relpath(absolute, self.root)
+        if relative.startswith(os.pardir):  # outside the project: match what can be matched
+            relative = absolute
+        relative = relative.replace(os.sep, "/")
+        return self._spec.match_file(relative + "/" if is_dir else relative)
+
+
+def collect_files(paths: Iterable[str], excluder: Excluder, force_exclude: bool = False) -> list[str]:
+    """The files to convert, in a stable order and each once.
+
+    ``paths`` must exist. Directories contribute their ``*.py`` files that are neither excluded nor ignored by git;
+    explicit files are kept as given (also non-``.py`` ones), unless ``force_exclude`` and they match an exclude.
+    """
+    found: dict[str, None] = {}
+    for path in paths:
+        if os.path.isdir(path):
+            if force_exclude and excluder.excluded(path, is_dir=True):
+                continue
+            for file in _python_files(path, excluder):
+                found.setdefault(file)
+        elif not (force_exclude and excluder.excluded(path)):
+            found.setdefault(os.path.normpath(path))
+    return list(found)
+
+
+def _python_files(directory: str, excluder: Excluder) -> list[str]:
+    listed = _git_listed_files(directory)
+    if listed is None:
+        listed = _walked_files(directory, excluder)
+    return sorted(
+        path
+        for path in listed
+        if path.endswith(".py") and not excluder.excluded(path) and os.path.isfile(path)
+    )
+
+
+def _git_listed_files(directory: str) -> list[str] | None:
+    """Tracked and untracked-but-not-ignored files below ``directory``, or None outside a git work tree."""
+    try:
+        listing = subprocess.run(
+            ["git", "-C", directory, "ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", "*.py"],
+            capture_output=True,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    names = {name for name in os.fsdecode(listing).split("\0") if name}
+    return [os.path.normpath(os.path.join(directory, name)) for name in names]
+
+
+def _walked_files(directory: str, excluder: Excluder) -> list[str]:
+    files = []
+    for parent, dirnames, filenames in os.walk(directory):
+        dirnames[:] = [d for d in dirnames if not excluder.excluded(os.path.join(parent, d), is_dir=True)]
+        files.extend(os.path.normpath(os.path.join(parent, name)) for name in filenames)
+    return files
