@@ -1,0 +1,41 @@
+"""Several processes, each holding a full replica: torch's DistributedDataParallel (NCCL on CUDA, gloo on CPU)."""
+
+from __future__ import annotations
+
+import contextlib
+
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from ..state import DistributedType
+from .base import Backend
+from .single import unwrap_compiled
+
+
+class DDPBackend(Backend):
+    """Gradients are averaged across processes during backward, except inside ``no_sync``."""
+
+    def __init__(self, state, precision, plugin=None):
+        super().__init__(state, precision, plugin)
+        state.init_process_group()
+        self.distributed_type = DistributedType.MULTI_GPU if state.device.type == "cuda" else DistributedType.MULTI_CPU
+
+    def prepare_model(self, model: nn.Module, device_placement: bool = True) -> nn.Module:
+        if device_placement:
+            model = model.to(self.state.device)
+        model = self.precision.wrap_forward(model)
+        if not any(p.requires_grad for p in model.parameters()):
+            return model  # nothing to synchronise (e.g. a frozen teacher); DDP would refuse it
+        device_ids = [self.state.device] if self.state.device.type == "cuda" else None
+        return DistributedDataParallel(model, device_ids=device_ids)
+
+    def no_sync(self, model: nn.Module) -> contextlib.AbstractContextManager:
+        if isinstance(model, DistributedDataParallel):
+            return model.no_sync()
+        return contextlib.nullcontext()
+
+    def unwrap_model(self, model: nn.Module) -> nn.Module:
+        model = unwrap_compiled(model)
+        if isinstance(model, DistributedDataParallel):
+            model = unwrap_compiled(model.module)
+        return model

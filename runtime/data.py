@@ -1,0 +1,331 @@
+"""Sharding a DataLoader across processes and moving its batches to the device.
+
+With one process the user's own DataLoader is iterated unchanged (same batches, same order, same use of the
+global RNG as the original script), only moved to the device. With N processes each process iterates the full
+index stream of the original batch sampler, in the same shuffled order everywhere (the sampler's seed is taken
+from process 0), and keeps every N-th batch (or, with ``split_batches``, its N-th of every batch). With
+``even_batches`` the last round is completed with indices from the start of the epoch so that every process
+gets the same number of equally sized batches; ``remainder`` tells ``gather_for_metrics`` how many gathered
+samples of that last round are real.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import math
+from typing import Any, Callable, Iterator
+
+import torch
+from torch.utils.data import DataLoader, IterableDataset, Sampler
+
+from .ops import send_to_device
+from .state import GradientState
+
+
+def _split_check(batch_size: int | None, num_processes: int) -> None:
+    if batch_size is None or batch_size % num_processes:
+        raise ValueError(
+            f"split_batches=True needs a batch size that is a multiple of the number of processes "
+            f"({num_processes}); got batch_size={batch_size}"
+        )
+
+
+class ShardedBatchSampler(Sampler):
+    """The batches of ``batch_sampler`` that belong to process ``process_index`` of ``num_processes``."""
+
+    def __init__(self, batch_sampler, num_processes: int, process_index: int, split_batches=False, even_batches=True):
+        self.batch_sampler = batch_sampler
+        self.num_processes = num_processes
+        self.process_index = process_index
+        self.split_batches = split_batches
+        self.even_batches = even_batches
+        self.batch_size = getattr(batch_sampler, "batch_size", None)
+        self.drop_last = getattr(batch_sampler, "drop_last", False)
+        if split_batches:
+            _split_check(self.batch_size, num_processes)
+
+    def __len__(self) -> int:
+        batches, n = len(self.batch_sampler), self.num_processes
+        if self.split_batches:
+            return batches
+        if self.drop_last:
+            return batches // n
+        if self.even_batches:
+            return math.ceil(batches / n)
+        return batches // n + (1 if self.process_index < batches % n else 0)
+
+    def __iter__(self) -> Iterator[list]:
+        return self._iter_split() if self.split_batches else self._iter_rounds()
+
+    def _iter_rounds(self) -> Iterator[list]:
+        n, rank, size = self.num_processes, self.process_index, self.batch_size
+        pad = self.even_batches and not self.drop_last
+        first: list = []  # the epoch's first indices (or first whole batches when the size is unknown)
+        round_: list = []
+        for batch in self.batch_sampler:
+            if pad and len(first) < (n * size if size else n):
+                first.extend(batch if size else [batch])
+            round_.append(batch)
+            if len(round_) == n:
+                if size is not None and len(batch) < size:
+                    break  # the last batch is short: complete it below
+                yield round_[rank]
+                round_ = []
+        if not round_ or self.drop_last:
+            return
+        if not self.even_batches:
+            if rank < len(round_):
+                yield round_[rank]
+            return
+        filler = itertools.cycle(first)
+        if size is not None:
+            round_[-1] = list(round_[-1]) + [next(filler) for _ in range(size - len(round_[-1]))]
+            round_ += [[next(filler) for _ in range(size)] for _ in range(n - len(round_))]
+        else:
+            round_ += [next(filler) for _ in range(n - len(round_))]
+        yield round_[rank]
+
+    def _iter_split(self) -> Iterator[list]:
+        n, rank, size = self.num_processes, self.process_index, self.batch_size
+        share = size // n
+        first: list = []
+        for batch in self.batch_sampler:
+            if not first:
+                first = list(batch)
+            if len(batch) < size:
+                if self.even_batches:
+                    filler = itertools.cycle(first)
+                    batch = list(batch) + [next(filler) for _ in range(size - len(batch))]
+                else:
+                    part = math.ceil(len(batch) / n)
+                    if batch[rank * part : (rank + 1) * part]:
+                        yield batch[rank * part : (rank + 1) * part]
+                    continue
+            yield batch[rank * share : (rank + 1) * share]
+
+
+class ShardedIterableDataset(IterableDataset):
+    """Process ``process_index``'s share of an iterable dataset: of every ``round_size`` consecutive samples it
+    keeps slice number ``process_index``; a short last round is completed from the start if ``even_batches``."""
+
+    def __init__(self, dataset, round_size: int, num_processes: int, process_index: int, drop_last=False, even_batches=True):
+        self.dataset = dataset
+        self.round_size = round_size
+        self.share = round_size // num_processes
+        self.process_index = process_index
+        self.drop_last = drop_last
+        self.even_batches = even_batches
+
+    def __iter__(self):
+        lo, hi = self.process_index * self.share, (self.process_index + 1) * self.share
+        first: list = []
+        buffer: list = []
+        for item in self.dataset:
+            buffer.append(item)
+            if len(first) < self.round_size:
+                first.append(item)
+            if len(buffer) == self.round_size:
+                yield from buffer[lo:hi]
+                buffer = []
+        if buffer and not self.drop_last:
+            if self.even_batches:
+                filler = itertools.cycle(first)
+                buffer += [next(filler) for _ in range(self.round_size - len(buffer))]
+            yield from buffer[lo:hi]
+
+
+def _loader_kwargs(loader: DataLoader) -> dict[str, Any]:
+    """The constructor arguments of ``loader`` other than the dataset and how it batches."""
+    kwargs = {
+        "num_workers": loader.num_workers,
+        "collate_fn": loader.collate_fn,
+        "pin_memory": loader.pin_memory,
+        "timeout": loader.timeout,
+        "worker_init_fn": loader.worker_init_fn,
+        "multiprocessing_context": loader.multiprocessing_context,
+        "generator": loader.generator,
+        "persistent_workers": loader.persistent_workers,
+        "pin_memory_device": loader.pin_memory_device,
+    }
+    if loader.num_workers > 0:
+        kwargs["prefetch_factor"] = loader.prefetch_factor
+    if hasattr(loader, "in_order"):
+        kwargs["in_order"] = loader.in_order
+    return kwargs
+
+
+class _SkipBatches(Sampler):
+    """A batch sampler without the first ``skip`` batches of another."""
+
+    def __init__(self, batch_sampler, skip: int):
+        self.batch_sampler = batch_sampler
+        self.skip = skip
+
+    def __len__(self) -> int:
+        return max(len(self.batch_sampler) - self.skip, 0)
+
+    def __iter__(self):
+        return itertools.islice(iter(self.batch_sampler), self.skip, None)
+
+
+class PreparedDataLoader:
+    """What ``Accelerator.prepare`` returns for a DataLoader: iterates the (sharded) loader, moves each batch to
+    the device, and tells the gradient state when the last batch is reached.
+
+    Attributes not defined here (``dataset``, ``sampler``, ``collate_fn``, ...) come from the wrapped loader.
+    """
+
+    def __init__(
+        self,
+        loader: DataLoader,
+        gradient_state: GradientState,
+        device: torch.device | None,
+        batch_size: int | None,
+        total_batch_size: int | None,
+        remainder: int = -1,
+        sync_seed: Callable[[], None] | None = None,
+        epoch_targets: tuple = (),
+    ):
+        self.base_loader = loader
+        self.gradient_state = gradient_state
+        self.device = device
+        self.batch_size = batch_size
+        self.total_batch_size = total_batch_size
+        self.remainder = remainder
+        self.end_of_dataloader = False
+        self._sync_seed = sync_seed
+        self._epoch_targets = epoch_targets
+        if device is None or device.type == "cpu":
+            self._move = None  # batches from a DataLoader are already on the CPU
+        else:
+            self._move = functools.partial(send_to_device, device=device, non_blocking=loader.pin_memory or device.type == "cuda")
+
+    def __getattr__(self, name: str):
+        if name == "base_loader":  # not set yet (copy/unpickle)
+            raise AttributeError(name)
+        return getattr(self.base_loader, name)
+
+    def __len__(self) -> int:
+        return len(self.base_loader)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Forward the epoch to the original sampler / batch sampler / dataset where they have ``set_epoch``."""
+        for target in self._epoch_targets:
+            target.set_epoch(epoch)
+
+    def __iter__(self):
+        if self._sync_seed is not None:
+            self._sync_seed()
+        self.end_of_dataloader = False
+        self.gradient_state.begin_loader(self)
+        try:
+            if self.base_loader.batch_sampler is not None:
+                yield from self._iter_sized()
+            else:
+                yield from self._iter_lookahead()
+        finally:
+            self.gradient_state.end_loader(self)
+
+    def _iter_sized(self):
+        move, last = self._move, len(self.base_loader) - 1
+        for index, batch in enumerate(self.base_loader):
+            if index == last:
+                self.end_of_dataloader = True
+            yield batch if move is None else move(batch)
+
+    def _iter_lookahead(self):
+        # no length to rely on: read one batch ahead to know which one is last
+        move = self._move
+        iterator = iter(self.base_loader)
+        try:
+            upcoming = next(iterator)
+        except StopIteration:
+            return
+        while True:
+            batch = upcoming
+            try:
+                upcoming = next(iterator)
+            except StopIteration:
+                self.end_of_dataloader = True
+                yield batch if move is None else move(batch)
+                return
+            yield batch if move is None else move(batch)
+
+
+def _seed_synchroniser(sampler, broadcast_seed: Callable[[int], int]) -> Callable[[], None] | None:
+    """Give a random sampler a private generator re-seeded at every epoch with process 0's seed, so that all
+    processes shuffle identically. The seed is drawn the way the sampler would have drawn it (from its own
+    generator if it had one, else from torch's global RNG)."""
+    if not hasattr(sampler, "generator"):
+        return None
+    source = sampler.generator
+    private = torch.Generator()
+    sampler.generator = private
+
+    def sync() -> None:
+        seed = int(torch.empty((), dtype=torch.int64).random_(generator=source).item())
+        private.manual_seed(broadcast_seed(seed))
+
+    return sync
+
+
+def prepare_data_loader(
+    loader: DataLoader,
+    gradient_state: GradientState,
+    num_processes: int,
+    process_index: int,
+    device: torch.device | None,
+    broadcast_seed: Callable[[int], int],
+    split_batches: bool = False,
+    even_batches: bool = True,
+) -> PreparedDataLoader:
+    """Shard ``loader`` for this process (see the module docstring) and wrap it in a PreparedDataLoader."""
+    batch_sampler = loader.batch_sampler
+    targets = (batch_sampler, getattr(batch_sampler, "sampler", None), loader.dataset)
+    targets = tuple(t for t in targets if hasattr(t, "set_epoch"))
+    size = loader.batch_size if batch_sampler is None else getattr(batch_sampler, "batch_size", None)
+    if num_processes == 1:
+        return PreparedDataLoader(loader, gradient_state, device, size, size, epoch_targets=targets)
+    if split_batches:
+        _split_check(size, num_processes)
+    per_process = size // num_processes if (split_batches and size) else size
+    total = size if split_batches else (size * num_processes if size else None)
+    kwargs = _loader_kwargs(loader)
+    sync = None
+    if isinstance(loader.dataset, IterableDataset):
+        if size is None:
+            raise ValueError("a DataLoader over an IterableDataset needs a batch_size to be sharded across processes")
+        dataset = ShardedIterableDataset(
+            loader.dataset, total, num_processes, process_index, loader.drop_last, even_batches
+        )
+        sharded = DataLoader(dataset, batch_size=per_process, drop_last=loader.drop_last, **kwargs)
+        length = len(loader.dataset) if hasattr(loader.dataset, "__len__") else None
+    else:
+        if batch_sampler is None:
+            raise ValueError("a DataLoader with batch_size=None cannot be sharded across processes; give it a batch_size")
+        sync = _seed_synchroniser(batch_sampler.sampler, broadcast_seed) if hasattr(batch_sampler, "sampler") else None
+        shard = ShardedBatchSampler(batch_sampler, num_processes, process_index, split_batches, even_batches)
+        sharded = DataLoader(loader.dataset, batch_sampler=shard, **kwargs)
+        source = getattr(batch_sampler, "sampler", None)
+        length = len(source) if source is not None else len(loader.dataset)
+    remainder = -1
+    if even_batches and not loader.drop_last and total and length is not None and length % total:
+        remainder = length % total
+    return PreparedDataLoader(sharded, gradient_state, device, per_process, total, remainder, sync, targets)
+
+
+def skip_first_batches(loader: PreparedDataLoader, num_batches: int) -> PreparedDataLoader:
+    """A loader like ``loader`` whose iteration starts after its first ``num_batches`` batches (for resuming)."""
+    inner = loader.base_loader
+    if inner.batch_sampler is None:
+        raise ValueError("skip_first_batches needs a DataLoader over a map-style dataset (with a batch sampler)")
+    skipped = DataLoader(inner.dataset, batch_sampler=_SkipBatches(inner.batch_sampler, num_batches), **_loader_kwargs(inner))
+    return PreparedDataLoader(
+        skipped, loader.gradient_state, loader.device, loader.batch_size, loader.total_batch_size,
+        loader.remainder, loader._sync_seed, loader._epoch_targets,
+    )
+
+
+__all__ = ["PreparedDataLoader", "ShardedBatchSampler", "ShardedIterableDataset",
+           "prepare_data_loader", "skip_first_batches"]
