@@ -32,7 +32,8 @@ def _reshard(raw) -> bool:
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("num_processes", "--num-processes", "num_processes", v.positive_int, 1,
-            "Total number of processes over all machines (each machine runs num_processes / num_machines)."),
+            "Total number of processes over all machines (each machine runs num_processes / num_machines); "
+            "default: one per GPU in --gpu-ids, else one, on each machine."),
     Setting("num_machines", "--num-machines", "num_machines", v.positive_int, 1, "Number of machines (nodes)."),
     Setting("machine_rank", "--machine-rank", "machine_rank", v.non_negative_int, 0,
             "Rank of this machine, 0 .. num_machines - 1; machine 0 hosts the rendezvous."),
@@ -105,9 +106,6 @@ class LaunchSettings:
     def source(self, name: str) -> str:
         return self._sources[name]
 
-    def from_flag(self, name: str) -> bool:
-        return self._sources[name].startswith("--")
-
     def describe(self, name: str) -> str:
         """`name = value (from SOURCE)`, for error messages."""
         return f"{name} = {_show(self._values[name])} (from {self._sources[name]})"
@@ -133,6 +131,9 @@ def merge(file_values: dict, file_sources: dict, flag_values: dict) -> LaunchSet
     for chosen, other in (("use_fsdp", "use_deepspeed"), ("use_deepspeed", "use_fsdp")):
         if flag_values.get(chosen) and other not in flag_values and values[other]:
             values[other], sources[other] = False, sources[chosen]
+    if sources["num_processes"] == DEFAULT_SOURCE:
+        # Unset: one process per listed GPU (one if none are listed) on every machine.
+        values["num_processes"] = values["num_machines"] * len(values["gpu_ids"] or (None,))
     settings = LaunchSettings(values, sources)
     _check(settings, flag_values)
     return settings
