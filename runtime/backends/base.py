@@ -85,7 +85,8 @@ class Backend(abc.ABC):
         out = torch.empty(
             (tensor.shape[0] * self.state.num_processes, *tensor.shape[1:]), dtype=tensor.dtype, device=tensor.device
         )
-        dist.all_gather_into_tensor(out, tensor.contiguous())
+        gather_into = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor  # the newer name
+        gather_into(out, tensor.contiguous())
         return out
 
     def all_gather_object(self, obj: Any) -> list:
