@@ -147,3 +147,13 @@ def _alive(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+@pytest.mark.timeout(180)
+def test_accelerator_in_the_script_picks_up_the_launch_flags(tmp_path, no_config):
+    result = launch(WORKERS / "accelerator_settings.py", tmp_path,
+                    launch_args=["--mixed-precision", "bf16", "--gradient-accumulation-steps", "2"], env=no_config)
+    assert result.returncode == 0, result.stderr
+    records = {int(p.stem[5:]): json.loads(p.read_text()) for p in tmp_path.glob("accel*.json")}
+    assert records == {rank: {"mixed_precision": "bf16", "num_processes": 2, "process_index": rank, "device": "cpu",
+                              "gradient_accumulation_steps": 2} for rank in (0, 1)}
