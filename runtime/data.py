@@ -220,7 +220,7 @@ class PreparedDataLoader:
         self.end_of_dataloader = False
         self.gradient_state.begin_loader(self)
         try:
-            if self.base_loader.batch_sampler is not None:
+            if not isinstance(self.base_loader.dataset, IterableDataset):
                 yield from self._iter_sized()
             else:
                 yield from self._iter_lookahead()
@@ -235,7 +235,7 @@ class PreparedDataLoader:
             yield batch if move is None else move(batch)
 
     def _iter_lookahead(self):
-        # no length to rely on: read one batch ahead to know which one is last
+        # an iterable dataset's length is unknown or approximate: read one batch ahead to find the last one
         move = self._move
         iterator = iter(self.base_loader)
         try:
