@@ -25,7 +25,8 @@ EXIT_USAGE = 2
 )
 @setting_options
 @click.option("--config-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Config file to read (default: $ACCEL_CONFIG_FILE or ~/.cache/accel/default_config.yaml, if present).")
+              help="Config file to read (default: $ACCEL_CONFIG_FILE, else ~/.cache/accel/default_config.yaml, "
+                   "when present).")
 @click.option("-m", "--module", is_flag=True, help="SCRIPT is a module name, run like `python -m`.")
 @click.option("--dry-run", is_flag=True, help="Print the torchrun command and the ACCEL_* variables; start nothing.")
 @click.argument("script")

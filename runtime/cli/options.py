@@ -30,7 +30,7 @@ def setting_options(command):
             command = click.option(decl, setting.name, default=None, help=setting.help)(command)
         else:
             command = click.option(setting.flag, setting.name, type=SettingType(setting), default=None,
-                                   help=setting.help)(command)
+                                   metavar=setting.metavar, help=setting.help)(command)
     return command
 
 

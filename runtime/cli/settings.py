@@ -4,7 +4,7 @@ and the rules that tie settings together (checked once every source is merged)."
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from collections.abc import Callable
 
 from . import values as v
 
@@ -18,6 +18,7 @@ class Setting:
     default: object
     help: str
     switch: bool = False
+    metavar: str | None = None  # how --help shows the value
 
 
 def _reshard(raw) -> bool:
@@ -33,35 +34,39 @@ def _reshard(raw) -> bool:
 SETTINGS: tuple[Setting, ...] = (
     Setting("num_processes", "--num-processes", "num_processes", v.positive_int, 1,
             "Total number of processes over all machines (each machine runs num_processes / num_machines); "
-            "default: one per GPU in --gpu-ids, else one, on each machine."),
-    Setting("num_machines", "--num-machines", "num_machines", v.positive_int, 1, "Number of machines (nodes)."),
+            "default: one per GPU in --gpu-ids, else one, on each machine.", metavar="N"),
+    Setting("num_machines", "--num-machines", "num_machines", v.positive_int, 1, "Number of machines (nodes).",
+            metavar="M"),
     Setting("machine_rank", "--machine-rank", "machine_rank", v.non_negative_int, 0,
-            "Rank of this machine, 0 .. num_machines - 1; machine 0 hosts the rendezvous."),
+            "Rank of this machine, 0 .. num_machines - 1; machine 0 hosts the rendezvous.", metavar="R"),
     Setting("main_process_ip", "--main-process-ip", "main_process_ip", v.host, None,
-            "Address of machine 0 (required with --num-machines > 1)."),
+            "Address of machine 0 (required with --num-machines > 1).", metavar="IP"),
     Setting("main_process_port", "--main-process-port", "main_process_port", v.port, None,
-            "Rendezvous port on machine 0 (default: a free port on one machine, 29500 on several)."),
+            "Rendezvous port on machine 0 (default: a free port on one machine, 29500 on several).", metavar="PORT"),
     Setting("rdzv_backend", "--rdzv-backend", "rdzv_backend", v.choice("static", "c10d"), "static",
-            "torchrun rendezvous backend for several machines: static (ranks from --machine-rank) or c10d."),
+            "torchrun rendezvous backend for several machines: static (ranks from --machine-rank) or c10d.",
+            metavar="static|c10d"),
     Setting("gpu_ids", "--gpu-ids", "gpu_ids", v.gpu_ids, None,
-            "GPUs to use, e.g. 0,1 (sets CUDA_VISIBLE_DEVICES); default all."),
+            "GPUs to use, e.g. 0,1 (sets CUDA_VISIBLE_DEVICES); default all.", metavar="IDS"),
     Setting("use_cpu", "--cpu", "use_cpu", v.boolean, False,
             "Run on CPU (gloo) even if CUDA is available.", switch=True),
     Setting("mixed_precision", "--mixed-precision", "mixed_precision", v.mixed_precision, "no",
-            "Mixed precision: no, fp16 or bf16."),
+            "Mixed precision: no, fp16 or bf16.", metavar="no|fp16|bf16"),
     Setting("gradient_accumulation_steps", "--gradient-accumulation-steps", "gradient_accumulation_steps",
-            v.positive_int, 1, "Number of batches whose gradients are accumulated before each optimizer step."),
+            v.positive_int, 1, "Number of batches whose gradients are accumulated before each optimizer step.",
+            metavar="K"),
     Setting("use_fsdp", "--use-fsdp", None, v.boolean, False,
             "Shard the model with FSDP2 (fully_shard).", switch=True),
     Setting("fsdp_auto_wrap_policy", "--fsdp-auto-wrap-policy", "fsdp_config.fsdp_auto_wrap_policy",
             v.choice("transformer", "size", "none", aliases={
                 "TRANSFORMER_BASED_WRAP": "transformer", "SIZE_BASED_WRAP": "size", "NO_WRAP": "none"}),
-            None, "Which submodules FSDP shards separately: transformer (by class), size (by parameter count), none."),
+            None, "Which submodules FSDP shards separately: transformer (by class), size (by parameter count), none.",
+            metavar="transformer|size|none"),
     Setting("fsdp_transformer_layer_cls", "--fsdp-transformer-layer-cls",
             "fsdp_config.fsdp_transformer_layer_cls_to_wrap", v.class_names, None,
-            "Comma-separated layer class names to shard separately (auto wrap policy transformer)."),
+            "Comma-separated layer class names to shard separately (auto wrap policy transformer).", metavar="CLASSES"),
     Setting("fsdp_min_num_params", "--fsdp-min-num-params", "fsdp_config.fsdp_min_num_params", v.positive_int,
-            None, "Minimum parameter count of a separately sharded submodule (auto wrap policy size)."),
+            None, "Minimum parameter count of a separately sharded submodule (auto wrap policy size).", metavar="N"),
     Setting("fsdp_reshard_after_forward", "--fsdp-reshard-after-forward", "fsdp_config.fsdp_reshard_after_forward",
             _reshard, None, "Free gathered parameters after the forward pass (saves memory).", switch=True),
     Setting("fsdp_cpu_offload", "--fsdp-cpu-offload", "fsdp_config.fsdp_offload_params", v.boolean, None,
@@ -71,17 +76,20 @@ SETTINGS: tuple[Setting, ...] = (
             "Recompute activations of wrapped layers in the backward pass.", switch=True),
     Setting("fsdp_state_dict_type", "--fsdp-state-dict-type", "fsdp_config.fsdp_state_dict_type",
             v.choice("full", "sharded", aliases={"FULL_STATE_DICT": "full", "SHARDED_STATE_DICT": "sharded"}),
-            None, "How FSDP checkpoints are saved: full (one file) or sharded (one per process)."),
+            None, "How FSDP checkpoints are saved: full (one file) or sharded (one per process).",
+            metavar="full|sharded"),
     Setting("use_deepspeed", "--use-deepspeed", None, v.boolean, False, "Train with DeepSpeed ZeRO.", switch=True),
-    Setting("zero_stage", "--zero-stage", "deepspeed_config.zero_stage", v.zero_stage, None, "ZeRO stage 0..3."),
+    Setting("zero_stage", "--zero-stage", "deepspeed_config.zero_stage", v.zero_stage, None, "ZeRO stage 0..3.",
+            metavar="0|1|2|3"),
     Setting("offload_optimizer", "--offload-optimizer", "deepspeed_config.offload_optimizer_device",
-            v.choice("none", "cpu"), None, "Offload the optimizer state: none or cpu (ZeRO stage >= 1)."),
+            v.choice("none", "cpu"), None, "Offload the optimizer state: none or cpu (ZeRO stage >= 1).",
+            metavar="none|cpu"),
     Setting("offload_param", "--offload-param", "deepspeed_config.offload_param_device", v.choice("none", "cpu"),
-            None, "Offload the parameters: none or cpu (ZeRO stage 3)."),
+            None, "Offload the parameters: none or cpu (ZeRO stage 3).", metavar="none|cpu"),
     Setting("deepspeed_config_file", "--deepspeed-config-file", "deepspeed_config.deepspeed_config_file",
-            v.existing_file, None, "A DeepSpeed JSON config file."),
+            v.existing_file, None, "A DeepSpeed JSON config file.", metavar="PATH"),
     Setting("gradient_clipping", "--gradient-clipping", "deepspeed_config.gradient_clipping", v.positive_float,
-            None, "Clip the gradient norm to this value (DeepSpeed)."),
+            None, "Clip the gradient norm to this value (DeepSpeed).", metavar="NORM"),
 )
 
 BY_NAME = {setting.name: setting for setting in SETTINGS}
