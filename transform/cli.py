@@ -81,9 +81,12 @@ class Reporter:
         self.changed = self.unchanged = self.failed = 0
         self.progress = None
 
-    def message(self, text: str) -> None:
+    def _clear_progress(self) -> None:
         if self.progress is not None:
-            click.echo("\r\033[K", nl=False, err=True)  # clear the progress bar's line first
+            click.echo("\r\033[K", nl=False, err=True)  # the bar is drawn again on its next update
+
+    def message(self, text: str) -> None:
+        self._clear_progress()
         click.echo(text, err=True)
 
     def file(self, report) -> None:
@@ -97,7 +100,9 @@ class Reporter:
         if report.diff:
             from accel_convert.diffing import colorize
 
-            click.echo(colorize(report.diff) if self.color else report.diff, nl=False, color=self.color)
+            self._clear_progress()
+            diff = colorize(report.diff) if self.color else report.diff
+            click.echo(diff.encode(report.diff_encoding, errors="replace"), nl=False)
         if not report.changed:
             self.unchanged += 1
             if self.verbose:

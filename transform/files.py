@@ -28,6 +28,20 @@ class Source:
     text: str
     encoding: str
 
+    @property
+    def has_bom(self) -> bool:
+        return self.encoding == "utf-8-sig"
+
+    def on_disk(self, text: str) -> str:
+        """``text`` as the file's bytes spell it: with the BOM character in front when the file has one (a diff
+        must show it, or its first context line does not match the file)."""
+        return "\ufeff" + text if self.has_bom else text
+
+    @property
+    def byte_encoding(self) -> str:
+        """The codec that turns ``on_disk`` text into the file's exact bytes."""
+        return "utf-8" if self.has_bom else self.encoding
+
 
 def decode_source(data: bytes) -> Source:
     """Decode ``data`` the way the Python interpreter would, keeping line endings as they are."""

@@ -21,13 +21,15 @@ from accel_convert.model import Change, ConvertError, Diagnostic, Options, Resul
 @dataclass(frozen=True)
 class FileReport:
     """What happened to one file. ``error`` is a full message (with the path); ``output`` holds the converted
-    bytes when the file changed; ``diff`` is filled when asked for."""
+    bytes when the file changed; ``diff`` is filled when asked for, to be written in ``diff_encoding`` (the
+    file's own, so that `git apply` finds its lines byte for byte)."""
 
     path: str
     changed: bool = False
     changes: tuple[Change, ...] = ()
     diagnostics: tuple[Diagnostic, ...] = ()
     diff: str = ""
+    diff_encoding: str = "utf-8"
     output: bytes | None = None
     error: str | None = None
 
@@ -62,7 +64,8 @@ def convert_decoded(source: Source, path: str, options: Options, diff: bool) -> 
         changed=True,
         changes=result.changes,
         diagnostics=result.diagnostics,
-        diff=unified_diff(source.text, result.text, path) if diff else "",
+        diff=unified_diff(source.on_disk(source.text), source.on_disk(result.text), path) if diff else "",
+        diff_encoding=source.byte_encoding,
         output=output,
     )
 
