@@ -84,6 +84,8 @@ def _run_torchrun(argv: list[str]) -> int:
         click.echo(f"accel launch: process {rank} (pid {failure.pid}) failed with {reason}; "
                    "every process was stopped", err=True)
         return code
+    except KeyboardInterrupt:  # Ctrl-C before torchrun installed its signal handlers: nothing started yet
+        return 128 + signal.SIGINT
     except SignalException as error:
         click.echo(f"accel launch: stopped by {signal.Signals(error.sigval).name}; every process was stopped",
                    err=True)
