@@ -1,0 +1,613 @@
+"""Roles of the objects in a training script, found by qualified name and data flow (never by variable name).
+
+Works on the ``Facts`` of one module and its ``ImportTable``: which bindings hold a model, an optimizer, a data
+loader, an LR scheduler, a device or a "CUDA is available" flag; which ``for`` loops iterate a loader and which names
+hold the batches they yield; which ``.to(device)`` / ``.cuda()`` calls move what; which ``.backward()`` calls there are.
+Roles flow along assignments (``self.model = model``), call arguments into parameters of functions defined in the same
+file (``train(model, loader, optimizer, device)``), and return values of such functions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import libcst as cst
+
+from accel_convert import symbols
+from accel_convert.facts import Assignment, CallSite, Facts, Loop, Scope, collect, target_names
+from accel_convert.imports import ImportTable, dotted_name
+
+MODEL, OPTIMIZER, LOADER, SCHEDULER, DEVICE, ACCELERATOR = (
+    "model",
+    "optimizer",
+    "loader",
+    "scheduler",
+    "device",
+    "accelerator",
+)
+PREPARED_ROLES = (MODEL, OPTIMIZER, LOADER, SCHEDULER)
+_DEVICE_NAMES = ("cpu", "cuda", "mps", "xpu")
+
+Binding = tuple[object, str]  # (owning Scope, or ClassInfo for attributes of self, dotted key)
+
+
+@dataclass(eq=False)
+class DeviceDefinition:
+    """``device = torch.device(...)``-like statement (or if/else chain of them) binding ``key``."""
+
+    key: str
+    scope: Scope
+    statement: cst.CSTNode  # a SimpleStatementLine, or an If chain
+    value: cst.BaseExpression | None  # the assigned expression (None for an if chain)
+    location: tuple
+    cuda_condition: cst.BaseExpression | None  # when the device is an accelerator; None: always
+    cpu_literal: bool = False  # the definition is an unconditional "cpu"
+    device_argument: cst.BaseExpression | None = None  # torch.device(args.device)
+
+
+@dataclass(eq=False)
+class Flag:
+    """``use_cuda = ... torch.cuda.is_available()``: a boolean that selects the device."""
+
+    name: str
+    assignment: Assignment
+
+
+@dataclass(eq=False)
+class Move:
+    """A ``.to(<device>)`` or ``.cuda()`` call; ``kind`` is "batch", "model" or "other"."""
+
+    site: CallSite
+    kind: str
+
+    @property
+    def call(self) -> cst.Call:
+        return self.site.node
+
+
+def strip_moves(node: cst.BaseExpression, is_move) -> cst.BaseExpression:
+    """``x.to(device).cuda()`` -> ``x`` for the calls ``is_move`` accepts."""
+    while isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute) and is_move(node):
+        node = node.func.value
+    return node
+
+
+def root_name(node: cst.BaseExpression) -> str | None:
+    """The variable an expression is derived from: ``batch["x"].float()`` -> ``batch``."""
+    while True:
+        if isinstance(node, cst.Name):
+            return node.value
+        if isinstance(node, (cst.Attribute, cst.Subscript)):
+            node = node.value
+        elif isinstance(node, cst.Call):
+            node = node.func
+        else:
+            return None
+
+
+def _is_string(node, predicate) -> bool:
+    if not isinstance(node, cst.SimpleString):
+        return False
+    value = node.evaluated_value
+    return isinstance(value, str) and predicate(value)
+
+
+def _is_device_literal(node) -> bool:
+    return _is_string(node, lambda v: v.split(":")[0] in _DEVICE_NAMES)
+
+
+def _is_cpu_literal(node) -> bool:
+    return _is_string(node, lambda v: v == "cpu")
+
+
+@dataclass(eq=False)
+class Analysis:
+    facts: Facts
+    imports: ImportTable
+    roles: dict[Binding, str] = field(default_factory=dict)
+    origins: dict[Binding, Binding] = field(default_factory=dict)
+    creations: dict[Binding, Assignment] = field(default_factory=dict)  # the assignment that made the object
+    edges: list[tuple[Binding, Binding, bool, Assignment | None]] = field(default_factory=list)  # target, source, alias
+    model_classes: set[str] = field(default_factory=set)
+    candidates: set[Binding] = field(default_factory=set)  # constructed like a model; a model if used as one
+    batch_loops: dict[Loop, set[str]] = field(default_factory=dict)
+    device_definitions: list[DeviceDefinition] = field(default_factory=list)
+    flags: list[Flag] = field(default_factory=list)
+    moves: list[Move] = field(default_factory=list)
+    backward_calls: list[CallSite] = field(default_factory=list)
+    has_accelerator: bool = False
+    anchor: Assignment | None = None  # the first optimizer: its scope owns the training run
+    _model_moves: set[int] = field(default_factory=set)
+
+    # names ----------------------------------------------------------------------------------------------------------
+    def binding(self, scope: Scope, key: str) -> Binding:
+        root, _, rest = key.partition(".")
+        if scope.class_name is not None and rest and root == scope.self_name:
+            return (self.facts.classes[scope.class_name], "self." + rest)
+        current = scope
+        while current is not None:
+            if root in current.params or root in current.assigned:
+                return (current, key)
+            current = current.parent
+        return (self.facts.module_scope, key)
+
+    def role_of(self, scope: Scope, node: cst.BaseExpression) -> str | None:
+        key = dotted_name(node)
+        return None if key is None else self.roles.get(self.binding(scope, key))
+
+    def qualify(self, node: cst.BaseExpression) -> str | None:
+        return self.imports.qualify(node)
+
+    def code(self, node: cst.CSTNode) -> str:
+        return self.facts.module.code_for_node(node)
+
+    # moves ----------------------------------------------------------------------------------------------------------
+    def is_device_expression(self, node: cst.BaseExpression, scope: Scope | None = None) -> bool:
+        if _is_device_literal(node):
+            return True
+        if isinstance(node, cst.Call):
+            return self.qualify(node.func) in symbols.DEVICE_CONSTRUCTORS
+        if isinstance(node, cst.IfExp):
+            return self.is_device_expression(node.body, scope) and self.is_device_expression(node.orelse, scope)
+        if scope is not None:
+            return self.role_of(scope, node) == DEVICE
+        return False
+
+    def is_move_call(self, call: cst.Call, scope: Scope) -> bool:
+        if not isinstance(call.func, cst.Attribute):
+            return False
+        method = call.func.attr.value
+        if method == "cuda":
+            return all(arg.keyword is None or arg.keyword.value in ("non_blocking", "device") for arg in call.args)
+        if method != "to":
+            return False
+        if any(_is_cpu_literal(arg.value) for arg in call.args):
+            return False  # an explicit move to the CPU is kept
+        if any(arg.keyword is not None and arg.keyword.value == "device" for arg in call.args):
+            return True
+        positional = [arg for arg in call.args if arg.keyword is None and not arg.star]
+        return bool(positional) and self.is_device_expression(positional[0].value, scope)
+
+    def _strip(self, node: cst.BaseExpression, scope: Scope) -> cst.BaseExpression:
+        return strip_moves(node, lambda call: self.is_move_call(call, scope))
+
+
+def analyse(module: cst.Module, imports: ImportTable | None = None) -> Analysis:
+    """Collect the facts of ``module`` and resolve the roles of its objects."""
+    analysis = Analysis(collect(module), imports or ImportTable.of(module))
+    _find_model_classes(analysis)
+    _find_direct_roles(analysis)
+    _find_edges(analysis)
+    _propagate(analysis)
+    _find_batch_loops(analysis)
+    _find_models_called_in_loops(analysis)
+    _propagate(analysis)
+    _find_batch_loops(analysis)
+    _find_device_definitions(analysis)
+    _find_flags(analysis)
+    _find_moves(analysis)
+    _find_backward_calls(analysis)
+    return analysis
+
+
+def _find_model_classes(analysis: Analysis) -> None:
+    classes = analysis.facts.classes
+    changed = True
+    while changed:
+        changed = False
+        for name, info in classes.items():
+            if name in analysis.model_classes:
+                continue
+            for base in info.bases:
+                if analysis.qualify(base) in symbols.MODULE_BASES or (
+                    isinstance(base, cst.Name) and base.value in analysis.model_classes
+                ):
+                    analysis.model_classes.add(name)
+                    changed = True
+                    break
+
+
+def _set_role(analysis: Analysis, binding: Binding, role: str, assignment: Assignment | None) -> bool:
+    if binding in analysis.roles:
+        return False
+    analysis.roles[binding] = role
+    analysis.origins[binding] = binding
+    if assignment is not None:
+        analysis.creations[binding] = assignment
+    return True
+
+
+def _parameter_receivers(node: cst.CSTNode) -> list[cst.BaseExpression]:
+    """Receivers of ``.parameters()`` / ``.named_parameters()`` calls anywhere inside ``node``."""
+    found = []
+
+    class _Finder(cst.CSTVisitor):
+        def visit_Call(self, call: cst.Call) -> None:
+            func = call.func
+            if isinstance(func, cst.Attribute) and func.attr.value in ("parameters", "named_parameters"):
+                found.append(func.value)
+
+    node.visit(_Finder())
+    return found
+
+
+def _model_binding(analysis: Analysis, scope: Scope, receiver: cst.BaseExpression) -> Binding | None:
+    key = dotted_name(receiver)
+    if key is None:
+        return None
+    parts = key.split(".")
+    self_attribute = scope.class_name is not None and parts[0] == scope.self_name
+    whole = analysis.binding(scope, key)
+    if len(parts) == 1 or (self_attribute and len(parts) == 2):
+        return whole
+    # model.fc.parameters(): the model is the object the attribute chain starts from
+    prefix = ".".join(parts[:2] if self_attribute else parts[:1])
+    return analysis.binding(scope, prefix)
+
+
+def _find_direct_roles(analysis: Analysis) -> None:
+    for assignment in analysis.facts.assignments:
+        if len(assignment.targets) != 1:
+            continue
+        target = dotted_name(assignment.targets[0])
+        if target is None:
+            continue
+        scope = assignment.scope
+        binding = analysis.binding(scope, target)
+        value = analysis._strip(assignment.value, scope)
+        if not isinstance(value, cst.Call):
+            continue
+        qualified = analysis.qualify(value.func)
+        if qualified is None:
+            if isinstance(value.func, cst.Name) and value.func.value in analysis.model_classes:
+                analysis.candidates.add(binding)
+                analysis.creations.setdefault(binding, assignment)
+            continue
+        if symbols.is_optimizer(qualified):
+            if _set_role(analysis, binding, OPTIMIZER, assignment) and analysis.anchor is None:
+                analysis.anchor = assignment
+            for receiver in _parameter_receivers(value):
+                model = _model_binding(analysis, scope, receiver)
+                if model is not None:
+                    _set_role(analysis, model, MODEL, analysis.creations.get(model))
+        elif qualified in symbols.DATALOADERS:
+            _set_role(analysis, binding, LOADER, assignment)
+        elif symbols.is_scheduler(qualified):
+            _set_role(analysis, binding, SCHEDULER, assignment)
+        elif qualified in symbols.ACCELERATOR_CLASSES:
+            analysis.has_accelerator = True
+            _set_role(analysis, binding, ACCELERATOR, assignment)
+        elif symbols.is_model_constructor(qualified):
+            analysis.candidates.add(binding)
+            analysis.creations.setdefault(binding, assignment)
+    for site in analysis.facts.calls:
+        if analysis.qualify(site.node.func) in symbols.ACCELERATOR_CLASSES:
+            analysis.has_accelerator = True
+    # a model found through .parameters() before its constructor was seen
+    for binding, role in analysis.roles.items():
+        if role == MODEL and binding not in analysis.creations:
+            assignment = _creation_of(analysis, binding)
+            if assignment is not None:
+                analysis.creations[binding] = assignment
+
+
+def _creation_of(analysis: Analysis, binding: Binding) -> Assignment | None:
+    for assignment in analysis.facts.assignments:
+        if len(assignment.targets) == 1:
+            key = dotted_name(assignment.targets[0])
+            if key is not None and analysis.binding(assignment.scope, key) == binding:
+                return assignment
+    return None
+
+
+def _callee(analysis: Analysis, site: CallSite) -> tuple[Scope, int] | None:
+    """The function or method defined in this file that ``site`` calls, and how many leading params it skips."""
+    func = site.node.func
+    facts = analysis.facts
+    if isinstance(func, cst.Name):
+        if func.value in facts.functions:
+            return facts.functions[func.value], 0
+        info = facts.classes.get(func.value)
+        if info is not None and "__init__" in info.methods:
+            return info.methods["__init__"], 1
+        return None
+    if isinstance(func, cst.Attribute):
+        owner = func.value
+        if isinstance(owner, cst.Name) and site.scope.class_name and owner.value == site.scope.self_name:
+            method = facts.classes[site.scope.class_name].methods.get(func.attr.value)
+            return (method, 1) if method is not None else None
+        if isinstance(owner, cst.Call) and isinstance(owner.func, cst.Name) and owner.func.value in facts.classes:
+            method = facts.classes[owner.func.value].methods.get(func.attr.value)
+            return (method, 1) if method is not None else None
+    return None
+
+
+def _find_edges(analysis: Analysis) -> None:
+    """Data flow: ``target <- source`` pairs through assignments, call arguments and return values."""
+    facts = analysis.facts
+    for assignment in facts.assignments:
+        scope = assignment.scope
+        value = analysis._strip(assignment.value, scope)
+        targets = [dotted_name(target) for target in assignment.targets]
+        if len(targets) == 1:
+            sources = [value]
+        elif isinstance(value, (cst.Tuple, cst.List)) and len(value.elements) == len(targets):
+            sources = [analysis._strip(element.value, scope) for element in value.elements]
+        else:
+            sources = [None] * len(targets)
+        returned = _returned_bindings(analysis, value, len(targets)) if isinstance(value, cst.Call) else None
+        for index, (target, source) in enumerate(zip(targets, sources)):
+            if target is None:
+                continue
+            target_binding = analysis.binding(scope, target)
+            key = dotted_name(source) if source is not None else None
+            if key is not None:
+                analysis.edges.append((target_binding, analysis.binding(scope, key), True, assignment))
+            elif returned is not None and returned[index] is not None:
+                analysis.edges.append((target_binding, returned[index], False, assignment))
+    for site in facts.calls:
+        callee = _callee(analysis, site)
+        if callee is None:
+            continue
+        function, skip = callee
+        params = function.params
+        for index, arg in enumerate(site.node.args):
+            if arg.star:
+                break
+            key = dotted_name(arg.value)
+            if key is None:
+                continue
+            if arg.keyword is not None:
+                name = arg.keyword.value
+            elif skip + index < len(params):
+                name = params[skip + index]
+            else:
+                continue
+            if name in function.params:
+                analysis.edges.append(((function, name), analysis.binding(site.scope, key), False, None))
+
+
+def _returned_bindings(analysis: Analysis, call: cst.Call, count: int) -> list[Binding | None] | None:
+    if not isinstance(call.func, cst.Name) or call.func.value not in analysis.facts.functions:
+        return None
+    function = analysis.facts.functions[call.func.value]
+    for value in analysis.facts.returns.get(function, ()):
+        elements = [e.value for e in value.elements] if isinstance(value, (cst.Tuple, cst.List)) else [value]
+        if len(elements) != count:
+            continue
+        result = []
+        for element in elements:
+            key = dotted_name(element)
+            result.append(analysis.binding(function, key) if key is not None else None)
+        return result
+    return None
+
+
+def _propagate(analysis: Analysis) -> None:
+    """Roles flow from source to target; through a plain alias (``a = b``) also back, as both name one object."""
+    changed = True
+    while changed:
+        changed = False
+        for target, source, alias, assignment in analysis.edges:
+            pairs = ((source, target, assignment), (target, source, None)) if alias else ((source, target, assignment),)
+            for origin, destination, creation in pairs:
+                changed |= _flow(analysis, origin, destination, creation)
+
+
+def _flow(analysis: Analysis, origin: Binding, destination: Binding, creation: Assignment | None) -> bool:
+    changed = False
+    if origin in analysis.candidates and destination not in analysis.candidates:
+        analysis.candidates.add(destination)
+        changed = True
+    role = analysis.roles.get(origin)
+    if role is not None and destination not in analysis.roles:
+        analysis.roles[destination] = role
+        analysis.origins[destination] = analysis.origins.get(origin, origin)
+        if creation is not None:
+            analysis.creations.setdefault(destination, creation)
+        changed = True
+    return changed
+
+
+def connected(analysis: Analysis, binding: Binding) -> set[Binding]:
+    """Bindings the object held by ``binding`` flows into (through aliases, arguments and returns)."""
+    seen = {binding}
+    frontier = [binding]
+    while frontier:
+        current = frontier.pop()
+        for target, source, alias, _ in analysis.edges:
+            for origin, destination in ((source, target), (target, source)) if alias else ((source, target),):
+                if origin == current and destination not in seen:
+                    seen.add(destination)
+                    frontier.append(destination)
+    return seen
+
+
+def _iterates_loader(analysis: Analysis, scope: Scope, node: cst.BaseExpression) -> bool:
+    if analysis.role_of(scope, node) == LOADER:
+        return True
+    if isinstance(node, cst.Call):
+        return any(
+            arg.keyword is None and not arg.star and _iterates_loader(analysis, scope, arg.value) for arg in node.args
+        )
+    return False
+
+
+def _find_batch_loops(analysis: Analysis) -> None:
+    analysis.batch_loops.clear()
+    for loop in analysis.facts.loops:
+        if _iterates_loader(analysis, loop.scope, loop.node.iter):
+            analysis.batch_loops[loop] = set(loop.target_names)
+    for assignment in analysis.facts.assignments:
+        for loop in assignment.loops:
+            names = analysis.batch_loops.get(loop)
+            if names is None:
+                continue
+            if root_name(analysis._strip(assignment.value, assignment.scope)) in names:
+                for target in assignment.targets:
+                    names.update(target_names(target))
+
+
+def _in_batch_loop(analysis: Analysis, site: CallSite) -> bool:
+    return any(loop in analysis.batch_loops for loop in site.loops)
+
+
+def _find_models_called_in_loops(analysis: Analysis) -> None:
+    for site in analysis.facts.calls:
+        key = dotted_name(site.node.func)
+        if key is None or not _in_batch_loop(analysis, site):
+            continue
+        binding = analysis.binding(site.scope, key)
+        if binding in analysis.candidates and binding not in analysis.roles:
+            _set_role(analysis, binding, MODEL, analysis.creations.get(binding))
+
+
+def _device_branches(node: cst.If) -> list[tuple[cst.BaseExpression | None, cst.Assign]] | None:
+    """For ``if a: device = X elif b: device = Y else: device = Z``: [(a, assign X), (b, ...), (None, ...)]."""
+    branches = []
+    current: cst.If | cst.Else | None = node
+    while current is not None:
+        body = current.body
+        if not isinstance(body, cst.IndentedBlock) or len(body.body) != 1:
+            return None
+        line = body.body[0]
+        if not isinstance(line, cst.SimpleStatementLine) or len(line.body) != 1:
+            return None
+        assign = line.body[0]
+        if not isinstance(assign, cst.Assign) or len(assign.targets) != 1:
+            return None
+        branches.append((current.test if isinstance(current, cst.If) else None, assign))
+        current = current.orelse if isinstance(current, cst.If) else None
+    if branches[-1][0] is not None:
+        return None  # no else: the variable may stay unbound
+    return branches
+
+
+def _find_device_definitions(analysis: Analysis) -> None:
+    chained: set[int] = set()
+    for node, scope, location in analysis.facts.if_statements:
+        branches = _device_branches(node)
+        if branches is None:
+            continue
+        keys = {dotted_name(assign.targets[0].target) for _, assign in branches}
+        if len(keys) != 1 or None in keys:
+            continue
+        if not all(analysis.is_device_expression(assign.value) for _, assign in branches):
+            continue
+        conditions = [test for test, assign in branches if test is not None and not _is_cpu_literal(assign.value)]
+        condition = conditions[0] if len(conditions) == 1 else None
+        if len(conditions) > 1:
+            condition = cst.BooleanOperation(conditions[0], cst.Or(), conditions[1])
+        key = keys.pop()
+        definition = DeviceDefinition(key, scope, node, None, location, condition)
+        analysis.device_definitions.append(definition)
+        _set_role(analysis, analysis.binding(scope, key), DEVICE, None)
+        chained.update(id(line) for line in _if_lines(node))
+    for assignment in analysis.facts.assignments:
+        if len(assignment.targets) != 1 or id(assignment.statement) in chained:
+            continue
+        key = dotted_name(assignment.targets[0])
+        value = assignment.value
+        if key is None or not analysis.is_device_expression(value):
+            continue
+        definition = DeviceDefinition(key, assignment.scope, assignment.statement, value, assignment.location, None)
+        _describe_device(analysis, definition, value)
+        analysis.device_definitions.append(definition)
+        _set_role(analysis, analysis.binding(assignment.scope, key), DEVICE, assignment)
+    # devices handed to helpers as arguments
+    _propagate(analysis)
+
+
+def _if_lines(node: cst.If):
+    current = node
+    while current is not None:
+        yield from current.body.body
+        current = getattr(current, "orelse", None)
+
+
+def _describe_device(analysis: Analysis, definition: DeviceDefinition, value: cst.BaseExpression) -> None:
+    """Fill in when the definition picks an accelerator (its condition), or that it is always the CPU."""
+    if isinstance(value, cst.Call) and analysis.qualify(value.func) == "torch.device":
+        positional = [arg.value for arg in value.args if arg.keyword is None]
+        if positional and not _is_device_literal(positional[0]) and not isinstance(positional[0], cst.IfExp):
+            definition.device_argument = positional[0]
+            return
+        if positional:
+            value = positional[0]
+    if isinstance(value, cst.IfExp):
+        if _is_cpu_literal(value.orelse):
+            definition.cuda_condition = value.test
+        elif _is_cpu_literal(value.body):
+            definition.cuda_condition = cst.UnaryOperation(cst.Not(), value.test)
+        return
+    definition.cpu_literal = _is_cpu_literal(value)
+
+
+def _contains_availability_check(analysis: Analysis, node: cst.CSTNode) -> bool:
+    found = []
+
+    class _Finder(cst.CSTVisitor):
+        def visit_Call(self, call: cst.Call) -> None:
+            if analysis.qualify(call.func) in symbols.AVAILABILITY_CHECKS:
+                found.append(call)
+
+    node.visit(_Finder())
+    return bool(found)
+
+
+def _find_flags(analysis: Analysis) -> None:
+    for assignment in analysis.facts.assignments:
+        if len(assignment.targets) != 1 or analysis.is_device_expression(assignment.value):
+            continue
+        key = dotted_name(assignment.targets[0])
+        if key is not None and _contains_availability_check(analysis, assignment.value):
+            analysis.flags.append(Flag(key, assignment))
+
+
+def _is_batch_value(analysis: Analysis, site: CallSite, receiver: cst.BaseExpression) -> bool:
+    root = root_name(receiver)
+    if root is None:
+        return False
+    batch_names: set[str] = set()
+    for loop in site.loops:
+        batch_names |= analysis.batch_loops.get(loop, set())
+    for names, iterable in site.comprehensions:
+        if root_name(iterable) in batch_names:
+            batch_names |= set(names)
+    return root in batch_names
+
+
+def _find_moves(analysis: Analysis) -> None:
+    for assignment in analysis.facts.assignments:
+        if len(assignment.targets) != 1:
+            continue
+        key = dotted_name(assignment.targets[0])
+        if key is None or analysis.roles.get(analysis.binding(assignment.scope, key)) != MODEL:
+            continue
+        node = assignment.value
+        while isinstance(node, cst.Call) and analysis.is_move_call(node, assignment.scope):
+            analysis._model_moves.add(id(node))
+            node = node.func.value
+    for site in analysis.facts.calls:
+        call = site.node
+        if not analysis.is_move_call(call, site.scope):
+            continue
+        receiver = call.func.value
+        if id(call) in analysis._model_moves or analysis.role_of(site.scope, receiver) == MODEL:
+            kind = "model"
+        elif _is_batch_value(analysis, site, receiver):
+            kind = "batch"
+        else:
+            kind = "other"
+        analysis.moves.append(Move(site, kind))
+
+
+def _find_backward_calls(analysis: Analysis) -> None:
+    for site in analysis.facts.calls:
+        func = site.node.func
+        if not isinstance(func, cst.Attribute) or func.attr.value != "backward":
+            continue
+        receiver = func.value
+        if analysis.qualify(receiver) is not None or analysis.role_of(site.scope, receiver) == ACCELERATOR:
+            continue
+        analysis.backward_calls.append(site)

@@ -1,0 +1,64 @@
+"""``convert_source``: the pure function at the heart of accel-convert (text in, text out)."""
+
+from __future__ import annotations
+
+import libcst as cst
+
+from accel_convert.access import locate
+from accel_convert.analysis import analyse
+from accel_convert.context import Context
+from accel_convert.model import ConvertError, Options, Result
+from accel_convert.plan import Plan
+from accel_convert.prefilter import may_need_conversion
+from accel_convert.rewrite import Rewriter
+from accel_convert.rules import PLANNING_ORDER
+
+SETUP = "AC001"
+
+
+def convert_source(text: str, options: Options = Options()) -> Result:
+    """Rewrite one script's source; a file with nothing to convert comes back identical, with no changes.
+
+    Raises ``ConvertError`` when the text does not parse (or, as an internal error, when the result would not).
+    """
+    if not may_need_conversion(text):
+        return Result(text)
+    bom = "\ufeff" if text.startswith("\ufeff") else ""
+    module = _parse(text[len(bom):])
+    plan = plan_module(module, options)
+    if plan.empty:
+        return Result(text, (), tuple(plan.diagnostics))
+    new_text = bom + module.visit(Rewriter(plan)).code
+    try:
+        cst.parse_module(new_text[len(bom):])
+    except cst.ParserSyntaxError as error:
+        raise ConvertError(
+            f"internal error: the converted code does not parse ({error.message}); please report this file",
+            error.raw_line,
+            error.raw_column + 1,
+        ) from None
+    key = lambda item: (item.line, item.code)  # noqa: E731
+    return Result(new_text, tuple(sorted(plan.changes, key=key)), tuple(sorted(plan.diagnostics, key=key)))
+
+
+def _parse(text: str) -> cst.Module:
+    try:
+        return cst.parse_module(text)
+    except cst.ParserSyntaxError as error:
+        raise ConvertError(f"syntax error: {error.message}", error.raw_line, error.raw_column + 1) from None
+
+
+def plan_module(module: cst.Module, options: Options = Options()) -> Plan:
+    """Analyse a parsed module and let each enabled rule add its edits to one Plan."""
+    plan = Plan()
+    if not options.enabled(SETUP):
+        return plan  # every other rule names the accelerator that setup creates
+    analysis = analyse(module)
+    if analysis.has_accelerator or analysis.anchor is None:
+        return plan
+    rules = [rule for rule in PLANNING_ORDER if options.enabled(rule.code)]
+    access = locate(analysis, [scope for rule in rules for scope in rule.needs(analysis)])
+    context = Context(analysis, access, options)
+    for rule in rules:
+        rule.plan(context, plan)
+    return plan

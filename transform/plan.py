@@ -1,0 +1,149 @@
+"""The Plan: plain data saying what the rewrite pass does to which original node.
+
+Rules fill a Plan from the analysis; ``rewrite.Rewriter`` applies it in one pass over the tree. Nodes are keyed by
+the identity of the *original* node, which stays valid however many rules touch the same statement.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import libcst as cst
+
+from accel_convert.model import Change, Diagnostic
+
+
+@dataclass
+class StatementEdit:
+    """Statements to put before / after an original statement, and whether it is removed or replaced."""
+
+    before: list[cst.BaseStatement] = field(default_factory=list)
+    after: list[cst.BaseStatement] = field(default_factory=list)
+    replacement: cst.BaseStatement | None = None
+    remove: bool = False
+
+
+@dataclass(frozen=True)
+class DropMove:
+    """``x.to(device, non_blocking=True)`` / ``x.cuda()`` -> ``x``; ``x.to(device, dtype)`` -> ``x.to(dtype)``."""
+
+    def apply(self, call: cst.Call) -> cst.BaseExpression:
+        kept = []
+        if call.func.attr.value == "to":
+            by_keyword = any(arg.keyword is not None and arg.keyword.value == "device" for arg in call.args)
+            kept = [a for a in call.args if a.keyword is None or a.keyword.value not in ("device", "non_blocking", "copy")]
+            positional = [a for a in kept if a.keyword is None]
+            if positional and not by_keyword:
+                kept.remove(positional[0])
+        if not kept:
+            receiver = call.func.value
+            if call.lpar:
+                return receiver.with_changes(lpar=[*call.lpar, *receiver.lpar], rpar=[*receiver.rpar, *call.rpar])
+            return receiver
+        kept[-1] = kept[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
+        return call.with_changes(args=kept)
+
+
+@dataclass(frozen=True)
+class Retarget:
+    """``x.cuda()`` / ``x.to("cuda")`` -> ``x.to(<device>)``, keeping other arguments."""
+
+    device: str
+
+    def apply(self, call: cst.Call) -> cst.BaseExpression:
+        device = cst.parse_expression(self.device)
+        rest = [
+            arg
+            for index, arg in enumerate(call.args)
+            if not (arg.keyword is None and index == 0) and not (arg.keyword and arg.keyword.value == "device")
+        ]
+        args = [cst.Arg(device, comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")) if rest else cst.MaybeSentinel.DEFAULT), *rest]
+        return call.with_changes(func=call.func.with_changes(attr=cst.Name("to")), args=args)
+
+
+@dataclass(frozen=True)
+class ReplaceWith:
+    """Replace the node by an expression given as code."""
+
+    code: str
+
+    def apply(self, node: cst.CSTNode) -> cst.CSTNode:
+        new = cst.parse_expression(self.code)
+        if isinstance(node, cst.BaseExpression) and (node.lpar or node.rpar):
+            new = new.with_changes(lpar=node.lpar, rpar=node.rpar)
+        return new
+
+
+@dataclass(frozen=True)
+class BackwardThrough:
+    """``loss.backward(**kw)`` -> ``<accelerator>.backward(loss, **kw)``."""
+
+    accelerator: str
+
+    def apply(self, call: cst.Call) -> cst.Call:
+        receiver = call.func.value
+        if receiver.lpar:
+            receiver = receiver.with_changes(lpar=[], rpar=[])
+        comma = cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")) if call.args else cst.MaybeSentinel.DEFAULT
+        func = cst.parse_expression(f"{self.accelerator}.backward")
+        return call.with_changes(func=func, args=[cst.Arg(receiver, comma=comma), *call.args])
+
+
+@dataclass(frozen=True)
+class AppendArgument:
+    """Pass one more argument to a call: ``name`` positionally, or as ``name=name`` when asked."""
+
+    name: str
+    keyword: bool
+
+    def apply(self, call: cst.Call) -> cst.Call:
+        args = list(call.args)
+        if args and args[-1].comma is cst.MaybeSentinel.DEFAULT:
+            args[-1] = args[-1].with_changes(comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")))
+        keyword = cst.Name(self.name) if self.keyword else None
+        equal = cst.AssignEqual(cst.SimpleWhitespace(""), cst.SimpleWhitespace("")) if self.keyword else cst.MaybeSentinel.DEFAULT
+        args.append(cst.Arg(cst.Name(self.name), keyword=keyword, equal=equal))
+        return call.with_changes(args=args)
+
+
+@dataclass(frozen=True)
+class AppendParameter:
+    """Add a parameter to a function: positional at the end, or keyword-only when the signature has defaults."""
+
+    name: str
+    keyword_only: bool
+
+    def apply(self, node: cst.FunctionDef) -> cst.FunctionDef:
+        params = node.params
+        new = cst.Param(cst.Name(self.name))
+        if self.keyword_only:
+            star = params.star_arg if isinstance(params.star_arg, (cst.Param, cst.ParamStar)) else cst.ParamStar()
+            params = params.with_changes(star_arg=star, kwonly_params=[*params.kwonly_params, new])
+        else:
+            existing = list(params.params)
+            if existing and existing[-1].comma is cst.MaybeSentinel.DEFAULT:
+                existing[-1] = existing[-1].with_changes(comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")))
+            params = params.with_changes(params=[*existing, new])
+        return node.with_changes(params=params)
+
+
+@dataclass
+class Plan:
+    statements: dict[int, StatementEdit] = field(default_factory=dict)
+    expressions: dict[int, list] = field(default_factory=dict)  # id(original node) -> edits, applied in order
+    changes: list[Change] = field(default_factory=list)
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+
+    def statement(self, node: cst.CSTNode) -> StatementEdit:
+        return self.statements.setdefault(id(node), StatementEdit())
+
+    def expression(self, node: cst.CSTNode, edit) -> None:
+        self.expressions.setdefault(id(node), []).append(edit)
+
+    def removes(self, node: cst.CSTNode) -> bool:
+        edit = self.statements.get(id(node))
+        return edit is not None and edit.remove
+
+    @property
+    def empty(self) -> bool:
+        return not (self.statements or self.expressions)

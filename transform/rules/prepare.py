@@ -1,0 +1,165 @@
+"""AC002 prepare."""
+
+from __future__ import annotations
+
+import libcst as cst
+
+from accel_convert.analysis import LOADER, MODEL, OPTIMIZER, PREPARED_ROLES, SCHEDULER, Analysis, connected
+from accel_convert.context import common_level
+from accel_convert.imports import dotted_name
+from accel_convert.rules.base import Rule
+
+_ORDER = {MODEL: 0, OPTIMIZER: 1, LOADER: 2, SCHEDULER: 3}
+_MAX_LINE = 100
+
+
+class Prepare(Rule):
+    """Pass the model, optimizer, data loaders and per-step LR scheduler through `accelerator.prepare`.
+
+    ## Why
+    `prepare` wraps each object for the run's device and process count: the model is moved (and wrapped for
+    data-parallel training), the optimizer steps through the precision and sharding logic, each data loader yields
+    only this process's share of the batches, already on the right device.
+
+    ## What it does
+    One statement `model, optimizer, train_loader, ... = accelerator.prepare(model, optimizer, train_loader, ...)`
+    in the scope that creates the optimizer, right after the last of these objects is created and before the
+    training loop. Objects are found by what they are, never by their names: an optimizer is a `torch.optim`
+    class however it was imported (`optim.Adam`, `from torch.optim import Adam as A`, `from torch.optim import *`);
+    a model is what feeds `.parameters()` to an optimizer, or an `nn.Module` subclass of the file (or a
+    `torchvision` model) that is called in a loop over a data loader; a data loader is a
+    `torch.utils.data.DataLoader`. Attributes count (`self.model`, `self.optimizer` in a trainer class), and
+    objects handed to helper functions (`train(model, loader, optimizer)`) are prepared where they are created.
+
+    An LR scheduler is prepared only when it is stepped inside the loop over batches: a prepared scheduler steps
+    once per process on each call (it expects per-batch stepping), so a scheduler stepped once per epoch is left
+    unprepared and keeps stepping the optimizer's learning rate exactly as before.
+
+    **Unsafe** (in ruff's sense): under several processes each one sees only its share of every prepared loader,
+    so per-epoch sums and counts computed in the loop cover that share.
+
+    ## Example
+    ```python
+    train_loader = DataLoader(train_set, batch_size=64, shuffle=True)
+    model = Net()
+    optimizer = optim.Adam(model.parameters(), lr=1e-3)
+
+    for epoch in range(epochs):
+        for data, target in train_loader:
+            ...
+    ```
+    becomes
+    ```python
+    train_loader = DataLoader(train_set, batch_size=64, shuffle=True)
+    model = Net()
+    optimizer = optim.Adam(model.parameters(), lr=1e-3)
+    model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
+
+    for epoch in range(epochs):
+        for data, target in train_loader:
+            ...
+    ```
+    """
+
+    code = "AC002"
+    name = "prepare"
+    summary = "Pass the model, optimizer, data loaders and per-step LR scheduler through `accelerator.prepare`."
+    unsafe = True
+
+    def plan(self, context, plan):
+        analysis = context.analysis
+        owner = context.access.owner
+        objects = _objects(analysis, owner)
+        if not objects:
+            return
+        accelerator = context.access.expression(owner)
+        created = [assignment for _, _, assignment in objects if assignment is not None]
+        if created:
+            depth, block_id, indices = common_level([assignment.location for assignment in created])
+            index = max(indices)
+            anchor = analysis.facts.statement_at(block_id, index)
+            location = created[0].location[:depth] + ((block_id, index),)
+        else:
+            block_id = owner.body_block
+            anchor = analysis.facts.blocks[block_id].body[0]
+            location = owner.location + ((block_id, 0),)
+            depth = len(location) - 1
+        early = [
+            loop
+            for loop in analysis.batch_loops
+            if loop.scope is owner
+            and len(loop.location) > depth
+            and loop.location[depth][0] == block_id
+            and loop.location[depth][1] <= location[depth][1]
+        ]
+        if early and created:
+            plan.diagnostics.append(
+                context.diagnostic(
+                    self.code, anchor, "objects are created after the training loop starts; `accelerator.prepare` not added"
+                )
+            )
+            return
+        keys = [key for key, _, _ in objects]
+        statement = _prepare_statement(keys, accelerator, context.indentation(location), context.module.default_indent)
+        edit = plan.statement(anchor)
+        if created:
+            edit.after.append(statement)
+        else:
+            edit.before.append(statement)
+        context.use(owner, location)
+        plan.changes.append(context.change(self.code, anchor, f"prepare {', '.join(keys)} with `{accelerator}.prepare`"))
+
+
+def _objects(analysis: Analysis, owner):
+    """(key, role, creating assignment or None for a parameter) of the objects the owner scope prepares."""
+    found = []
+    for binding, role in analysis.roles.items():
+        if role not in PREPARED_ROLES:
+            continue
+        holder, key = binding
+        assignment = analysis.creations.get(binding)
+        if holder is owner:
+            if assignment is not None and assignment.scope is not owner:
+                assignment = None
+            if assignment is None and key not in owner.params:
+                continue
+        elif owner.class_name is not None and holder is analysis.facts.classes.get(owner.class_name):
+            if assignment is None or assignment.scope is not owner:
+                continue
+            key = key.replace("self.", f"{owner.self_name}.", 1)
+        else:
+            continue
+        if role == SCHEDULER and not _stepped_per_batch(analysis, binding):
+            continue
+        found.append((binding, key, role, assignment))
+    aliased = {source for target, source, alias, _ in analysis.edges if alias and target in {f[0] for f in found}}
+    found = [f for f in found if f[0] not in aliased]
+    found.sort(key=lambda f: (_ORDER[f[2]], _position(f[3])))
+    return [(key, role, assignment) for _, key, role, assignment in found]
+
+
+def _position(assignment) -> tuple:
+    return tuple(index for _, index in assignment.location) if assignment is not None else ()
+
+
+def _stepped_per_batch(analysis: Analysis, binding) -> bool:
+    reach = connected(analysis, binding)
+    for site in analysis.facts.calls:
+        func = site.node.func
+        if not (isinstance(func, cst.Attribute) and func.attr.value == "step"):
+            continue
+        if not any(loop in analysis.batch_loops for loop in site.loops):
+            continue
+        key = dotted_name(func.value)
+        if key is not None and analysis.binding(site.scope, key) in reach:
+            return True
+    return False
+
+
+def _prepare_statement(keys: list[str], accelerator: str, indent: str, unit: str) -> cst.BaseStatement:
+    names = ", ".join(keys)
+    line = f"{names} = {accelerator}.prepare({names})"
+    if len(indent) + len(line) > _MAX_LINE:
+        # continuation lines are written relative to the block's indentation
+        line = f"{names} = {accelerator}.prepare(\n{unit}{names}\n)"
+    return cst.parse_statement(line + "\n")

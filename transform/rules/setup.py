@@ -1,0 +1,290 @@
+"""AC001 setup."""
+
+from __future__ import annotations
+
+import libcst as cst
+
+from accel_convert import symbols
+from accel_convert.analysis import PREPARED_ROLES, Analysis, DeviceDefinition, Flag
+from accel_convert.context import common_level
+from accel_convert.imports import dotted_name
+from accel_convert.plan import AppendArgument, AppendParameter, ReplaceWith
+from accel_convert.rules.base import Rule
+
+
+class Setup(Rule):
+    """Import the runtime and create `accelerator = Accelerator(...)` once; the device comes from it.
+
+    ## Why
+    The accelerator knows which device this process owns (CPU, CUDA, MPS, one GPU per process under a launcher);
+    the script's own device choice (`torch.device("cuda" if torch.cuda.is_available() else "cpu")`) does not.
+
+    ## What it does
+    - Adds `from accel import Accelerator` (or `from accelerate import Accelerator` with `--target accelerate`)
+      after the module's imports.
+    - Creates `accelerator = Accelerator()` once, in the scope that owns the training run (the one that creates the
+      optimizer): at module level for a flat script (or when the device is defined at module level), at the top
+      of `main()` or of the function that builds the objects otherwise, as `self.accelerator` in a trainer class's
+      method. It goes right before the device definition when there is one, else before the first object of the
+      run is created.
+    - Every device definition (`device = torch.device(...)`, `device = "cuda:0"`, an `if`/`else` chain that picks
+      one, `torch.accelerator.current_accelerator()`) becomes `device = accelerator.device`, so the remaining uses
+      of `device` keep working.
+    - A user switch that forces the CPU is carried over: with `use_cuda = not args.no_cuda and
+      torch.cuda.is_available()` the accelerator is created as `Accelerator(cpu=args.no_cuda)`; with
+      `torch.device(args.device)`, as `Accelerator(cpu=args.device == "cpu")`.
+    - A `use_cuda`-style flag whose every use went away (AC003 removed the moves it guarded) is removed.
+    - A helper function that needs the accelerator (for `accelerator.backward`) and cannot see it gets an
+      `accelerator` parameter, passed at each call site in the file.
+
+    ## Example
+    ```python
+    import torch
+
+    def main():
+        args = parser.parse_args()
+        use_cuda = not args.no_cuda and torch.cuda.is_available()
+        device = torch.device("cuda" if use_cuda else "cpu")
+    ```
+    becomes
+    ```python
+    import torch
+    from accel import Accelerator
+
+    def main():
+        args = parser.parse_args()
+        use_cuda = not args.no_cuda and torch.cuda.is_available()
+        accelerator = Accelerator(cpu=args.no_cuda)
+        device = accelerator.device
+    ```
+    (`use_cuda` stays while other code still reads it.)
+    """
+
+    code = "AC001"
+    name = "setup"
+    summary = "Import the runtime and create `accelerator = Accelerator(...)` once; the device comes from it."
+
+    def needs(self, analysis):
+        return [definition.scope for definition in analysis.device_definitions]
+
+    def plan(self, context, plan):
+        analysis = context.analysis
+        access = context.access
+        self._replace_devices(context, plan)
+        self._remove_flags(context, plan)
+        for helper, keyword_only in access.passed.items():
+            plan.expression(helper.node, AppendParameter("accelerator", keyword_only))
+            plan.changes.append(context.change(self.code, helper.node, f"`{helper.name}` takes the accelerator as a parameter"))
+        for site, by_keyword in access.call_sites:
+            plan.expression(site.node, AppendArgument("accelerator", by_keyword))
+        self._create(context, plan)
+        anchor, after = _import_anchor(analysis.facts.module)
+        module = "accel" if context.options.target == "accel" else "accelerate"
+        statement = cst.parse_statement(f"from {module} import Accelerator\n")
+        if after:
+            plan.statement(anchor).after.append(statement)
+        else:
+            plan.statement(anchor).before.append(statement)
+        plan.changes.append(context.change(self.code, anchor, f"import `Accelerator` from `{module}`"))
+
+    def _replace_devices(self, context, plan) -> None:
+        for definition in context.analysis.device_definitions:
+            accelerator = context.access.expression(definition.scope)
+            if accelerator is None:
+                plan.diagnostics.append(
+                    context.diagnostic(self.code, definition.statement, f"device `{definition.key}` left as is: `{definition.scope.name}` cannot reach the accelerator")
+                )
+                continue
+            if definition.value is not None:
+                plan.expression(definition.value, ReplaceWith(f"{accelerator}.device"))
+            else:
+                plan.statement(definition.statement).replacement = cst.parse_statement(f"{definition.key} = {accelerator}.device\n")
+            context.use(definition.scope, definition.location)
+            plan.changes.append(context.change(self.code, definition.statement, f"`{definition.key}` is `{accelerator}.device`"))
+
+    def _remove_flags(self, context, plan) -> None:
+        analysis = context.analysis
+        gone = _gone_statements(analysis, plan)
+        for flag in analysis.flags:
+            statement = flag.assignment.statement
+            if "." in flag.name or len(statement.body) != 1:
+                continue
+            binding = analysis.binding(flag.assignment.scope, flag.name)
+            uses = [
+                load
+                for load in analysis.facts.loads
+                if load.name == flag.name
+                and load.location != flag.assignment.location
+                and analysis.binding(load.scope, flag.name) == binding
+            ]
+            if uses and all(_is_gone(analysis, load.location, gone) for load in uses):
+                plan.statement(statement).remove = True
+                plan.changes.append(context.change(self.code, statement, f"`{flag.name}` no longer used: removed"))
+
+    def _create(self, context, plan) -> None:
+        analysis = context.analysis
+        access = context.access
+        home = access.home
+        locations = [d.location for d in analysis.device_definitions if d.scope is home]
+        locations += [location for scope, location in context.uses if scope is home]
+        if not any(d.scope is home for d in analysis.device_definitions):
+            locations += [flag.assignment.location for flag in analysis.flags if flag.assignment.scope is home]
+            locations += [
+                assignment.location
+                for binding, assignment in analysis.creations.items()
+                if assignment.scope is home and analysis.roles.get(binding) in PREPARED_ROLES
+            ]
+        depth, block_id, indices = common_level(locations)
+        index = min(indices)
+        anchor = analysis.facts.statement_at(block_id, index)
+        cpu = _cpu_argument(analysis, home)
+        if cpu is not None and _defined_after(analysis, home, cpu[1], block_id, index):
+            plan.diagnostics.append(
+                context.diagnostic(self.code, anchor, f"`cpu={cpu[0]}` not passed to `Accelerator`: its names are set later")
+            )
+            cpu = None
+        arguments = f"cpu={cpu[0]}" if cpu is not None else ""
+        target = "accelerator" if not access.attribute else f"{home.self_name}.accelerator"
+        plan.statement(anchor).before.append(cst.parse_statement(f"{target} = Accelerator({arguments})\n"))
+        plan.changes.append(context.change(self.code, anchor, f"create `{target} = Accelerator({arguments})`"))
+
+
+def _import_anchor(module: cst.Module) -> tuple[cst.CSTNode, bool]:
+    """The statement to put the new import after (True) or, with no imports at the top, before (False)."""
+    last = None
+    first_code = None
+    for index, statement in enumerate(module.body):
+        if isinstance(statement, cst.SimpleStatementLine):
+            if all(isinstance(small, (cst.Import, cst.ImportFrom)) for small in statement.body):
+                last = statement
+                continue
+            is_docstring = index == 0 and isinstance(statement.body[0], cst.Expr) and isinstance(statement.body[0].value, (cst.SimpleString, cst.ConcatenatedString))
+            if is_docstring:
+                continue
+        if last is not None:
+            break
+        if first_code is None:
+            first_code = statement
+            break
+    return (last, True) if last is not None else (first_code or module.body[-1], first_code is None)
+
+
+def _gone_statements(analysis: Analysis, plan) -> set[int]:
+    """Statements the plan removes or replaces, including ``if`` blocks left empty."""
+    gone = {key for key, edit in plan.statements.items() if edit.remove or edit.replacement is not None}
+    gone |= {id(d.statement) for d in analysis.device_definitions}
+    for node, _, _ in reversed(analysis.facts.if_statements):
+        body_gone = isinstance(node.body, cst.IndentedBlock) and all(id(s) in gone for s in node.body.body)
+        if body_gone and node.orelse is None:
+            gone.add(id(node))
+    return gone
+
+
+def _is_gone(analysis: Analysis, location, gone: set[int]) -> bool:
+    return any(index >= 0 and id(analysis.facts.statement_at(block, index)) in gone for block, index in location)
+
+
+def _cpu_argument(analysis: Analysis, home) -> tuple[str, set[str]] | None:
+    """``(code, names it reads)`` of the ``cpu=`` argument that keeps the script's own switch to the CPU."""
+    definitions = sorted(
+        (d for d in analysis.device_definitions if d.scope is home), key=lambda d: tuple(i for _, i in d.location)
+    )
+    flags = [flag for flag in analysis.flags if flag.assignment.scope is home]
+    if definitions:
+        definition = definitions[0]
+        if definition.device_argument is not None:
+            node = definition.device_argument
+            return f'{analysis.code(node)} == "cpu"', _names(node)
+        if definition.cpu_literal:
+            return "True", set()
+        condition = definition.cuda_condition
+    elif flags:
+        condition = flags[0].assignment.value
+    else:
+        return None
+    if condition is None:
+        return None
+    disjuncts = _split(condition, cst.Or)
+    negations = []
+    names: set[str] = set()
+    for disjunct in disjuncts:
+        conjuncts = [
+            c for c in _expand(analysis, home, disjunct) if not (isinstance(c, cst.Call) and analysis.qualify(c.func) in symbols.AVAILABILITY_CHECKS)
+        ]
+        if not conjuncts:
+            return None
+        for conjunct in conjuncts:
+            names |= _names(conjunct)
+        if len(conjuncts) == 1 and isinstance(conjuncts[0], cst.UnaryOperation) and isinstance(conjuncts[0].operator, cst.Not):
+            inner = conjuncts[0].expression
+            text = analysis.code(inner)
+            negations.append(f"({text})" if isinstance(inner, (cst.BooleanOperation, cst.IfExp)) else text)
+        else:
+            negations.append("not " + (analysis.code(conjuncts[0]) if len(conjuncts) == 1 else "(" + " and ".join(analysis.code(c) for c in conjuncts) + ")"))
+    return " and ".join(negations), names
+
+
+def _split(node: cst.BaseExpression, operator) -> list[cst.BaseExpression]:
+    if isinstance(node, cst.BooleanOperation) and isinstance(node.operator, operator) and not node.lpar:
+        return _split(node.left, operator) + _split(node.right, operator)
+    return [node.with_changes(lpar=[], rpar=[]) if isinstance(node, cst.BooleanOperation) and isinstance(node.operator, operator) else node]
+
+
+def _expand(analysis: Analysis, scope, node: cst.BaseExpression) -> list[cst.BaseExpression]:
+    """The conjuncts of a condition, with ``use_cuda``-style flags replaced by what they were set to."""
+    result = []
+    for conjunct in _split(node, cst.And):
+        if isinstance(conjunct, cst.UnaryOperation) and isinstance(conjunct.operator, cst.Not):
+            inner = conjunct.expression
+            if isinstance(inner, cst.UnaryOperation) and isinstance(inner.operator, cst.Not):
+                result += _expand(analysis, scope, inner.expression)
+                continue
+        key = dotted_name(conjunct)
+        flag = _flag(analysis, scope, key) if key is not None else None
+        if flag is not None:
+            result += _expand(analysis, scope, flag.assignment.value)
+        else:
+            result.append(conjunct)
+    return result
+
+
+def _flag(analysis: Analysis, scope, key: str) -> Flag | None:
+    binding = analysis.binding(scope, key)
+    for flag in analysis.flags:
+        if flag.name == key and analysis.binding(flag.assignment.scope, key) == binding:
+            return flag
+    return None
+
+
+def _names(node: cst.CSTNode) -> set[str]:
+    names = set()
+
+    class _Names(cst.CSTVisitor):
+        def visit_Name(self, name: cst.Name) -> None:
+            names.add(name.value)
+
+        def visit_Attribute(self, attribute: cst.Attribute) -> bool:
+            attribute.value.visit(self)
+            return False
+
+    node.visit(_Names())
+    return names
+
+
+def _defined_after(analysis: Analysis, home, names: set[str], block_id: int, index: int) -> bool:
+    """True when some of ``names`` is (re)assigned in ``home`` at or after the insertion point."""
+    for assignment in analysis.facts.assignments:
+        if assignment.scope is not home:
+            continue
+        bound = {n for target in assignment.targets for n in _target_roots(target)}
+        if not bound & names:
+            continue
+        for block, position in assignment.location:
+            if block == block_id and position >= index:
+                return True
+    return False
+
+
+def _target_roots(node: cst.BaseExpression) -> set[str]:
+    key = dotted_name(node)
+    return {key.split(".")[0]} if key is not None else set()

@@ -1,0 +1,54 @@
+"""Tables of the PyTorch names the analysis recognises, by qualified name (data, not logic)."""
+
+from __future__ import annotations
+
+import re
+
+DATALOADERS = frozenset({"torch.utils.data.DataLoader", "torch.utils.data.dataloader.DataLoader"})
+MODULE_BASES = frozenset({"torch.nn.Module", "torch.nn.modules.module.Module"})
+DEVICE_CONSTRUCTORS = frozenset({"torch.device", "torch.accelerator.current_accelerator"})
+AVAILABILITY_CHECKS = frozenset(
+    {
+        "torch.cuda.is_available",
+        "torch.backends.mps.is_available",
+        "torch.accelerator.is_available",
+        "torch.xpu.is_available",
+    }
+)
+ACCELERATOR_CLASSES = frozenset({"accel.Accelerator", "accelerate.Accelerator", "accelerate.accelerator.Accelerator"})
+
+_OPTIMIZER = re.compile(r"^torch\.optim\.(?:[a-z_]+\.)?([A-Z]\w*)$")
+_SCHEDULER = re.compile(r"^torch\.optim\.lr_scheduler\.([A-Z]\w*)$")
+_SCHEDULER_BASES = frozenset({"LRScheduler", "_LRScheduler"})
+_OPTIMIZER_BASES = frozenset({"Optimizer"})
+
+# Names a star import of these modules brings in, for the classes above.
+STAR_EXPORTS = {
+    "torch.optim": frozenset(
+        "ASGD Adadelta Adafactor Adagrad Adam AdamW Adamax LBFGS NAdam RAdam RMSprop Rprop SGD SparseAdam".split()
+    ),
+    "torch.optim.lr_scheduler": frozenset(
+        "ChainedScheduler ConstantLR CosineAnnealingLR CosineAnnealingWarmRestarts CyclicLR ExponentialLR LambdaLR"
+        " LinearLR MultiStepLR MultiplicativeLR OneCycleLR PolynomialLR ReduceLROnPlateau SequentialLR StepLR".split()
+    ),
+    "torch.utils.data": frozenset({"DataLoader"}),
+    "torch.nn": frozenset({"Module"}),
+    "torch": frozenset({"device"}),
+}
+
+
+def is_optimizer(qualified: str) -> bool:
+    if qualified.startswith("torch.optim.lr_scheduler.") or qualified.startswith("torch.optim.swa_utils."):
+        return False
+    match = _OPTIMIZER.match(qualified)
+    return match is not None and match.group(1) not in _OPTIMIZER_BASES
+
+
+def is_scheduler(qualified: str) -> bool:
+    match = _SCHEDULER.match(qualified)
+    return match is not None and match.group(1) not in _SCHEDULER_BASES
+
+
+def is_model_constructor(qualified: str) -> bool:
+    """Library constructors whose result is a model when it is called in a training loop."""
+    return qualified.startswith("torchvision.models.")
