@@ -94,7 +94,9 @@ def test_a_failing_worker_stops_the_job_with_its_exit_code(tmp_path, no_config):
     assert result.returncode == 7, result.stderr
     assert elapsed < 30, f"took {elapsed:.1f}s to stop after a worker failed"
     assert "process 1" in result.stderr and "exit code 7" in result.stderr
-    assert_all_gone(worker_pids(tmp_path, 2))
+    children = [int(f.read_text()) for f in tmp_path.glob("child*")]
+    assert len(children) == 1  # rank 0's own child process, stopped with its process group
+    assert_all_gone(worker_pids(tmp_path, 2) + children)
 
 
 @pytest.mark.timeout(120)
