@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -73,6 +74,35 @@ def test_config_file_from_accel_config_is_read_and_flags_win(tmp_path, no_config
         assert record["env"]["ACCEL_USE_CPU"] == "true"  # from the file
         assert record["env"]["ACCEL_GRADIENT_ACCUMULATION_STEPS"] == "3"  # from the file
         assert record["env"]["ACCEL_MIXED_PRECISION"] == "bf16"  # the flag beats the file's fp16
+
+
+@pytest.mark.timeout(120)
+def test_two_machines_on_localhost_meet_at_the_rendezvous(tmp_path, no_config):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    machines = [
+        subprocess.Popen(
+            [sys.executable, "-m", "accel", "launch", "--cpu", "--num-machines", "2", "--num-processes", "2",
+             "--machine-rank", str(rank), "--main-process-ip", "127.0.0.1", "--main-process-port", str(port),
+             str(WORKERS / "record_env.py"), str(tmp_path), "--machine", str(rank)],
+            env={**os.environ, **no_config, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True)
+        for rank in (0, 1)]
+    try:
+        outcomes = [machine.communicate(timeout=90) for machine in machines]
+    finally:
+        for machine in machines:
+            if machine.poll() is None:
+                machine.kill()
+    assert [m.returncode for m in machines] == [0, 0], [err for _, err in outcomes]
+    records = read_records(tmp_path)
+    assert sorted(records) == [0, 1]
+    for rank, record in records.items():
+        env = record["env"]
+        assert record["argv"] == ["--machine", str(rank)]  # static rendezvous: machine R holds global rank R
+        assert (env["WORLD_SIZE"], env["LOCAL_WORLD_SIZE"], env["LOCAL_RANK"]) == ("2", "1", "0")
+        assert (env["MASTER_ADDR"], env["MASTER_PORT"]) == ("127.0.0.1", str(port))
 
 
 @pytest.mark.timeout(120)
