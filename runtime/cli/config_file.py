@@ -15,7 +15,7 @@ import click
 import yaml
 
 from . import values as v
-from .settings import SETTINGS, LaunchSettings
+from .settings import BY_NAME, SETTINGS, LaunchSettings
 
 SECTIONS = ("fsdp_config", "deepspeed_config")
 DISTRIBUTED_TYPES = ("NO", "MULTI_CPU", "MULTI_GPU", "FSDP", "DEEPSPEED")
@@ -82,7 +82,7 @@ def read_config(path: Path) -> tuple[dict, dict]:
     found: dict[str, tuple[object, str]] = {}
 
     def take(key: str, value) -> None:
-        setting = by_key.get(key) or next(s for s in SETTINGS if s.name == _ALIASES[key])
+        setting = by_key.get(key) or BY_NAME[_ALIASES[key]]
         try:
             parsed = setting.parse(value)
         except v.InvalidValue as error:

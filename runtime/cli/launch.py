@@ -16,8 +16,6 @@ from .settings import SettingsError, merge
 from .torchrun_args import torchrun_argv
 from .worker_env import CONTRACT_VARIABLES, usable_cpu_count, worker_environment
 
-EXIT_USAGE = 2
-
 
 @click.command(
     context_settings={"allow_interspersed_args": False, "token_normalize_func": underscores_as_dashes},

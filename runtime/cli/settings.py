@@ -111,15 +111,9 @@ class LaunchSettings:
         except KeyError:
             raise AttributeError(name) from None
 
-    def source(self, name: str) -> str:
-        return self._sources[name]
-
     def describe(self, name: str) -> str:
         """`name = value (from SOURCE)`, for error messages."""
         return f"{name} = {_show(self._values[name])} (from {self._sources[name]})"
-
-    def as_dict(self) -> dict[str, object]:
-        return dict(self._values)
 
 
 class SettingsError(ValueError):
