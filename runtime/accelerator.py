@@ -140,7 +140,7 @@ class Accelerator:
                                     AcceleratedScheduler)) and not _is_scheduler(obj):
                 raise TypeError(f"prepare() cannot handle an object of type {type(obj).__qualname__}; allowed: {_PREPARABLE}")
         result = list(args)
-        models = [i for i, o in enumerate(args) if isinstance(o, nn.Module)]
+        models = [i for i, o in enumerate(args) if isinstance(o, nn.Module) and not self._is_prepared_model(o)]
         optimizers = [i for i, o in enumerate(args) if isinstance(o, torch.optim.Optimizer)
                       and not isinstance(o, AcceleratedOptimizer)]
         new_models, new_optimizers = self.backend.prepare_models_and_optimizers(
@@ -158,8 +158,13 @@ class Accelerator:
                 result[i] = self.prepare_scheduler(obj)
         return result[0] if len(result) == 1 else tuple(result)
 
+    def _is_prepared_model(self, model: nn.Module) -> bool:
+        return any(model is m for m in self._models)
+
     def prepare_model(self, model: nn.Module, device_placement: bool | None = None) -> nn.Module:
         """Prepare one model (see ``prepare``)."""
+        if self._is_prepared_model(model):
+            return model
         placement = self.device_placement if device_placement is None else device_placement
         model = self.backend.prepare_model(model, placement)
         self._models.append(model)
@@ -194,14 +199,12 @@ class Accelerator:
             return scheduler
         target = scheduler.optimizer
         optimizers = [o for o in self._optimizers if o is target or o.optimizer is target]
-        return self._register_scheduler(AcceleratedScheduler(
+        wrapped = AcceleratedScheduler(
             scheduler, optimizers, self.gradient_state, self.num_processes,
             self.split_batches, self.step_scheduler_with_optimizer,
-        ))
-
-    def _register_scheduler(self, scheduler: AcceleratedScheduler) -> AcceleratedScheduler:
-        self._schedulers.append(scheduler)
-        return scheduler
+        )
+        self._schedulers.append(wrapped)
+        return wrapped
 
     def _broadcast_seed(self, seed: int) -> int:
         return int(self.broadcast(torch.tensor([seed], dtype=torch.int64, device=self.device)).item())
@@ -262,20 +265,11 @@ class Accelerator:
 
     def gather_for_metrics(self, input_data: Any, use_gather_object: bool = False) -> Any:
         """``gather``, minus the samples the data loader repeated to even out its last batch."""
-        tensors_only = True
-        try:
-            ops.apply_to_tensors(lambda t: t, input_data)
-        except TypeError:
-            tensors_only = False
-        if use_gather_object or not tensors_only:
-            data = ops.gather_object(self.backend, input_data)
-        else:
-            data = ops.gather(self.backend, input_data)
-        remainder = self.gradient_state.remainder
-        if self.gradient_state.end_of_dataloader and remainder > 0:
-            if isinstance(data, list) and not tensors_only or use_gather_object:
-                return data[:remainder]
-            return ops.apply_to_tensors(lambda t: t[:remainder], data)
+        tensors = not use_gather_object and ops.is_tensor_structure(input_data)
+        data = ops.gather(self.backend, input_data) if tensors else ops.gather_object(self.backend, input_data)
+        keep = self.gradient_state.remainder
+        if keep > 0 and self.gradient_state.end_of_dataloader:
+            return ops.apply_to_tensors(lambda t: t[:keep], data) if tensors else data[:keep]
         return data
 
     def reduce(self, tensor: Any, reduction: str = "sum") -> Any:

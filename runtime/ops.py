@@ -30,6 +30,17 @@ def apply_to_tensors(fn: Callable[[torch.Tensor], Any], data: Any, strict: bool 
     return data
 
 
+def is_tensor_structure(data: Any) -> bool:
+    """True when every leaf of the (nested) list/tuple/dict ``data`` is a tensor."""
+    if isinstance(data, torch.Tensor):
+        return True
+    if isinstance(data, (list, tuple)):
+        return all(is_tensor_structure(v) for v in data)
+    if isinstance(data, Mapping):
+        return all(is_tensor_structure(v) for v in data.values())
+    return False
+
+
 def send_to_device(data: Any, device: torch.device, non_blocking: bool = False) -> Any:
     """Move every tensor (and every object with a ``.to`` method, e.g. a tokenizer's BatchEncoding) to ``device``."""
     if isinstance(data, torch.Tensor) or (hasattr(data, "to") and not isinstance(data, (list, tuple, Mapping))):

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import enum
-import os
 
 import torch
 import torch.distributed as dist
 
-from .utils import env_bool
+from .utils import env_bool, env_int
 
 
 class DistributedType(str, enum.Enum):
@@ -23,15 +22,9 @@ class DistributedType(str, enum.Enum):
 
 
 def _env_rank(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"environment variable {name}={raw!r} is not an integer") from None
+    value = env_int(name, default)
     if value < 0:
-        raise ValueError(f"environment variable {name}={raw!r} must be >= 0")
+        raise ValueError(f"environment variable {name}={value} must be >= 0")
     return value
 
 

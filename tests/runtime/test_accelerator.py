@@ -356,3 +356,11 @@ def test_set_seed_repeats_every_generator(monkeypatch):
     monkeypatch.setenv("RANK", "1")
     set_seed(4, device_specific=True)  # seed 4 + process index 1
     assert draw() == first
+
+
+def test_preparing_a_prepared_model_again_changes_nothing():
+    accelerator = Accelerator(cpu=True, mixed_precision="bf16")
+    model = accelerator.prepare(torch.nn.Linear(2, 2))
+    forward = model.forward
+    assert accelerator.prepare(model) is model and accelerator.prepare_model(model) is model
+    assert model.forward is forward and len(accelerator._models) == 1
