@@ -57,7 +57,7 @@ def test_one_process_on_cuda_is_bit_identical_to_the_plain_loop():
 def _cuda_model(mixed_precision):
     accelerator = Accelerator(mixed_precision=mixed_precision)
     torch.manual_seed(0)
-    model = torch.nn.Linear(8, 4)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 4))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     model, optimizer = accelerator.prepare(model, optimizer)
     return accelerator, model, optimizer
@@ -65,29 +65,29 @@ def _cuda_model(mixed_precision):
 
 def test_fp16_on_cuda_skips_an_overflowing_step_and_unscales_before_clipping():
     accelerator, model, optimizer = _cuda_model("fp16")
-    x = torch.randn(4, 8, device="cuda")
+    x = 0.1 * torch.randn(4, 8, device="cuda")  # small inputs: no genuine fp16 overflow at the initial scale
     with torch.no_grad():
-        assert model.weight.dtype == torch.float32 and model(x).dtype == torch.float32
+        assert model[0].weight.dtype == torch.float32 and model(x).dtype == torch.float32
     scale = accelerator.scaler.get_scale()
-    before = model.weight.detach().clone()
+    before = model[0].weight.detach().clone()
     accelerator.backward(model(x).mean() * float("inf"))
     optimizer.step()
     assert accelerator.optimizer_step_was_skipped and accelerator.scaler.get_scale() == scale / 2
-    assert torch.equal(before, model.weight)
+    assert torch.equal(before, model[0].weight)
     optimizer.zero_grad()
     accelerator.backward(model(x).mean())
     scale = accelerator.scaler.get_scale()
-    scaled = model.weight.grad.clone()
+    scaled = model[0].weight.grad.clone()
     accelerator.clip_grad_norm_(model.parameters(), max_norm=1e6)
-    torch.testing.assert_close(model.weight.grad, scaled / scale)
+    torch.testing.assert_close(model[0].weight.grad, scaled / scale)
     optimizer.step()
-    assert not accelerator.optimizer_step_was_skipped and not torch.equal(before, model.weight)
+    assert not accelerator.optimizer_step_was_skipped and not torch.equal(before, model[0].weight)
 
 
 def test_bf16_on_cuda_runs_the_forward_in_bf16():
     accelerator, model, _ = _cuda_model("bf16")
     seen = []
-    accelerator.unwrap_model(model).register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    accelerator.unwrap_model(model)[0].register_forward_hook(lambda m, i, o: seen.append(o.dtype))  # inside autocast
     out = model(torch.randn(2, 8, device="cuda"))
     assert seen == [torch.bfloat16] and out.dtype == torch.float32
 

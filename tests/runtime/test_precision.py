@@ -31,7 +31,7 @@ def _prepared(mixed_precision):
 
 def test_fp16_overflowing_step_is_skipped_and_the_scale_drops():
     accelerator, probe, model, optimizer, scheduler = _prepared("fp16")
-    x = torch.randn(4, 3)
+    x = 0.1 * torch.randn(4, 3)  # small inputs: no genuine fp16 overflow at the initial scale
     scale = accelerator.scaler.get_scale()
     before = [p.detach().clone() for p in model.parameters()]
     out = model(x)
@@ -55,7 +55,7 @@ def test_fp16_overflowing_step_is_skipped_and_the_scale_drops():
 
 def test_fp16_gradients_are_unscaled_once_before_clipping():
     accelerator, _, model, optimizer, _ = _prepared("fp16")
-    accelerator.backward(model(torch.randn(4, 3)).mean())
+    accelerator.backward(model(0.1 * torch.randn(4, 3)).mean())
     scale = accelerator.scaler.get_scale()
     scaled = [p.grad.clone() for p in model.parameters()]
     true_norm = torch.linalg.vector_norm(torch.cat([g.flatten() / scale for g in scaled]))
@@ -109,3 +109,15 @@ def test_fp16_on_an_unsupported_device_says_what_is_allowed():
         Precision("fp16", torch.device("meta"))
     assert "fp16 mixed precision is not supported on device 'meta'" in str(err.value)
     assert "cuda, cpu" in str(err.value) and "bf16" in str(err.value)
+
+
+def test_unscale_gradients_divides_by_the_scale_once():
+    accelerator, _, model, optimizer, _ = _prepared("fp16")
+    accelerator.backward(model(0.1 * torch.randn(4, 3)).mean())
+    scale = accelerator.scaler.get_scale()
+    scaled = [p.grad.clone() for p in model.parameters()]
+    accelerator.unscale_gradients()
+    accelerator.unscale_gradients(optimizer)  # already unscaled this step: nothing happens
+    for p, g in zip(model.parameters(), scaled):
+        torch.testing.assert_close(p.grad, g / scale)
+    Accelerator(cpu=True).unscale_gradients()  # without fp16: nothing to do
