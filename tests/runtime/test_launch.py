@@ -13,7 +13,9 @@ from pathlib import Path
 
 import psutil
 import pytest
+from click.testing import CliRunner
 
+from accel.cli import main
 from tests.launching import launch
 
 WORKERS = Path(__file__).parent / "launch_workers"
@@ -58,11 +60,9 @@ def test_flags_reach_every_worker_and_script_args_pass_verbatim(tmp_path, no_con
 @pytest.mark.timeout(120)
 def test_config_file_from_accel_config_is_read_and_flags_win(tmp_path, no_config):
     config = tmp_path / "config.yaml"
-    written = subprocess.run(
-        [sys.executable, "-m", "accel", "config", "--config-file", str(config), "--num-processes", "2", "--cpu",
-         "--mixed-precision", "fp16", "--gradient-accumulation-steps", "3"],
-        capture_output=True, text=True, timeout=60)
-    assert written.returncode == 0, written.stderr
+    written = CliRunner().invoke(main, ["config", "--config-file", str(config), "--num-processes", "2", "--cpu",
+                                        "--mixed-precision", "fp16", "--gradient-accumulation-steps", "3"])
+    assert written.exit_code == 0, written.output
     out = tmp_path / "out"
     out.mkdir()
     result = launch(WORKERS / "record_env.py", out, num_processes=2, cpu=False,
