@@ -169,11 +169,13 @@ class _SkipBatches(Sampler):
         return itertools.islice(iter(self.batch_sampler), self.skip, None)
 
 
-class PreparedDataLoader:
+class PreparedDataLoader(DataLoader):
     """What ``Accelerator.prepare`` returns for a DataLoader: iterates the (sharded) loader, moves each batch to
     the device, and tells the gradient state when the last batch is reached.
 
-    Attributes not defined here (``dataset``, ``sampler``, ``collate_fn``, ...) come from the wrapped loader.
+    It is a ``DataLoader`` for ``isinstance`` checks, but holds no loading machinery of its own (``DataLoader``'s
+    constructor is not called): attributes not defined here (``dataset``, ``sampler``, ``collate_fn``, ...) come
+    from the wrapped loader.
     """
 
     def __init__(

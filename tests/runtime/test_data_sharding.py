@@ -100,6 +100,8 @@ def test_one_process_loader_yields_the_original_batches_and_forwards_attributes(
     loader = accelerator.prepare(original)
     assert [b.tolist() for b in loader] == [b.tolist() for b in original]
     assert len(loader) == 3 and loader.dataset is original.dataset and loader.batch_size == 3
+    assert isinstance(loader, DataLoader) and loader.num_workers == 0 and loader.sampler is original.sampler
+    assert Accelerator(cpu=True).prepare(loader) is loader
 
 
 class EpochSampler(SequentialSampler):
