@@ -1,0 +1,90 @@
+"""Running fixture scripts as subprocesses, a few at a time, and reading the metric lines they print."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.launching import launch
+
+ONE_PROCESS_TIMEOUT = 120
+LAUNCH_TIMEOUT = 240
+# One thread per math library keeps concurrent runs from fighting over the 2 cores; before and after get the same.
+_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONHASHSEED": "0", "PYTHONIOENCODING": "utf-8"}
+_NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?|nan|inf")
+
+
+@dataclass(frozen=True)
+class Run:
+    """One subprocess: ``script`` with ``args``, under plain python (processes=1) or ``accel launch``."""
+
+    script: Path
+    args: tuple[str, ...] = ()
+    processes: int = 1
+
+    def describe(self) -> str:
+        how = "python" if self.processes == 1 else f"accel launch --num-processes {self.processes} --cpu"
+        return " ".join([how, str(self.script), *self.args])
+
+
+def execute(run: Run, cwd: Path) -> subprocess.CompletedProcess:
+    """Start ``run`` and wait for it (with a timeout; a timeout comes back as a failed process, not an exception)."""
+    try:
+        if run.processes == 1:
+            return subprocess.run(
+                [sys.executable, str(run.script), *run.args],
+                capture_output=True,
+                text=True,
+                timeout=ONE_PROCESS_TIMEOUT,
+                env={**os.environ, **_ENV},
+                cwd=cwd,
+            )
+        return launch(run.script, *run.args, num_processes=run.processes, env=_ENV, timeout=LAUNCH_TIMEOUT, cwd=cwd)
+    except subprocess.TimeoutExpired as expired:
+        stdout = expired.stdout.decode(errors="replace") if isinstance(expired.stdout, bytes) else expired.stdout or ""
+        stderr = expired.stderr.decode(errors="replace") if isinstance(expired.stderr, bytes) else expired.stderr or ""
+        return subprocess.CompletedProcess(expired.cmd, -9, stdout, stderr + f"\nTIMED OUT after {expired.timeout}s")
+
+
+class RunPool:
+    """Runs subprocesses on a small thread pool; each distinct Run executes once and its result is shared."""
+
+    def __init__(self, workers: int, cwd: Path):
+        self._executor = ThreadPoolExecutor(max_workers=workers)
+        self._futures: dict[Run, Future] = {}
+        self._cwd = cwd
+
+    def submit(self, run: Run) -> None:
+        if run not in self._futures:
+            self._futures[run] = self._executor.submit(execute, run, self._cwd)
+
+    def result(self, run: Run) -> subprocess.CompletedProcess:
+        self.submit(run)
+        return self._futures[run].result()
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+def metric_lines(stdout: str) -> list[str]:
+    """The non-empty lines a fixture printed, trailing whitespace dropped (fixtures print only metrics)."""
+    return [line.rstrip() for line in stdout.splitlines() if line.strip()]
+
+
+def line_shape(line: str) -> str:
+    """A metric line with every number replaced by '#': what was reported, without the values."""
+    return _NUMBER.sub("#", line)
+
+
+def failure_report(run: Run, completed: subprocess.CompletedProcess) -> str:
+    """What a reader needs when a run failed: the command, the exit code and the end of both streams."""
+    return (
+        f"{run.describe()} exited with {completed.returncode}\n"
+        f"--- stdout (last 2000 chars) ---\n{completed.stdout[-2000:]}\n"
+        f"--- stderr (last 4000 chars) ---\n{completed.stderr[-4000:]}"
+    )

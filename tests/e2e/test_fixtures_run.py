@@ -1,0 +1,82 @@
+"""Every runnable fixture: the converted after.py prints exactly the metrics of before.py with one process,
+and trains to the end under `accel launch --num-processes 2 --cpu`."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from tests.e2e.cases import load_cases
+from tests.e2e.runs import Run, failure_report, line_shape, metric_lines
+
+CASES = load_cases()
+RUNNABLE = [case for case in CASES if case.runnable]
+# Converted with --target accelerate at test time and run against Hugging Face accelerate (installed for the tests).
+ACCELERATE_CASES = [case for case in RUNNABLE if case.name in ("argparse_no_cuda", "dict_batches")]
+CONVERT_TIMEOUT = 60
+
+
+def needed_runs(test_name, params):
+    """The subprocess runs a test will ask for, so the session pool can start them early."""
+    case = params.get("case")
+    if case is None or not case.after.is_file():
+        return []
+    if test_name == "test_one_process_matches_before":
+        return [Run(case.before, case.args), Run(case.after, case.args)]
+    if test_name == "test_two_processes_print_metrics":
+        return [Run(case.before, case.args), Run(case.after, case.args, processes=2)]
+    return []
+
+
+def _require_after(case):
+    if not case.after.is_file():
+        pytest.skip(f"fixtures/{case.name}/after.py does not exist yet (the converter has not produced it)")
+
+
+def _succeeded(pool, run):
+    completed = pool.result(run)
+    assert completed.returncode == 0, failure_report(run, completed)
+    return completed
+
+
+@pytest.mark.parametrize("case", RUNNABLE, ids=str)
+def test_one_process_matches_before(case, run_pool):
+    _require_after(case)
+    before = _succeeded(run_pool, Run(case.before, case.args))
+    after = _succeeded(run_pool, Run(case.after, case.args))
+    expected = metric_lines(before.stdout)
+    assert expected, f"fixtures/{case.name}/before.py printed no metrics"
+    assert metric_lines(after.stdout) == expected
+
+
+@pytest.mark.parametrize("case", [case for case in RUNNABLE if not case.unchanged], ids=str)
+def test_two_processes_print_metrics(case, run_pool):
+    _require_after(case)
+    assert case.after.read_bytes() != case.before.read_bytes(), (
+        f"fixtures/{case.name}/after.py equals before.py: the case trains, so the converter should have changed it "
+        "(mark it unchanged = true in fixture.toml if leaving it alone is right)"
+    )
+    before = _succeeded(run_pool, Run(case.before, case.args))
+    launched = _succeeded(run_pool, Run(case.after, case.args, processes=2))
+    printed = metric_lines(launched.stdout)
+    missing = sorted({line_shape(line) for line in metric_lines(before.stdout)} - {line_shape(line) for line in printed})
+    assert not missing, f"the 2-process run never printed these metric lines:\n" + "\n".join(missing)
+    assert not any(word in line.lower() for line in printed for word in ("nan", "inf")), printed
+
+
+@pytest.mark.parametrize("case", ACCELERATE_CASES, ids=str)
+def test_target_accelerate_matches_before(case, run_pool, tmp_path):
+    pytest.importorskip("accelerate")
+    script = tmp_path / "before.py"
+    shutil.copyfile(case.before, script)
+    command = [sys.executable, "-m", "accel_convert", "--target", "accelerate", "--no-color", str(script)]
+    converted = subprocess.run(command, capture_output=True, text=True, timeout=CONVERT_TIMEOUT)
+    assert converted.returncode == 0, f"{' '.join(command)} exited with {converted.returncode}\n{converted.stderr}"
+    text = script.read_text()
+    assert "from accelerate import Accelerator" in text and "from accel import" not in text, text
+    before = _succeeded(run_pool, Run(case.before, case.args))
+    after = _succeeded(run_pool, Run(script, case.args))
+    assert metric_lines(after.stdout) == metric_lines(before.stdout)
