@@ -1,4 +1,5 @@
-"""Convert files one by one or in parallel: read, convert, check the result parses, write atomically.
+"""Convert files one by one or in parallel: read, convert, write atomically (convert_source has already checked
+that its output parses).
 
 Every file gets a ``FileReport``; a file that fails never stops the others. The converter (and libcst with it)
 is imported only for a file that the cheap pre-filter says may need converting.
@@ -6,7 +7,6 @@ is imported only for a file that the cheap pre-filter says may need converting.
 
 from __future__ import annotations
 
-import ast
 import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -51,7 +51,6 @@ def convert_decoded(source: Source, path: str, options: Options, diff: bool) -> 
         result = convert_text(source.text, options)
         if result.text == source.text:
             return FileReport(path, diagnostics=result.diagnostics)
-        _check_parses(result.text, path)
         output = encode_source(result.text, source.encoding)
     except ConvertError as exc:
         return FileReport(path, error=exc.format(path))
@@ -120,11 +119,3 @@ def available_cores() -> int:
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
 
-
-def _check_parses(text: str, path: str) -> None:
-    """Refuse converted code that Python cannot parse (a converter bug); the file is then left untouched."""
-    try:
-        ast.parse(text, filename=path)
-    except SyntaxError as exc:
-        raise ConvertError(f"internal error: the converted code does not parse: {exc.msg}", exc.lineno or 0,
-                           exc.offset or 0) from None
