@@ -14,7 +14,8 @@ from __future__ import annotations
 import functools
 import itertools
 import math
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, IterableDataset, Sampler

@@ -5,8 +5,8 @@ Each function walks the structure once and applies a backend's tensor collective
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 

@@ -4,9 +4,7 @@ import os
 
 import pytest
 import torch
-
-import accel.backends as backends
-from accel import Accelerator
+from accel import Accelerator, backends
 from accel.backends.base import Backend
 from accel.backends.single import SingleDeviceBackend
 from accel.precision import Precision

@@ -45,8 +45,8 @@ def _one_process_training(batch_rows, lrs=None):
 def test_process_state(ranks):
     results, _, _ = ranks
     for rank, r in enumerate(results):
-        assert r["state"] == dict(rank=rank, world=2, local=rank, device="cpu", distributed_type="MULTI_CPU",
-                                  main=rank == 0, local_main=rank == 0)
+        assert r["state"] == {"rank": rank, "world": 2, "local": rank, "device": "cpu",
+                              "distributed_type": "MULTI_CPU", "main": rank == 0, "local_main": rank == 0}
 
 
 def test_ddp_matches_one_process_on_concatenated_batches(ranks):

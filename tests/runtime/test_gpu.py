@@ -7,12 +7,12 @@ checks of test_distributed.py over NCCL, in fp32, fp16 and bf16.
 from pathlib import Path
 
 import pytest
-import torch
-from torch.utils.data import DataLoader
-
 import test_distributed as cpu_checks
+import torch
 from accel import Accelerator
 from test_accelerator import NoisyDataset
+from torch.utils.data import DataLoader
+
 from tests.launching import launch
 
 pytestmark = pytest.mark.gpu

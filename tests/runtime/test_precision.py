@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-
 from accel import Accelerator
 from accel.precision import Precision
 

@@ -3,12 +3,10 @@ each process saw to <out_dir>/rank<R>.pt for tests/runtime/test_distributed.py t
 
 import os
 import sys
-import tempfile
 
 import torch
+from accel import Accelerator
 from torch.utils.data import DataLoader, Dataset, TensorDataset
-
-from accel import Accelerator, set_seed
 
 out_dir = sys.argv[1]
 device_arg = sys.argv[2] if len(sys.argv) > 2 else "cpu"  # "cpu" or "cuda": where the runtime runs
@@ -39,9 +37,11 @@ def fresh_model():
 
 accelerator = Accelerator(cpu=device_arg == "cpu", mixed_precision=mixed_precision)
 rank, world = accelerator.process_index, accelerator.num_processes
-results["state"] = dict(rank=rank, world=world, local=accelerator.local_process_index, device=str(accelerator.device),
-                        distributed_type=accelerator.distributed_type.value, main=accelerator.is_main_process,
-                        local_main=accelerator.is_local_main_process)
+results["state"] = {
+    "rank": rank, "world": world, "local": accelerator.local_process_index, "device": str(accelerator.device),
+    "distributed_type": accelerator.distributed_type.value, "main": accelerator.is_main_process,
+    "local_main": accelerator.is_local_main_process,
+}
 
 # 1. DDP training: 4 samples per process per step, 2 steps
 x, y = data()
@@ -117,9 +117,8 @@ with accelerator.split_between_processes({"a": [1, 2, 3], "b": torch.arange(3)},
 
 # 6. process control
 order_file = os.path.join(out_dir, "order.txt")
-with accelerator.main_process_first():
-    with open(order_file, "a") as fh:
-        fh.write(f"{rank}\n")
+with accelerator.main_process_first(), open(order_file, "a") as fh:
+    fh.write(f"{rank}\n")
 accelerator.wait_for_everyone()
 
 
