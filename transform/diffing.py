@@ -21,12 +21,11 @@ def split_lines(text: str) -> list[str]:
 
 
 def diff_path(path: str) -> str:
-    """The path as a diff header shows it: relative to the working directory when below it, with ``/``."""
+    """The path as a diff header shows it: an absolute path relative to the working directory (``git apply``
+    needs ``--unsafe-paths`` for one that climbs out of it with ``..``; ``patch -p1`` takes it as it is)."""
     if os.path.isabs(path):
-        relative = os.path.relpath(path)
-        if not relative.startswith(os.pardir):
-            path = relative
-    return path.replace(os.sep, "/").lstrip("/")
+        path = os.path.relpath(path)
+    return path.replace(os.sep, "/")
 
 
 def unified_diff(before: str, after: str, path: str, context: int = 3) -> str:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
 from accel_convert.diffing import unified_diff
@@ -103,6 +101,9 @@ def convert_files(
         for path in paths:
             yield convert_file(path, options, write, diff)
         return
+    from concurrent.futures import ProcessPoolExecutor  # only paid for by runs with several files
+    from concurrent.futures.process import BrokenProcessPool
+
     with ProcessPoolExecutor(max_workers=workers) as pool:
         futures = [pool.submit(convert_file, path, options, write, diff) for path in paths]
         for path, future in zip(paths, futures):

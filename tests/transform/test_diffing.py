@@ -45,10 +45,13 @@ def test_equal_texts_give_an_empty_diff():
     assert unified_diff("x = 1\n", "x = 1\n", "train.py") == ""
 
 
-def test_absolute_path_below_the_working_directory_is_shown_relative(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    diff = unified_diff("a\n", "b\n", str(tmp_path / "sub" / "train.py"))
-    assert diff.splitlines()[0] == "--- a/sub/train.py"
+def test_absolute_paths_are_shown_relative_to_the_working_directory(tmp_path, monkeypatch):
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    diff = unified_diff("a\n", "b\n", str(tmp_path / "work" / "sub" / "train.py"))
+    assert diff.splitlines()[:2] == ["--- a/sub/train.py", "+++ b/sub/train.py"]
+    outside = unified_diff("a\n", "b\n", str(tmp_path / "other" / "train.py"))
+    assert outside.splitlines()[0] == "--- a/../other/train.py"
 
 
 def test_split_lines_breaks_only_at_newlines():
