@@ -11,9 +11,10 @@ import sys
 from dataclasses import dataclass
 
 import click
-
 from accel_convert.config import Config, ConfigError, common_base, find_config, load_config, parse_codes
+from accel_convert.diffing import colorize
 from accel_convert.model import TARGETS, Options
+from accel_convert.runner import FileReport, available_cores, convert_bytes, convert_files
 from accel_convert.walk import DEFAULT_EXCLUDE, Excluder, collect_files
 
 EXIT_WOULD_CHANGE = 1
@@ -54,8 +55,6 @@ def _load_config(config_path: str | None, paths: list[str]) -> Config:
 
 
 def _settings(config_path, paths, target, select, ignore, exclude, extend_exclude, force_exclude, jobs) -> Settings:
-    from accel_convert.runner import available_cores
-
     config = _load_config(config_path, paths)
     try:
         select_codes = parse_codes(select, "--select") if select is not None else config.select
@@ -65,7 +64,9 @@ def _settings(config_path, paths, target, select, ignore, exclude, extend_exclud
     patterns = exclude or config.exclude
     patterns = (*(DEFAULT_EXCLUDE if patterns is None else patterns), *config.extend_exclude, *extend_exclude)
     return Settings(
-        options=Options(target=target or config.target or "accel", select=select_codes, ignore=ignore_codes or frozenset()),
+        options=Options(
+            target=target or config.target or "accel", select=select_codes, ignore=ignore_codes or frozenset()
+        ),
         excluder=Excluder(patterns, config.root),
         force_exclude=force_exclude if force_exclude is not None else bool(config.force_exclude),
         jobs=jobs or config.jobs or available_cores(),
@@ -89,7 +90,7 @@ class Reporter:
         self._clear_progress()
         click.echo(text, err=True)
 
-    def file(self, report) -> None:
+    def file(self, report: FileReport) -> None:
         if report.error:
             self.failed += 1
             self.message(report.error)
@@ -98,8 +99,6 @@ class Reporter:
             for diagnostic in report.diagnostics:
                 self.message(diagnostic.format(report.path))
         if report.diff:
-            from accel_convert.diffing import colorize
-
             self._clear_progress()
             diff = colorize(report.diff) if self.color else report.diff
             click.echo(diff.encode(report.diff_encoding, errors="replace"), nl=False)
@@ -120,8 +119,10 @@ class Reporter:
         if self.quiet:
             return
         if self.dry_run:
-            parts = [f"{_plural(self.changed, 'file')} would be converted",
-                     f"{_plural(self.unchanged, 'file')} would be left unchanged"]
+            parts = [
+                f"{_plural(self.changed, 'file')} would be converted",
+                f"{_plural(self.unchanged, 'file')} would be left unchanged",
+            ]
         else:
             parts = [f"{_plural(self.changed, 'file')} converted", f"{_plural(self.unchanged, 'file')} left unchanged"]
         if self.failed:
@@ -130,8 +131,6 @@ class Reporter:
 
 
 def _convert_stdin(settings: Settings, name: str, check: bool, diff: bool, reporter: Reporter) -> None:
-    from accel_convert.runner import FileReport, convert_bytes
-
     data = sys.stdin.buffer.read()
     if settings.force_exclude and name != "-" and settings.excluder.excluded(name):
         report = FileReport(name)
@@ -145,8 +144,6 @@ def _convert_stdin(settings: Settings, name: str, check: bool, diff: bool, repor
 
 
 def _convert_paths(settings: Settings, paths: list[str], check: bool, diff: bool, reporter: Reporter) -> None:
-    from accel_convert.runner import convert_files
-
     files = collect_files(paths, settings.excluder, settings.force_exclude)
     if not files:
         if not reporter.quiet:
@@ -172,24 +169,56 @@ def _convert_paths(settings: Settings, paths: list[str], check: bool, diff: bool
 @click.option("--target", type=click.Choice(TARGETS), help="Runtime the converted code imports.  [default: accel]")
 @click.option("--select", metavar="CODES", help="Only apply these rules (comma-separated codes or prefixes).")
 @click.option("--ignore", metavar="CODES", help="Do not apply these rules (comma-separated codes or prefixes).")
-@click.option("--exclude", multiple=True, metavar="PATTERN",
-              help="Skip paths matching this .gitignore-style pattern (repeatable; replaces the default list).")
-@click.option("--extend-exclude", multiple=True, metavar="PATTERN",
-              help="Like --exclude, but add to the default and configured patterns.")
-@click.option("--force-exclude/--no-force-exclude", default=None,
-              help="Apply the exclude patterns to files named on the command line too.")
-@click.option("--stdin-filename", metavar="PATH",
-              help="With '-': the file's name in messages, diffs and exclude matching.")
+@click.option(
+    "--exclude",
+    multiple=True,
+    metavar="PATTERN",
+    help="Skip paths matching this .gitignore-style pattern (repeatable; replaces the default list).",
+)
+@click.option(
+    "--extend-exclude",
+    multiple=True,
+    metavar="PATTERN",
+    help="Like --exclude, but add to the default and configured patterns.",
+)
+@click.option(
+    "--force-exclude/--no-force-exclude",
+    default=None,
+    help="Apply the exclude patterns to files named on the command line too.",
+)
+@click.option(
+    "--stdin-filename", metavar="PATH", help="With '-': the file's name in messages, diffs and exclude matching."
+)
 @click.option("-j", "--jobs", type=click.IntRange(min=1), help="Files converted in parallel.  [default: all cores]")
-@click.option("--color/--no-color", default=None,
-              help="Colour the diff.  [default: on a terminal, unless NO_COLOR is set]")
+@click.option(
+    "--color/--no-color", default=None, help="Colour the diff.  [default: on a terminal, unless NO_COLOR is set]"
+)
 @click.option("-q", "--quiet", is_flag=True, help="Print only errors (and the diff when asked for).")
 @click.option("-v", "--verbose", is_flag=True, help="Also list every change with its rule code and line.")
-@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
-              help="Read settings from this pyproject.toml or TOML file instead of the nearest pyproject.toml.")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Read settings from this pyproject.toml or TOML file instead of the nearest pyproject.toml.",
+)
 @click.version_option(package_name="accel-convert", prog_name="accel-convert")
-def main(paths, check, diff, target, select, ignore, exclude, extend_exclude, force_exclude, stdin_filename, jobs,
-         color, quiet, verbose, config_path):
+def main(
+    paths,
+    check,
+    diff,
+    target,
+    select,
+    ignore,
+    exclude,
+    extend_exclude,
+    force_exclude,
+    stdin_filename,
+    jobs,
+    color,
+    quiet,
+    verbose,
+    config_path,
+):
     """Convert single-device PyTorch training scripts to run on any device and any number of processes.
 
     PATH may be files, directories (their *.py files are converted) or '-' for stdin to stdout.
@@ -203,8 +232,17 @@ def main(paths, check, diff, target, select, ignore, exclude, extend_exclude, fo
     if stdin_filename and not reading_stdin:
         raise click.UsageError("--stdin-filename only applies when reading from '-'")
     paths = list(paths)
-    settings = _settings(config_path, [stdin_filename] if stdin_filename else [p for p in paths if p != "-"],
-                         target, select, ignore, exclude, extend_exclude, force_exclude, jobs)
+    settings = _settings(
+        config_path,
+        [stdin_filename] if stdin_filename else [p for p in paths if p != "-"],
+        target,
+        select,
+        ignore,
+        exclude,
+        extend_exclude,
+        force_exclude,
+        jobs,
+    )
     if color is None:
         color = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
     reporter = Reporter(dry_run=check or diff, quiet=quiet, verbose=verbose, color=color)

@@ -91,9 +91,7 @@ def convert_file(path: str, options: Options, write: bool, diff: bool) -> FileRe
     return report
 
 
-def convert_files(
-    paths: Sequence[str], options: Options, write: bool, diff: bool, jobs: int
-) -> Iterator[FileReport]:
+def convert_files(paths: Sequence[str], options: Options, write: bool, diff: bool, jobs: int) -> Iterator[FileReport]:
     """Reports for ``paths`` in their order; with ``jobs > 1`` and several files, they are converted in worker
     processes."""
     workers = min(jobs, len(paths))
@@ -119,4 +117,3 @@ def available_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
-

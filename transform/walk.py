@@ -85,9 +85,7 @@ def _python_files(directory: str, excluder: Excluder) -> list[str]:
     if listed is None:
         listed = _walked_files(directory, excluder)
     return sorted(
-        path
-        for path in listed
-        if path.endswith(".py") and not excluder.excluded(path) and os.path.isfile(path)
+        path for path in listed if path.endswith(".py") and not excluder.excluded(path) and os.path.isfile(path)
     )
 
 

@@ -6,10 +6,9 @@ import os
 import subprocess
 import sys
 
-from click.testing import CliRunner
-
 from accel_convert.cli import main
 from accel_convert.model import Options
+from click.testing import CliRunner
 
 TRAIN = """\
 import torch

@@ -37,7 +37,7 @@ def test_converting_a_converted_file_changes_nothing(scripts):
 
 
 def test_diff_prints_an_applicable_patch_and_writes_nothing(scripts, tmp_path):
-    train, plain = scripts
+    train = scripts[0]
     before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in scripts}
     result = invoke("--diff", "train.py", "plain.py")
     assert result.exit_code == 0
@@ -182,7 +182,7 @@ def test_undecodable_file_exits_123_and_is_untouched(scripts, tmp_path):
 
 
 def test_internal_error_in_one_file_exits_123_and_others_still_convert(scripts, monkeypatch, tmp_path):
-    import accel_convert.runner as runner
+    from accel_convert import runner
 
     real = runner.convert_text
     write(tmp_path / "other.py", TRAIN.replace("lr=0.1", "lr=0.2"))
@@ -206,7 +206,7 @@ def test_error_wins_over_would_change_in_check_mode(scripts, tmp_path):
 
 
 def test_diagnostics_are_printed_unless_quiet(scripts, monkeypatch):
-    import accel_convert.runner as runner
+    from accel_convert import runner
     from accel_convert.model import Diagnostic, Result
 
     monkeypatch.setattr(

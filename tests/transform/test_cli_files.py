@@ -5,8 +5,8 @@ import stat
 import subprocess
 
 import pytest
-
 from accel_convert.files import decode_source
+
 from tests.transform.cli_helpers import PLAIN, TRAIN, converted, invoke, write
 
 
@@ -123,7 +123,8 @@ def test_pyproject_settings_apply_and_the_command_line_wins(project, monkeypatch
         project / "pyproject.toml",
         '[tool.accel-convert]\ntarget = "accelerate"\nextend-exclude = ["legacy/"]\nforce-exclude = true\n',
     )
-    monkeypatch.chdir(project / "pkg")  # the nearest pyproject.toml above the paths is found; patterns are relative to it
+    # the nearest pyproject.toml above the paths is found; its patterns are relative to its folder
+    monkeypatch.chdir(project / "pkg")
     assert invoke("--check", "legacy/train_c.py").exit_code == 0
     assert invoke("train_b.py").exit_code == 0
     assert (project / "pkg" / "train_b.py").read_text() == converted(TRAIN, target="accelerate")
@@ -141,8 +142,10 @@ def test_bad_config_exits_2_naming_file_and_key(project):
     write(project / "pyproject.toml", "[tool.accel-convert]\ntargets = 'accel'\n")
     result = invoke("--check", "train.py")
     assert result.exit_code == 2
-    assert f"Error: {project / 'pyproject.toml'}: [tool.accel-convert] unknown key 'targets' (allowed: target," \
-           in result.stderr
+    assert (
+        f"Error: {project / 'pyproject.toml'}: [tool.accel-convert] unknown key 'targets' (allowed: target,"
+        in result.stderr
+    )
     write(project / "pyproject.toml", "[tool.accel-convert]\njobs = -1\n")
     result = invoke("--check", "train.py")
     assert result.exit_code == 2

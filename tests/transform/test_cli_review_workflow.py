@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from accel_convert.diffing import unified_diff
+
 from tests.transform.cli_helpers import PLAIN, TRAIN, converted, write
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "how-to" / "code-review.md"
@@ -19,7 +19,7 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "how-to" / "code-review.md"
 
 @pytest.fixture(scope="module")
 def steps():
-    workflow = yaml.safe_load(re.search(r"^```yaml\n(.*?)^```$", DOC.read_text(), re.S | re.M).group(1))
+    workflow = yaml.safe_load(re.search(r"^```yaml\n(.*?)^```$", DOC.read_text(), re.DOTALL | re.MULTILINE).group(1))
     return {step.get("id") or step.get("name"): step for step in workflow["jobs"]["preview"]["steps"]}
 
 
@@ -43,8 +43,14 @@ def test_preview_step_diffs_the_added_and_modified_scripts_only(tmp_path, steps)
     _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "pull request")
 
     step = steps["preview"]
-    done = subprocess.run(["bash", "-e", "-c", step["run"]], cwd=repo, env={**os.environ, "BASE_SHA": base},
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        ["bash", "-e", "-c", step["run"]],
+        cwd=repo,
+        env={**os.environ, "BASE_SHA": base},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert "::warning::" not in done.stdout
     assert (repo / "accel-convert.diff").read_text() == unified_diff(TRAIN, converted(TRAIN), "my script.py")
@@ -62,8 +68,14 @@ def test_preview_step_warns_on_a_file_it_cannot_convert(tmp_path, steps):
     write(repo / "train.py", TRAIN)
     _git(repo, "add", "-A")
     _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "pull request")
-    done = subprocess.run(["bash", "-e", "-c", steps["preview"]["run"]], cwd=repo,
-                          env={**os.environ, "BASE_SHA": base}, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        ["bash", "-e", "-c", steps["preview"]["run"]],
+        cwd=repo,
+        env={**os.environ, "BASE_SHA": base},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0
     assert "::warning::accel-convert could not convert some files" in done.stdout
     assert "broken.py:2:" in done.stderr
@@ -95,8 +107,11 @@ new AsyncFunction('require', 'github', 'context', script)(require, github, conte
     "diff, comments, expected",
     [
         ("--- a/t.py\n+++ b/t.py\n@@ -1 +1 @@\n-x\n+y\n", [], "create"),
-        ("--- a/t.py\n+++ b/t.py\n@@ -1 +1 @@\n-x\n+y\n",
-         [{"id": 1, "body": "unrelated"}, {"id": 5, "body": "<!-- accel-convert-preview -->\nold"}], "update"),
+        (
+            "--- a/t.py\n+++ b/t.py\n@@ -1 +1 @@\n-x\n+y\n",
+            [{"id": 1, "body": "unrelated"}, {"id": 5, "body": "<!-- accel-convert-preview -->\nold"}],
+            "update",
+        ),
         ("", [{"id": 5, "body": "<!-- accel-convert-preview -->\nold"}], "update"),
         ("", [{"id": 1, "body": None}], None),
         ("+" + "x" * 70000 + "\n", [], "create"),
@@ -108,8 +123,14 @@ def test_comment_step_creates_updates_or_skips_the_comment(tmp_path, steps, diff
     (tmp_path / "script.js").write_text(script)
     (tmp_path / "harness.js").write_text(HARNESS)
     (tmp_path / "accel-convert.diff").write_text(diff)
-    done = subprocess.run(["node", "harness.js", "script.js", json.dumps(comments)], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=60, check=True)
+    done = subprocess.run(
+        ["node", "harness.js", "script.js", json.dumps(comments)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     calls = json.loads(done.stdout)
     assert calls[0] == ["list", {"owner": "org", "repo": "proj", "issue_number": 7}]
     writes = calls[1:]

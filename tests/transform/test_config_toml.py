@@ -3,7 +3,6 @@
 import os
 
 import pytest
-
 from accel_convert.config import Config, ConfigError, common_base, find_config, load_config, parse_codes
 
 
@@ -68,8 +67,10 @@ def test_common_base_of_files_and_folders(tmp_path):
 @pytest.mark.parametrize(
     "body, message",
     [
-        ("colour = true", "unknown key 'colour' (allowed: target, select, ignore, exclude, extend-exclude, "
-                          "force-exclude, jobs)"),
+        (
+            "colour = true",
+            "unknown key 'colour' (allowed: target, select, ignore, exclude, extend-exclude, " "force-exclude, jobs)",
+        ),
         ('target = "jax"', "[tool.accel-convert] target: expected one of accel, accelerate, got 'jax'"),
         ('select = "AC001"', "[tool.accel-convert] select: expected a list of rule codes"),
         ('ignore = ["ac001"]', "[tool.accel-convert] ignore: 'ac001' is not a rule code"),
@@ -89,7 +90,7 @@ def test_bad_values_name_the_file_key_and_what_is_allowed(tmp_path, body, messag
 
 
 def test_invalid_toml_names_the_file_and_line(tmp_path):
-    path = _write(tmp_path / "pyproject.toml", "[tool.accel-convert]\njobs = \n")
+    _write(tmp_path / "pyproject.toml", "[tool.accel-convert]\njobs = \n")
     with pytest.raises(ConfigError, match=r"pyproject.toml: invalid TOML: .*line 2"):
         find_config(str(tmp_path))
 

@@ -4,7 +4,6 @@ import subprocess
 
 import click
 import pytest
-
 from accel_convert.diffing import colorize, split_lines, unified_diff
 
 CASES = {

@@ -7,8 +7,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from accel_convert.diffing import unified_diff
+
 from tests.transform.cli_helpers import PLAIN, TRAIN, converted, invoke, write
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -41,8 +41,9 @@ def _try_repo(cwd, home, rev, *files):
 
 
 def test_hook_fails_with_the_diff_then_passes_once_converted(tmp_path, monkeypatch):
-    rev = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True,
-                         check=True).stdout.strip()
+    rev = subprocess.run(
+        ["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     project = tmp_path / "project"
     write(project / "train.py", TRAIN)
     write(project / "helpers.py", PLAIN)

@@ -4,7 +4,6 @@ import os
 import subprocess
 
 import pytest
-
 from accel_convert.walk import DEFAULT_EXCLUDE, Excluder, collect_files
 
 
@@ -21,8 +20,16 @@ def _relative(paths, root):
 
 @pytest.fixture
 def project(tmp_path, monkeypatch):
-    _tree(tmp_path, "train.py", "notes.txt", "pkg/model.py", "pkg/legacy/old.py", "build/gen.py",
-          ".venv/lib/site.py", "pkg/data_old.py")
+    _tree(
+        tmp_path,
+        "train.py",
+        "notes.txt",
+        "pkg/model.py",
+        "pkg/legacy/old.py",
+        "build/gen.py",
+        ".venv/lib/site.py",
+        "pkg/data_old.py",
+    )
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
@@ -67,9 +74,7 @@ def test_gitignore_is_honoured_inside_a_git_work_tree(project):
     files = collect_files(["."], Excluder(DEFAULT_EXCLUDE, "."))
     assert _relative(files, project) == ["pkg/model.py", "train.py"]
     # a file named explicitly is converted even when git ignores it (pre-commit only passes tracked files)
-    assert _relative(collect_files(["pkg/data_old.py"], Excluder(DEFAULT_EXCLUDE, ".")), project) == [
-        "pkg/data_old.py"
-    ]
+    assert _relative(collect_files(["pkg/data_old.py"], Excluder(DEFAULT_EXCLUDE, ".")), project) == ["pkg/data_old.py"]
 
 
 def test_gitignore_of_a_subdirectory_walk(project):
