@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from accel_convert.diffing import unified_diff
 from accel_convert.files import Source, SourceError, decode_source, encode_source, read_source, write_atomic
@@ -77,7 +77,8 @@ def convert_bytes(data: bytes, path: str, options: Options, diff: bool) -> FileR
 
 
 def convert_file(path: str, options: Options, write: bool, diff: bool) -> FileReport:
-    """Convert the file at ``path``, rewriting it in place when ``write`` and something changed."""
+    """Convert the file at ``path``, rewriting it in place when ``write`` and something changed. The report leaves
+    ``output`` out: the bytes are on disk or not wanted, and need not travel back from a worker process."""
     try:
         source = read_source(path)
     except SourceError as exc:
@@ -88,7 +89,7 @@ def convert_file(path: str, options: Options, write: bool, diff: bool) -> FileRe
             write_atomic(path, report.output)
         except SourceError as exc:
             return FileReport(path, error=exc.format(path))
-    return report
+    return replace(report, output=None)
 
 
 def convert_files(paths: Sequence[str], options: Options, write: bool, diff: bool, jobs: int) -> Iterator[FileReport]:
