@@ -115,6 +115,7 @@ class Analysis:
     flags: list[Flag] = field(default_factory=list)
     moves: list[Move] = field(default_factory=list)
     backward_calls: list[CallSite] = field(default_factory=list)
+    option_devices: dict[Binding, cst.Call] = field(default_factory=dict)  # args.device -> its add_argument call
     has_accelerator: bool = False
     anchor: Assignment | None = None  # the first optimizer: its scope owns the training run
     _model_moves: set[int] = field(default_factory=set)
@@ -184,6 +185,7 @@ def analyse(module: cst.Module, imports: ImportTable | None = None) -> Analysis:
     _propagate(analysis)
     _find_batch_loops(analysis)
     _find_device_definitions(analysis)
+    _find_option_devices(analysis)
     _find_flags(analysis)
     _find_moves(analysis)
     _find_backward_calls(analysis)
@@ -516,6 +518,63 @@ def _find_device_definitions(analysis: Analysis) -> None:
         _set_role(analysis, analysis.binding(assignment.scope, key), DEVICE, assignment)
     # devices handed to helpers as arguments
     _propagate(analysis)
+
+
+def _option_dest(call: cst.Call) -> str | None:
+    """The ``args`` attribute an ``add_argument("--device", ...)`` call fills, when it picks a device."""
+    func = call.func
+    if not (isinstance(func, cst.Attribute) and func.attr.value == "add_argument") or not call.args:
+        return None
+    first = call.args[0].value
+    if not _is_string(first, lambda v: v.startswith("--")):
+        return None
+    dest = first.evaluated_value[2:].replace("-", "_")
+    for arg in call.args:
+        if arg.keyword is not None and arg.keyword.value == "dest" and isinstance(arg.value, cst.SimpleString):
+            dest = arg.value.evaluated_value
+    return dest
+
+
+def _parsed_arguments(analysis: Analysis) -> list[tuple[Scope, str]]:
+    """Variables holding ``parser.parse_args()`` (directly or returned by a function of the file)."""
+    parsers = {
+        scope
+        for scope, values in analysis.facts.returns.items()
+        if any(_calls_parse_args(value) for value in values)
+    }
+    found = []
+    for assignment in analysis.facts.assignments:
+        value = assignment.value
+        key = dotted_name(assignment.targets[0]) if len(assignment.targets) == 1 else None
+        if key is None or not isinstance(value, cst.Call):
+            continue
+        helper = isinstance(value.func, cst.Name) and analysis.facts.functions.get(value.func.value) in parsers
+        if _calls_parse_args(value) or helper:
+            found.append((assignment.scope, key))
+    return found
+
+
+def _calls_parse_args(node: cst.BaseExpression) -> bool:
+    return isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute) and node.func.attr.value == "parse_args"
+
+
+def _find_option_devices(analysis: Analysis) -> None:
+    """``parser.add_argument("--device", default="cuda" if ... else "cpu")``: ``args.device`` holds the device."""
+    options = {}
+    for site in analysis.facts.calls:
+        dest = _option_dest(site.node)
+        if dest is None:
+            continue
+        default = next((a.value for a in site.node.args if a.keyword is not None and a.keyword.value == "default"), None)
+        if dest == "device" or (default is not None and analysis.is_device_expression(default)):
+            options[dest] = site.node
+    if not options:
+        return
+    for scope, key in _parsed_arguments(analysis):
+        for dest, call in options.items():
+            binding = analysis.binding(scope, f"{key}.{dest}")
+            analysis.option_devices[binding] = call
+            _set_role(analysis, binding, DEVICE, None)
 
 
 def _if_lines(node: cst.If):

@@ -107,6 +107,24 @@ class AppendArgument:
 
 
 @dataclass(frozen=True)
+class SwapKeyword:
+    """Replace the keyword argument ``old=...`` of a call by ``new=<code>`` in the same place."""
+
+    old: str
+    new: str
+    code: str
+
+    def apply(self, call: cst.Call) -> cst.Call:
+        args = [
+            arg.with_changes(keyword=cst.Name(self.new), value=cst.parse_expression(self.code))
+            if arg.keyword is not None and arg.keyword.value == self.old
+            else arg
+            for arg in call.args
+        ]
+        return call.with_changes(args=args)
+
+
+@dataclass(frozen=True)
 class AppendParameter:
     """Add a parameter to a function: positional at the end, or keyword-only when the signature has defaults."""
 

@@ -6,6 +6,7 @@ import libcst as cst
 
 from accel_convert.analysis import DEVICE, Analysis, _is_device_literal, _is_cpu_literal
 from accel_convert.facts import Scope
+from accel_convert.imports import dotted_name
 from accel_convert.plan import DropMove, ReplaceWith, Retarget
 from accel_convert.rules.base import Rule
 
@@ -26,8 +27,9 @@ class DeviceMoves(Rule):
     - A statement left doing nothing goes away: `data, target = data.to(device), target.to(device)`,
       `x = x.cuda()`, `batch = {k: v.to(device) for k, v in batch.items()}`. A block left empty goes too
       (`if use_cuda:` around such moves).
-    - Moves of other tensors (noise, masks, constants built in the loop) stay; a hard-coded `.cuda()`, `.to("cuda")`
-      or `device="cuda"` is pointed at `accelerator.device` (or at the `device` variable, which AC001 made equal to it).
+    - Moves of other tensors (noise, masks, constants built in the loop) stay; a hard-coded `.cuda()`, `.to("cuda")`,
+      `device="cuda"` or a `--device` command-line option (`.to(args.device)`) is pointed at `accelerator.device`
+      (or at the `device` variable, which AC001 made equal to it).
     - `.to(dtype)` and `.to("cpu")` are not device moves and are kept; `.to(device, dtype)` keeps the dtype.
 
     ## Example
@@ -53,7 +55,7 @@ class DeviceMoves(Rule):
         return [
             move.site.scope
             for move in analysis.moves
-            if move.kind == "other" and _hard_coded(analysis, move.call) and _device_variable(analysis, move.site.scope) is None
+            if move.kind == "other" and _hard_coded(analysis, move.call, move.site.scope) and _device_variable(analysis, move.site.scope) is None
         ] + [site.scope for site, _ in _device_keywords(analysis) if _device_variable(analysis, site.scope) is None]
 
     def plan(self, context, plan):
@@ -69,7 +71,7 @@ class DeviceMoves(Rule):
                 sites.append(move.site)
                 what = "model" if move.kind == "model" else "batch"
                 plan.changes.append(context.change(self.code, call, f"{what} moved by `accelerator.prepare`: dropped `.{call.func.attr.value}(...)`"))
-            elif _hard_coded(analysis, call):
+            elif _hard_coded(analysis, call, move.site.scope):
                 device = self._device(context, move.site.scope)
                 if device is None:
                     plan.diagnostics.append(context.diagnostic(self.code, call, f"`{context.code(call)}` left as is: no accelerator or device variable in `{move.site.scope.name}`"))
@@ -101,22 +103,24 @@ class DeviceMoves(Rule):
         return f"{accelerator}.device" if accelerator is not None else None
 
 
-def _hard_coded(analysis: Analysis, call: cst.Call) -> bool:
-    """``.cuda()``, ``.to("cuda")``, ``.to(torch.device("cuda"))``: a device named in the code, not a variable."""
+def _hard_coded(analysis: Analysis, call: cst.Call, scope: Scope) -> bool:
+    """``.cuda()``, ``.to("cuda")``, ``.to(torch.device("cuda"))``, ``.to(args.device)``: a device that is not
+    the accelerator's."""
     if call.func.attr.value == "cuda":
         return True
     for arg in call.args:
         if arg.keyword is None or arg.keyword.value == "device":
-            return _names_accelerator(analysis, arg.value)
+            return _names_accelerator(analysis, arg.value, scope)
     return False
 
 
-def _names_accelerator(analysis: Analysis, node: cst.BaseExpression) -> bool:
+def _names_accelerator(analysis: Analysis, node: cst.BaseExpression, scope: Scope) -> bool:
     if _is_device_literal(node):
         return not _is_cpu_literal(node)
     if isinstance(node, cst.Call) and analysis.qualify(node.func) == "torch.device" and node.args:
-        return _names_accelerator(analysis, node.args[0].value)
-    return False
+        return _names_accelerator(analysis, node.args[0].value, scope)
+    key = dotted_name(node)
+    return key is not None and analysis.binding(scope, key) in analysis.option_devices
 
 
 def _device_keywords(analysis: Analysis):
@@ -125,7 +129,7 @@ def _device_keywords(analysis: Analysis):
         if isinstance(site.node.func, cst.Attribute) and site.node.func.attr.value in ("to", "cuda"):
             continue
         for arg in site.node.args:
-            if arg.keyword is not None and arg.keyword.value == "device" and _names_accelerator(analysis, arg.value):
+            if arg.keyword is not None and arg.keyword.value == "device" and _names_accelerator(analysis, arg.value, site.scope):
                 yield site, arg
 
 

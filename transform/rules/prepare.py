@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import libcst as cst
 
+from accel_convert import symbols
 from accel_convert.analysis import LOADER, MODEL, OPTIMIZER, PREPARED_ROLES, SCHEDULER, Analysis, connected
 from accel_convert.context import common_level
 from accel_convert.imports import dotted_name
+from accel_convert.plan import SwapKeyword
 from accel_convert.rules.base import Rule
 
 _ORDER = {MODEL: 0, OPTIMIZER: 1, LOADER: 2, SCHEDULER: 3}
@@ -34,6 +36,10 @@ class Prepare(Rule):
     An LR scheduler is prepared only when it is stepped inside the loop over batches: a prepared scheduler steps
     once per process on each call (it expects per-batch stepping), so a scheduler stepped once per epoch is left
     unprepared and keeps stepping the optimizer's learning rate exactly as before.
+
+    A `DistributedSampler` in a prepared loader would shard the data a second time: it is replaced by the
+    loader's `shuffle=` (carrying the sampler's `shuffle` setting over), and the sampler with its `set_epoch`
+    calls is removed when nothing else uses it.
 
     **Unsafe** (in ruff's sense): under several processes each one sees only its share of every prepared loader,
     so per-epoch sums and counts computed in the loop cover that share.
@@ -108,6 +114,70 @@ class Prepare(Rule):
             edit.before.append(statement)
         context.use(owner, location)
         plan.changes.append(context.change(self.code, anchor, f"prepare {', '.join(keys)} with `{accelerator}.prepare`"))
+        for key, role, assignment in objects:
+            if role == LOADER and assignment is not None:
+                _drop_distributed_sampler(context, plan, assignment, self.code)
+
+
+def _drop_distributed_sampler(context, plan, assignment, code) -> None:
+    """``DataLoader(ds, sampler=DistributedSampler(ds, shuffle=s))`` -> ``DataLoader(ds, shuffle=s)``.
+
+    A prepared loader is sharded across processes already; a distributed sampler left in it would shard it twice.
+    """
+    analysis = context.analysis
+    loader = assignment.value
+    if not isinstance(loader, cst.Call):
+        return
+    argument = next((a for a in loader.args if a.keyword is not None and a.keyword.value == "sampler"), None)
+    if argument is None:
+        return
+    sampler, statement, name = argument.value, None, None
+    if isinstance(sampler, cst.Name):
+        name = sampler.value
+        binding = analysis.binding(assignment.scope, name)
+        definition = next(
+            (
+                a
+                for a in analysis.facts.assignments
+                if len(a.targets) == 1
+                and isinstance(a.targets[0], cst.Name)
+                and analysis.binding(a.scope, a.targets[0].value) == binding
+            ),
+            None,
+        )
+        if definition is None:
+            return
+        sampler, statement = definition.value, definition.statement
+    if not (isinstance(sampler, cst.Call) and analysis.qualify(sampler.func) in symbols.DISTRIBUTED_SAMPLERS):
+        return
+    shuffle = next((a.value for a in sampler.args if a.keyword is not None and a.keyword.value == "shuffle"), None)
+    plan.expression(loader, SwapKeyword("sampler", "shuffle", context.code(shuffle) if shuffle is not None else "True"))
+    plan.changes.append(context.change(code, loader, "`DistributedSampler` replaced by `shuffle`: prepare shards the loader"))
+    if statement is None:
+        return
+    set_epoch_lines = [
+        site.statement
+        for site in analysis.facts.calls
+        if isinstance(site.node.func, cst.Attribute)
+        and site.node.func.attr.value == "set_epoch"
+        and isinstance(site.node.func.value, cst.Name)
+        and site.node.func.value.value == name
+        and isinstance(site.statement, cst.SimpleStatementLine)
+        and len(site.statement.body) == 1
+        and isinstance(site.statement.body[0], cst.Expr)
+    ]
+    kept = {id(statement), id(assignment.statement), *map(id, set_epoch_lines)}
+    other_uses = [
+        load
+        for load in analysis.facts.loads
+        if load.name == name
+        and analysis.binding(load.scope, name) == analysis.binding(assignment.scope, name)
+        and not any(index >= 0 and id(analysis.facts.statement_at(block, index)) in kept for block, index in load.location[-1:])
+    ]
+    if other_uses:
+        return
+    for line in [statement, *set_epoch_lines]:
+        plan.statement(line).remove = True
 
 
 def _objects(analysis: Analysis, owner):

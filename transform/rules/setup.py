@@ -32,7 +32,8 @@ class Setup(Rule):
       of `device` keep working.
     - A user switch that forces the CPU is carried over: with `use_cuda = not args.no_cuda and
       torch.cuda.is_available()` the accelerator is created as `Accelerator(cpu=args.no_cuda)`; with
-      `torch.device(args.device)`, as `Accelerator(cpu=args.device == "cpu")`.
+      `torch.device(args.device)` or a `--device` option used as `args.device`, as
+      `Accelerator(cpu=args.device == "cpu")`.
     - A `use_cuda`-style flag whose every use went away (AC003 removed the moves it guarded) is removed.
     - A helper function that needs the accelerator (for `accelerator.backward`) and cannot see it gets an
       `accelerator` parameter, passed at each call site in the file.
@@ -201,7 +202,8 @@ def _cpu_argument(analysis: Analysis, home) -> tuple[str, set[str]] | None:
     elif flags:
         condition = flags[0].assignment.value
     else:
-        return None
+        option = next((key for (owner, key) in analysis.option_devices if owner is home), None)
+        return (f'{option} == "cpu"', {option.split(".")[0]}) if option is not None else None
     if condition is None:
         return None
     disjuncts = _split(condition, cst.Or)
