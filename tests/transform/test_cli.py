@@ -62,12 +62,12 @@ def test_diff_of_a_file_without_final_newline_applies(tmp_path, monkeypatch):
 
 
 def test_check_exits_1_when_something_would_change_and_0_otherwise(scripts):
-    before = scripts[0].read_bytes()
+    before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in scripts}
     result = invoke("--check", "train.py", "plain.py")
     assert result.exit_code == 1
     assert result.stdout == ""
     assert "would convert train.py" in result.stderr
-    assert scripts[0].read_bytes() == before
+    assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in scripts} == before
     assert invoke("--check", "plain.py").exit_code == 0
 
 
