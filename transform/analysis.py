@@ -16,6 +16,7 @@ import libcst as cst
 from accel_convert import symbols
 from accel_convert.facts import Assignment, CallSite, Facts, Loop, Scope, collect, target_names
 from accel_convert.imports import ImportTable, dotted_name
+from accel_convert.traverse import Walker
 
 MODEL, OPTIMIZER, LOADER, SCHEDULER, DEVICE, ACCELERATOR = (
     "model",
@@ -223,13 +224,13 @@ def _parameter_receivers(node: cst.CSTNode) -> list[cst.BaseExpression]:
     """Receivers of ``.parameters()`` / ``.named_parameters()`` calls anywhere inside ``node``."""
     found = []
 
-    class _Finder(cst.CSTVisitor):
+    class _Finder(Walker):
         def visit_Call(self, call: cst.Call) -> None:
             func = call.func
             if isinstance(func, cst.Attribute) and func.attr.value in ("parameters", "named_parameters"):
                 found.append(func.value)
 
-    node.visit(_Finder())
+    _Finder().walk(node)
     return found
 
 
@@ -605,12 +606,12 @@ def _describe_device(analysis: Analysis, definition: DeviceDefinition, value: cs
 def _contains_availability_check(analysis: Analysis, node: cst.CSTNode) -> bool:
     found = []
 
-    class _Finder(cst.CSTVisitor):
+    class _Finder(Walker):
         def visit_Call(self, call: cst.Call) -> None:
             if analysis.qualify(call.func) in symbols.AVAILABILITY_CHECKS:
                 found.append(call)
 
-    node.visit(_Finder())
+    _Finder().walk(node)
     return bool(found)
 
 

@@ -5,12 +5,22 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import libcst as cst
-from libcst.metadata import MetadataWrapper, PositionProvider
 
 from accel_convert.access import Access
 from accel_convert.analysis import Analysis
 from accel_convert.facts import Location, Scope
 from accel_convert.model import Change, Diagnostic, Options
+from accel_convert.positions import positions
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A change or diagnostic whose line is looked up once all of them are known (one pass for all)."""
+
+    kind: type
+    code: str
+    node: cst.CSTNode
+    message: str
 
 
 @dataclass(eq=False)
@@ -19,28 +29,31 @@ class Context:
     access: Access
     options: Options
     uses: list[tuple[Scope, Location]] = field(default_factory=list)  # where rules' edits name the accelerator
-    _positions: dict | None = None
 
     @property
     def module(self) -> cst.Module:
         return self.analysis.facts.module
 
-    def position(self, node: cst.CSTNode) -> tuple[int, int]:
-        """1-based line and column of an original node (positions are computed once, on first use)."""
-        if self._positions is None:
-            self._positions = MetadataWrapper(self.module, unsafe_skip_copy=True).resolve(PositionProvider)
-        start = self._positions[node].start
-        return start.line, start.column + 1
-
     def code(self, node: cst.CSTNode) -> str:
         return self.module.code_for_node(node)
 
-    def change(self, code: str, node: cst.CSTNode, message: str) -> Change:
-        return Change(code, self.position(node)[0], message)
+    def change(self, code: str, node: cst.CSTNode, message: str) -> Pending:
+        return Pending(Change, code, node, message)
 
-    def diagnostic(self, code: str, node: cst.CSTNode, message: str) -> Diagnostic:
-        line, column = self.position(node)
-        return Diagnostic(code, line, column, message)
+    def diagnostic(self, code: str, node: cst.CSTNode, message: str) -> Pending:
+        return Pending(Diagnostic, code, node, message)
+
+    def resolve(self, pending: list[Pending]) -> list:
+        """Changes and diagnostics with the (1-based) line and column of the nodes they name."""
+        found = positions(self.module, [item.node for item in pending])
+        result = []
+        for item in pending:
+            line, column = found.get(id(item.node), (0, 0))
+            if item.kind is Change:
+                result.append(Change(item.code, line, item.message))
+            else:
+                result.append(Diagnostic(item.code, line, column, item.message))
+        return result
 
     def use(self, scope: Scope, location: Location) -> None:
         self.uses.append((scope, location))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+
 import libcst as cst
 
 from accel_convert.access import locate
@@ -30,15 +32,14 @@ def convert_source(text: str, options: Options = Options()) -> Result:
         return Result(text, (), tuple(plan.diagnostics))
     new_text = bom + module.visit(Rewriter(plan)).code
     try:
-        cst.parse_module(new_text[len(bom):])
-    except cst.ParserSyntaxError as error:
+        ast.parse(new_text[len(bom):])
+    except SyntaxError as error:
         raise ConvertError(
-            f"internal error: the converted code does not parse ({error.message}); please report this file",
-            error.raw_line,
-            error.raw_column + 1,
+            f"internal error: the converted code does not parse ({error.msg}); please report this file",
+            error.lineno or 0,
+            error.offset or 0,
         ) from None
-    key = lambda item: (item.line, item.code)  # noqa: E731
-    return Result(new_text, tuple(sorted(plan.changes, key=key)), tuple(sorted(plan.diagnostics, key=key)))
+    return Result(new_text, tuple(plan.changes), tuple(plan.diagnostics))
 
 
 def _parse(text: str) -> cst.Module:
@@ -61,4 +62,20 @@ def plan_module(module: cst.Module, options: Options = Options()) -> Plan:
     context = Context(analysis, access, options)
     for rule in rules:
         rule.plan(context, plan)
+    key = lambda item: (item.line, item.code)  # noqa: E731
+    resolved = context.resolve([*plan.changes, *plan.diagnostics])
+    plan.changes = sorted(resolved[: len(plan.changes)], key=key)
+    plan.diagnostics = sorted(resolved[len(plan.changes) :], key=key)
+    plan.hot = _hot_statements(analysis, plan)
     return plan
+
+
+def _hot_statements(analysis, plan: Plan) -> set[int]:
+    """Statements the rewriter must enter: those edited or holding an edit, and every statement around them."""
+    facts = analysis.facts
+    hot: set[int] = set()
+    for key in [*plan.statements, *plan.edited_statements]:
+        for block, index in facts.statement_locations.get(key, ()):
+            if index >= 0:
+                hot.add(id(facts.statement_at(block, index)))
+    return hot

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 import libcst as cst
 
+from accel_convert.traverse import Walker
+
 Location = tuple[tuple[int, int], ...]  # ((id(block), index in block.body), ...), outermost first
 
 
@@ -97,6 +99,7 @@ class Facts:
     returns: dict[Scope, list[cst.BaseExpression]] = field(default_factory=dict)
     blocks: dict[int, cst.CSTNode] = field(default_factory=dict)  # id -> Module or IndentedBlock
     if_statements: list[tuple[cst.If, Scope, Location]] = field(default_factory=list)
+    statement_locations: dict[int, Location] = field(default_factory=dict)
 
     def statement_at(self, block_id: int, index: int) -> cst.CSTNode:
         return self.blocks[block_id].body[index]
@@ -119,7 +122,10 @@ def _flatten_target(node: cst.BaseExpression) -> list[cst.BaseExpression]:
     return [node]
 
 
-class _Collector(cst.CSTVisitor):
+_STATEMENTS = (cst.SimpleStatementLine, cst.BaseCompoundStatement)
+
+
+class _Collector(Walker):
     def __init__(self, module: cst.Module) -> None:
         self.scope = Scope(node=module, name="<module>", parent=None, body_block=id(module))
         self.facts = Facts(module=module, module_scope=self.scope, scopes=[self.scope])
@@ -150,20 +156,19 @@ class _Collector(cst.CSTVisitor):
     def leave_IndentedBlock(self, original_node: cst.IndentedBlock) -> None:
         self._leave_block()
 
-    def on_visit(self, node: cst.CSTNode) -> bool:
-        if isinstance(node, (cst.SimpleStatementLine, cst.BaseCompoundStatement)):
-            if self.blocks:
-                block_id, indices = self.blocks[-1]
-                index = indices.get(id(node))
-                if index is not None:
-                    self.location = self.location[:-1] + ((block_id, index),)
-            self.statements.append(node)
-        return super().on_visit(node)
-
-    def on_leave(self, original_node: cst.CSTNode) -> None:
-        super().on_leave(original_node)
-        if isinstance(original_node, (cst.SimpleStatementLine, cst.BaseCompoundStatement)):
-            self.statements.pop()
+    def walk(self, node: cst.CSTNode) -> None:
+        if not isinstance(node, _STATEMENTS):
+            super().walk(node)
+            return
+        if self.blocks:
+            block_id, indices = self.blocks[-1]
+            index = indices.get(id(node))
+            if index is not None:
+                self.location = self.location[:-1] + ((block_id, index),)
+        self.facts.statement_locations[id(node)] = self.location
+        self.statements.append(node)
+        super().walk(node)
+        self.statements.pop()
 
     # scopes ---------------------------------------------------------------------------------------------------------
     def visit_ClassDef(self, node: cst.ClassDef) -> None:
@@ -257,7 +262,7 @@ class _Collector(cst.CSTVisitor):
         self.facts.loads.append(NameLoad(node.value, self.scope, self.location))
 
     def visit_Attribute(self, node: cst.Attribute) -> bool:
-        node.value.visit(self)
+        self.walk(node.value)
         return False  # the attribute name is not a variable
 
     def visit_Return(self, node: cst.Return) -> None:
@@ -296,5 +301,5 @@ class _Collector(cst.CSTVisitor):
 
 def collect(module: cst.Module) -> Facts:
     collector = _Collector(module)
-    module.visit(collector)
+    collector.walk(module)
     return collector.facts

@@ -151,12 +151,16 @@ class Plan:
     expressions: dict[int, list] = field(default_factory=dict)  # id(original node) -> edits, applied in order
     changes: list[Change] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)
+    edited_statements: set[int] = field(default_factory=set)  # statements holding an expression edit
+    hot: set[int] = field(default_factory=set)  # statements the rewriter enters (filled once planning is done)
 
     def statement(self, node: cst.CSTNode) -> StatementEdit:
         return self.statements.setdefault(id(node), StatementEdit())
 
-    def expression(self, node: cst.CSTNode, edit) -> None:
+    def expression(self, node: cst.CSTNode, edit, statement: cst.CSTNode) -> None:
+        """Apply ``edit`` to ``node``, which lies in ``statement``."""
         self.expressions.setdefault(id(node), []).append(edit)
+        self.edited_statements.add(id(statement))
 
     def removes(self, node: cst.CSTNode) -> bool:
         edit = self.statements.get(id(node))

@@ -32,6 +32,11 @@ class Rewriter(cst.CSTTransformer):
         super().__init__()
         self.plan = plan
 
+    def on_visit(self, node) -> bool:
+        if isinstance(node, (cst.SimpleStatementLine, cst.BaseCompoundStatement)):
+            return id(node) in self.plan.hot  # untouched statements are kept as they are, unvisited
+        return True
+
     def on_leave(self, original_node, updated_node):
         result = super().on_leave(original_node, updated_node)
         for edit in self.plan.expressions.get(id(original_node), ()):

@@ -52,7 +52,7 @@ class Backward(Rule):
                     )
                 )
                 continue
-            plan.expression(site.node, BackwardThrough(accelerator))
+            plan.expression(site.node, BackwardThrough(accelerator), site.statement)
             context.use(site.scope, site.location)
             plan.changes.append(
                 context.change(self.code, site.node, f"`{context.code(site.node.func.value)}.backward()` -> `{accelerator}.backward({receiver})`")

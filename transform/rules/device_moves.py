@@ -65,7 +65,7 @@ class DeviceMoves(Rule):
         for move in analysis.moves:
             call = move.call
             if move.kind in ("batch", "model"):
-                plan.expression(call, DropMove())
+                plan.expression(call, DropMove(), move.site.statement)
                 if _leaves_receiver(call):
                     bare.add(id(call))
                 sites.append(move.site)
@@ -76,7 +76,7 @@ class DeviceMoves(Rule):
                 if device is None:
                     plan.diagnostics.append(context.diagnostic(self.code, call, f"`{context.code(call)}` left as is: no accelerator or device variable in `{move.site.scope.name}`"))
                     continue
-                plan.expression(call, Retarget(device))
+                plan.expression(call, Retarget(device), move.site.statement)
                 context.use(move.site.scope, move.site.location)
                 plan.changes.append(context.change(self.code, call, f"hard-coded device -> `{device}`"))
         for site, arg in _device_keywords(analysis):
@@ -84,7 +84,7 @@ class DeviceMoves(Rule):
             if device is None:
                 plan.diagnostics.append(context.diagnostic(self.code, arg, f"`{context.code(arg)}` left as is: no accelerator or device variable in `{site.scope.name}`"))
                 continue
-            plan.expression(arg.value, ReplaceWith(device))
+            plan.expression(arg.value, ReplaceWith(device), site.statement)
             context.use(site.scope, site.location)
             plan.changes.append(context.change(self.code, arg, f"hard-coded device -> `{device}`"))
         for site in sites:

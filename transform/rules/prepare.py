@@ -151,7 +151,8 @@ def _drop_distributed_sampler(context, plan, assignment, code) -> None:
     if not (isinstance(sampler, cst.Call) and analysis.qualify(sampler.func) in symbols.DISTRIBUTED_SAMPLERS):
         return
     shuffle = next((a.value for a in sampler.args if a.keyword is not None and a.keyword.value == "shuffle"), None)
-    plan.expression(loader, SwapKeyword("sampler", "shuffle", context.code(shuffle) if shuffle is not None else "True"))
+    swap = SwapKeyword("sampler", "shuffle", context.code(shuffle) if shuffle is not None else "True")
+    plan.expression(loader, swap, assignment.statement)
     plan.changes.append(context.change(code, loader, "`DistributedSampler` replaced by `shuffle`: prepare shards the loader"))
     if statement is None:
         return

@@ -10,6 +10,7 @@ from accel_convert.context import common_level
 from accel_convert.imports import dotted_name
 from accel_convert.plan import AppendArgument, AppendParameter, ReplaceWith
 from accel_convert.rules.base import Rule
+from accel_convert.traverse import Walker
 
 
 class Setup(Rule):
@@ -74,10 +75,10 @@ class Setup(Rule):
         self._replace_devices(context, plan)
         self._remove_flags(context, plan)
         for helper, keyword_only in access.passed.items():
-            plan.expression(helper.node, AppendParameter("accelerator", keyword_only))
+            plan.expression(helper.node, AppendParameter("accelerator", keyword_only), helper.node)
             plan.changes.append(context.change(self.code, helper.node, f"`{helper.name}` takes the accelerator as a parameter"))
         for site, by_keyword in access.call_sites:
-            plan.expression(site.node, AppendArgument("accelerator", by_keyword))
+            plan.expression(site.node, AppendArgument("accelerator", by_keyword), site.statement)
         self._create(context, plan)
         anchor, after = _import_anchor(analysis.facts.module)
         module = "accel" if context.options.target == "accel" else "accelerate"
@@ -97,7 +98,7 @@ class Setup(Rule):
                 )
                 continue
             if definition.value is not None:
-                plan.expression(definition.value, ReplaceWith(f"{accelerator}.device"))
+                plan.expression(definition.value, ReplaceWith(f"{accelerator}.device"), definition.statement)
             else:
                 plan.statement(definition.statement).replacement = cst.parse_statement(f"{definition.key} = {accelerator}.device\n")
             context.use(definition.scope, definition.location)
@@ -261,15 +262,15 @@ def _flag(analysis: Analysis, scope, key: str) -> Flag | None:
 def _names(node: cst.CSTNode) -> set[str]:
     names = set()
 
-    class _Names(cst.CSTVisitor):
+    class _Names(Walker):
         def visit_Name(self, name: cst.Name) -> None:
             names.add(name.value)
 
         def visit_Attribute(self, attribute: cst.Attribute) -> bool:
-            attribute.value.visit(self)
+            self.walk(attribute.value)
             return False
 
-    node.visit(_Names())
+    _Names().walk(node)
     return names
 
 
