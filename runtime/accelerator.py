@@ -7,7 +7,6 @@ import contextlib
 import functools
 import gc
 import os
-import tempfile
 from collections.abc import Callable
 from typing import Any
 
@@ -23,7 +22,7 @@ from .optimizer import AcceleratedOptimizer
 from .precision import PRECISIONS, Precision
 from .scheduler import AcceleratedScheduler
 from .state import DistributedType, GradientState, ProcessState
-from .utils import env_choice, env_int
+from .utils import env_choice, env_int, save_atomic
 
 _PREPARABLE = "torch.nn.Module, torch.optim.Optimizer, torch.utils.data.DataLoader, torch.optim.lr_scheduler.LRScheduler"
 
@@ -137,8 +136,7 @@ class Accelerator:
     def prepare(self, *args: Any) -> Any:
         """Prepare models, optimizers, DataLoaders and LR schedulers (any number, any order); same order back."""
         for obj in args:
-            if not isinstance(obj, (nn.Module, torch.optim.Optimizer, DataLoader, PreparedDataLoader,
-                                    AcceleratedScheduler)) and not _is_scheduler(obj):
+            if not isinstance(obj, (nn.Module, torch.optim.Optimizer, DataLoader, AcceleratedScheduler)) and not _is_scheduler(obj):
                 raise TypeError(f"prepare() cannot handle an object of type {type(obj).__qualname__}; allowed: {_PREPARABLE}")
         result = list(args)
         models = [i for i, o in enumerate(args) if isinstance(o, nn.Module) and not self._is_prepared_model(o)]
@@ -345,7 +343,7 @@ class Accelerator:
 
         Shares differ by at most one item; ``apply_padding`` repeats the last item so all have the same length.
         """
-        yield _split(inputs, self.num_processes, self.process_index, apply_padding)
+        yield ops.split_for_process(inputs, self.num_processes, self.process_index, apply_padding)
 
     # -- models and files --------------------------------------------------------------------------------------
     def unwrap_model(self, model: nn.Module, keep_fp32_wrapper: bool = True) -> nn.Module:
@@ -390,35 +388,3 @@ class Accelerator:
 def _check_accumulation_steps(value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"gradient_accumulation_steps must be a positive integer (1, 2, ...); got {value!r}")
-
-
-def save_atomic(obj: Any, f: str | os.PathLike) -> None:
-    """``torch.save`` into a temporary file next to ``f``, then rename it over ``f``."""
-    path = os.fspath(f)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def _split(inputs: Any, parts: int, index: int, apply_padding: bool) -> Any:
-    if isinstance(inputs, dict):
-        return type(inputs)({k: _split(v, parts, index, apply_padding) for k, v in inputs.items()})
-    if not isinstance(inputs, (list, tuple, torch.Tensor)):
-        raise TypeError(f"split_between_processes() cannot split a {type(inputs).__name__}; allowed: list, tuple, "
-                        "dict of those, torch.Tensor")
-    length = len(inputs)
-    base, extra = divmod(length, parts)
-    start = index * base + min(index, extra)
-    end = start + base + (1 if index < extra else 0)
-    share = inputs[start:end]
-    if apply_padding and extra and len(share) < base + 1 and length:
-        last = inputs[-1:]
-        share = torch.cat([share, last]) if isinstance(share, torch.Tensor) else share + type(share)(last)
-    return share

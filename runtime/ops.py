@@ -113,3 +113,22 @@ def pad_across_processes(
         return torch.cat(parts, dim=dim)
 
     return apply_to_tensors(one, data)
+
+
+def split_for_process(inputs: Any, parts: int, index: int, apply_padding: bool = False) -> Any:
+    """Contiguous share number ``index`` of ``parts`` of a list, tuple, tensor or dict of those; shares differ by
+    at most one item, and ``apply_padding`` repeats the last item so that all have the same length."""
+    if isinstance(inputs, dict):
+        return type(inputs)({k: split_for_process(v, parts, index, apply_padding) for k, v in inputs.items()})
+    if not isinstance(inputs, (list, tuple, torch.Tensor)):
+        raise TypeError(f"split_between_processes() cannot split a {type(inputs).__name__}; allowed: list, tuple, "
+                        "dict of those, torch.Tensor")
+    length = len(inputs)
+    base, extra = divmod(length, parts)
+    start = index * base + min(index, extra)
+    end = start + base + (1 if index < extra else 0)
+    share = inputs[start:end]
+    if apply_padding and extra and len(share) < base + 1 and length:
+        last = inputs[-1:]
+        share = torch.cat([share, last]) if isinstance(share, torch.Tensor) else share + type(share)(last)
+    return share

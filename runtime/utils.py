@@ -1,9 +1,12 @@
-"""Small helpers shared by the runtime: reading the launcher's environment variables, seeding."""
+"""Small helpers shared by the runtime: reading the launcher's environment variables, seeding, atomic saving."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
+import uuid
+from typing import Any
 
 import numpy as np
 import torch
@@ -60,3 +63,18 @@ def set_seed(seed: int, device_specific: bool = False, deterministic: bool = Fal
     torch.manual_seed(seed)  # also seeds every CUDA device
     if deterministic:
         torch.use_deterministic_algorithms(True)
+
+
+def save_atomic(obj: Any, f: str | os.PathLike) -> None:
+    """``torch.save`` into a temporary file next to ``f``, then rename it over ``f`` (a crash leaves ``f`` intact)."""
+    path = os.fspath(f)
+    directory, name = os.path.split(os.path.abspath(path))
+    tmp = os.path.join(directory, f".tmp-{name}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        with open(tmp, "wb") as handle:  # plain open: the file gets the usual permissions (umask)
+            torch.save(obj, handle)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise

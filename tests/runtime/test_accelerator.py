@@ -274,12 +274,12 @@ def test_split_between_processes_with_one_process_gets_everything():
 
 
 def test_split_between_processes_shares_for_other_ranks():
-    from accel.accelerator import _split
+    from accel.ops import split_for_process
 
     items = list(range(7))
-    assert [_split(items, 3, r, False) for r in range(3)] == [[0, 1, 2], [3, 4], [5, 6]]
-    assert [_split(items, 3, r, True) for r in range(3)] == [[0, 1, 2], [3, 4, 6], [5, 6, 6]]
-    assert _split(torch.arange(5), 2, 1, True).tolist() == [3, 4, 4]
+    assert [split_for_process(items, 3, r) for r in range(3)] == [[0, 1, 2], [3, 4], [5, 6]]
+    assert [split_for_process(items, 3, r, True) for r in range(3)] == [[0, 1, 2], [3, 4, 6], [5, 6, 6]]
+    assert split_for_process(torch.arange(5), 2, 1, True).tolist() == [3, 4, 4]
 
 
 def test_print_and_process_decorators_and_contexts(capsys):
@@ -321,6 +321,9 @@ def test_save_is_atomic_and_leaves_no_temporary_file(tmp_path):
         accelerator.save({"bad": lambda: 0}, target)  # cannot be pickled
     assert torch.load(target)["w"].tolist() == [1.0, 1.0]  # the previous file is intact
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask
 
 
 def test_free_memory_forgets_prepared_objects():
