@@ -118,7 +118,7 @@ class Analysis:
     backward_calls: list[CallSite] = field(default_factory=list)
     option_devices: dict[Binding, cst.Call] = field(default_factory=dict)  # args.device -> its add_argument call
     has_accelerator: bool = False
-    anchor: Assignment | None = None  # the first optimizer: its scope owns the training run
+    anchor: Assignment | None = None  # the first optimizer stepped in a loop: its scope owns the training run
     _model_moves: set[int] = field(default_factory=set)
 
     # names ----------------------------------------------------------------------------------------------------------
@@ -190,7 +190,40 @@ def analyse(module: cst.Module, imports: ImportTable | None = None) -> Analysis:
     _find_flags(analysis)
     _find_moves(analysis)
     _find_backward_calls(analysis)
+    _find_anchor(analysis)
     return analysis
+
+
+def _find_anchor(analysis: Analysis) -> None:
+    """The training run: the first optimizer (in source order) whose ``step()`` is called inside a loop (or in a
+    function of the file called inside one)."""
+    repeated: set[Scope] = set()
+    changed = True
+    while changed:
+        changed = False
+        for site in analysis.facts.calls:
+            if site.loops or site.comprehensions or site.scope in repeated:
+                callee = _callee(analysis, site)
+                if callee is not None and callee[0] not in repeated:
+                    repeated.add(callee[0])
+                    changed = True
+    stepped = set()
+    for site in analysis.facts.calls:
+        func = site.node.func
+        in_loop = site.loops or site.comprehensions or site.scope in repeated
+        if in_loop and isinstance(func, cst.Attribute) and func.attr.value == "step":
+            key = dotted_name(func.value)
+            if key is not None:
+                stepped.add(analysis.binding(site.scope, key))
+    for assignment in analysis.facts.assignments:
+        key = dotted_name(assignment.targets[0]) if len(assignment.targets) == 1 else None
+        if key is None:
+            continue
+        binding = analysis.binding(assignment.scope, key)
+        if analysis.creations.get(binding) is assignment and analysis.roles.get(binding) == OPTIMIZER:
+            if analysis.origins.get(binding) == binding and connected(analysis, binding) & stepped:
+                analysis.anchor = assignment
+                return
 
 
 def _find_model_classes(analysis: Analysis) -> None:
@@ -267,8 +300,7 @@ def _find_direct_roles(analysis: Analysis) -> None:
                 analysis.creations.setdefault(binding, assignment)
             continue
         if symbols.is_optimizer(qualified):
-            if _set_role(analysis, binding, OPTIMIZER, assignment) and analysis.anchor is None:
-                analysis.anchor = assignment
+            _set_role(analysis, binding, OPTIMIZER, assignment)
             for receiver in _parameter_receivers(value):
                 model = _model_binding(analysis, scope, receiver)
                 if model is not None:
@@ -439,7 +471,7 @@ def _iterates_loader(analysis: Analysis, scope: Scope, node: cst.BaseExpression)
 def _find_batch_loops(analysis: Analysis) -> None:
     analysis.batch_loops.clear()
     for loop in analysis.facts.loops:
-        if _iterates_loader(analysis, loop.scope, loop.node.iter):
+        if isinstance(loop.node, cst.For) and _iterates_loader(analysis, loop.scope, loop.node.iter):
             analysis.batch_loops[loop] = set(loop.target_names)
     for assignment in analysis.facts.assignments:
         for loop in assignment.loops:

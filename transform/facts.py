@@ -43,7 +43,7 @@ class Scope:
 
 @dataclass(eq=False)
 class Loop:
-    node: cst.For
+    node: cst.For | cst.While
     scope: Scope
     location: Location
     outer: tuple[Loop, ...]
@@ -250,6 +250,13 @@ class _Collector(Walker):
 
     def leave_For(self, original_node: cst.For) -> None:
         self.loops = self.loops[:-1]
+
+    def visit_While(self, node: cst.While) -> None:
+        loop = Loop(node, self.scope, self.location, self.loops, [])
+        self.facts.loops.append(loop)
+        self.loops = self.loops + (loop,)
+
+    leave_While = leave_For
 
     def visit_If(self, node: cst.If) -> None:
         self.facts.if_statements.append((node, self.scope, self.location))

@@ -85,6 +85,10 @@ class ImportTable:
 
 
 def _blocks(statement: cst.BaseCompoundStatement):
+    if isinstance(statement, cst.Match):
+        for case in statement.cases:
+            yield case.body
+        return
     yield statement.body
     orelse = getattr(statement, "orelse", None)
     while orelse is not None:
