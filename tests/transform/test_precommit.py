@@ -23,13 +23,8 @@ pytestmark = [
 
 def _try_repo(cwd, home, rev, *files):
     """`pre-commit try-repo` at the committed ``rev`` (a fixed rev lets the second call reuse the environment)."""
-    env = {
-        **os.environ,
-        "PRE_COMMIT_HOME": str(home),
-        # The distribution also carries the runtime, which needs torch: let the hook's virtualenv see the torch
-        # already installed here instead of downloading one.
-        "VIRTUALENV_SYSTEM_SITE_PACKAGES": "1",
-    }
+    # The hook's virtualenv is isolated from this one: it must work with the converter's own dependencies (no torch).
+    env = {**os.environ, "PRE_COMMIT_HOME": str(home)}
     return subprocess.run(
         ["pre-commit", "try-repo", str(REPO_ROOT), "accel-convert", "--ref", rev, "--files", *files],
         cwd=cwd,
