@@ -67,10 +67,9 @@ def units_to_shard(model: nn.Module, plugin: FullyShardedDataParallelPlugin) -> 
 
 
 def _replace_child(model: nn.Module, target: nn.Module, replacement: nn.Module) -> None:
-    for parent in model.modules():
-        for name, child in parent.named_children():
-            if child is target:
-                setattr(parent, name, replacement)
+    slots = [(parent, name) for parent in model.modules() for name, child in parent.named_children() if child is target]
+    for parent, name in slots:
+        setattr(parent, name, replacement)
 
 
 class FSDPBackend(Backend):
@@ -112,9 +111,11 @@ class FSDPBackend(Backend):
         units = units_to_shard(model, self.plugin)
         kwargs = self._fully_shard_kwargs()
         for unit in units:
+            if self.plugin.activation_checkpointing:  # wrap first: the recomputation then runs inside the unit
+                wrapped = _checkpoint_wrapper()(unit)
+                _replace_child(model, unit, wrapped)
+                unit = wrapped
             fully_shard(unit, **kwargs)
-            if self.plugin.activation_checkpointing:
-                _replace_child(model, unit, _checkpoint_wrapper()(unit))
         fully_shard(model, **kwargs)
         after = {name.replace("_checkpoint_wrapped_module.", ""): p for name, p in model.named_parameters()}
         self._rebound.update({pid: after[name] for pid, name in names_before.items() if name in after})
