@@ -157,5 +157,5 @@ class DeepSpeedPlugin:
             raise ValueError(f"{path}:{err.lineno}:{err.colno}: DeepSpeed config is not valid JSON: {err.msg}") \
                 from None
         if not isinstance(config, dict):
-            raise ValueError(f"{path}: a DeepSpeed config must be a JSON object, got {type(config).__name__}")
+            raise TypeError(f"{path}: a DeepSpeed config must be a JSON object, got {type(config).__name__}")
         return config, f"DeepSpeed config file {path}"

@@ -9,7 +9,6 @@ the step was applied, as in Hugging Face Accelerate. LR schedulers are not hande
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import os
 import socket
@@ -21,6 +20,7 @@ from torch import nn
 from ..plugins import DeepSpeedPlugin
 from ..state import DistributedType
 from ..utils import env_int
+from . import exit_hook
 from .base import Backend
 from .deepspeed_config import build_config
 from .single import unwrap_compiled
@@ -38,18 +38,6 @@ def import_deepspeed(device_type: str):
         raise ImportError(f"the DeepSpeed backend needs the deepspeed package, which is not installed: "
                           f"{INSTALL_HINT}") from err
     return deepspeed
-
-
-def destroy_process_group_at_exit() -> None:
-    """Destroy the default process group before the interpreter finalizes.
-
-    ZeRO-3 (and FSDP) issue asynchronous gloo collectives whose last reference is dropped by a gloo worker
-    thread; when that happens while Python is finalizing, the thread's GIL request makes it ``pthread_exit``
-    through a C++ frame that may not unwind, and the process aborts with "terminate called without an active
-    exception". Destroying the group here, in an ``atexit`` hook, joins those threads while Python still runs.
-    """
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
 
 
 def _init_single_process_group(device: torch.device) -> None:
@@ -73,7 +61,7 @@ class DeepSpeedBackend(Backend):
             state.init_process_group()
         elif not dist.is_initialized():
             _init_single_process_group(state.device)
-        atexit.register(destroy_process_group_at_exit)
+        exit_hook.register()
         # DeepSpeed scales fp16 losses and skips overflowing steps itself; a second GradScaler would fight it.
         precision.scaler = None
         self.engine = None

@@ -7,7 +7,6 @@ created before ``prepare`` are re-bound to the new ones (by parameter name).
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import os
 
@@ -21,12 +20,17 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict,
 )
 from torch.distributed.device_mesh import init_device_mesh
-from torch.distributed.fsdp import CPUOffloadPolicy, FSDPModule, MixedPrecisionPolicy, fully_shard
+from torch.distributed.fsdp import (
+    CPUOffloadPolicy,
+    FSDPModule,
+    MixedPrecisionPolicy,
+    fully_shard,
+)
 
 from ..plugins import FullyShardedDataParallelPlugin
 from ..state import DistributedType
+from . import exit_hook
 from .base import Backend
-from .deepspeed import destroy_process_group_at_exit
 from .single import unwrap_compiled
 
 _FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)
@@ -34,7 +38,9 @@ _FULL_LOAD = StateDictOptions(full_state_dict=True, broadcast_from_rank0=True)
 
 
 def _checkpoint_wrapper():
-    from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import checkpoint_wrapper
+    from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import (
+        checkpoint_wrapper,
+    )
 
     return checkpoint_wrapper
 
@@ -80,7 +86,7 @@ class FSDPBackend(Backend):
     def __init__(self, state, precision, plugin: FullyShardedDataParallelPlugin | None = None):
         super().__init__(state, precision, plugin if plugin is not None else FullyShardedDataParallelPlugin.from_env())
         state.init_process_group()
-        atexit.register(destroy_process_group_at_exit)
+        exit_hook.register()
         self.mesh = init_device_mesh(state.device.type, (state.num_processes,))
         self._rebound: dict[int, nn.Parameter] = {}  # id(parameter before sharding) -> its DTensor parameter
         if precision.scaler is not None:

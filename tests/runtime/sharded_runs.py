@@ -15,7 +15,7 @@ COMMON = ("--gradient-accumulation-steps", "2")
 _SCRATCH = tempfile.mkdtemp(prefix="accel-sharded-")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def train(*launch_args: str, script_args: tuple[str, ...] = ()) -> dict:
     """The worker's JSON report; fails with the workers' stderr unless every process exited cleanly."""
     out = Path(tempfile.mkstemp(suffix=".json", dir=_SCRATCH)[1])

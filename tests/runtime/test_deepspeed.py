@@ -5,7 +5,7 @@ import pytest
 
 pytest.importorskip("deepspeed", reason="deepspeed is not installed (pip install -e '.[deepspeed]')")
 
-from tests.runtime.sharded_runs import assert_same_training, checkpoint_dir, train  # noqa: E402
+from tests.runtime.sharded_runs import assert_same_training, checkpoint_dir, train
 
 pytestmark = pytest.mark.timeout(900)
 
