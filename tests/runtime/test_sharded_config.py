@@ -5,10 +5,9 @@ import json
 import sys
 
 import pytest
-from torch import nn
-
 from accel.backends.deepspeed_config import build_config
 from accel.plugins import DeepSpeedPlugin, FullyShardedDataParallelPlugin
+from torch import nn
 
 
 def test_fsdp_plugin_from_launcher_environment(monkeypatch):
@@ -74,8 +73,8 @@ def test_deepspeed_config_file_with_auto_values_is_completed(tmp_path):
     ({"fp16": {"enabled": True}}, {}, {"mixed_precision": "bf16"},
      "sets fp16.enabled=True but the Accelerator's mixed_precision is 'bf16'"),
     ({"train_batch_size": 10}, {}, {},
-     r"sets train_batch_size=10 but train_micro_batch_size_per_gpu \(4\) x gradient_accumulation_steps \(2\) "
-     r"x processes \(2\) is 16"),
+     (r"sets train_batch_size=10 but train_micro_batch_size_per_gpu \(4\) x gradient_accumulation_steps \(2\) "
+      r"x processes \(2\) is 16")),
     ({"zero_optimization": {"stage": 2, "offload_param": {"device": "cpu"}}}, {}, {},
      "offload_param.device='cpu' needs ZeRO stage >= 3"),
 ])
