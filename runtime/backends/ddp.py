@@ -8,6 +8,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from ..state import DistributedType
+from . import exit_hook
 from .base import Backend
 from .single import unwrap_compiled
 
@@ -18,6 +19,7 @@ class DDPBackend(Backend):
     def __init__(self, state, precision, plugin=None):
         super().__init__(state, precision, plugin)
         state.init_process_group()
+        exit_hook.register()  # DDP's gloo all-reduces can otherwise abort the interpreter's exit (see exit_hook)
         self.distributed_type = DistributedType.MULTI_GPU if state.device.type == "cuda" else DistributedType.MULTI_CPU
 
     def prepare_model(self, model: nn.Module, device_placement: bool = True) -> nn.Module:
