@@ -90,18 +90,13 @@ class Prepare(Rule):
             anchor = analysis.facts.blocks[block_id].body[0]
             location = owner.location + ((block_id, 0),)
             depth = len(location) - 1
-        early = [
-            loop
-            for loop in analysis.batch_loops
-            if loop.scope is owner
-            and len(loop.location) > depth
-            and loop.location[depth][0] == block_id
-            and loop.location[depth][1] <= location[depth][1]
-        ]
-        if early and created:
+        if created and _used_in_an_earlier_loop(analysis, owner, objects, block_id, location[depth][1]):
             plan.diagnostics.append(
                 context.diagnostic(
-                    self.code, anchor, "objects are created after the training loop starts; `accelerator.prepare` not added"
+                    self.code,
+                    anchor,
+                    "a loop uses the model or optimizer before the last object is created; "
+                    "`accelerator.prepare` not added",
                 )
             )
             return
@@ -181,6 +176,25 @@ def _drop_distributed_sampler(context, plan, assignment, code) -> None:
         plan.statement(line).remove = True
 
 
+def _used_in_an_earlier_loop(analysis: Analysis, owner, objects, block_id: int, index: int) -> bool:
+    """True when a loop that sits before ``index`` in the block reads one of the objects."""
+    roots = {key.split(".")[0] for key, _, _ in objects}
+    loops = {
+        id(loop.node)
+        for loop in analysis.facts.loops
+        if loop.scope is owner and any(b == block_id and i <= index for b, i in loop.location)
+    }
+    for load in analysis.facts.loads:
+        if load.name not in roots or load.scope is not owner:
+            continue
+        for depth, (block, position) in enumerate(load.location):
+            if block == block_id and position <= index:
+                inner = analysis.facts.statement_at(block, position)
+                if id(inner) in loops:
+                    return True
+    return False
+
+
 def _objects(analysis: Analysis, owner):
     """(key, role, creating assignment or None for a parameter) of the objects the owner scope prepares."""
     found = []
@@ -203,7 +217,8 @@ def _objects(analysis: Analysis, owner):
         if role == SCHEDULER and not _stepped_per_batch(analysis, binding):
             continue
         found.append((binding, key, role, assignment))
-    aliased = {source for target, source, alias, _ in analysis.edges if alias and target in {f[0] for f in found}}
+    bindings = {f[0] for f in found}
+    aliased = {source for target, source, alias, _ in analysis.edges if alias and target in bindings and target != source}
     found = [f for f in found if f[0] not in aliased]
     found.sort(key=lambda f: (_ORDER[f[2]], _position(f[3])))
     return [(key, role, assignment) for _, key, role, assignment in found]
