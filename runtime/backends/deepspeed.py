@@ -179,6 +179,7 @@ class DeepSpeedBackend(Backend):
             raise FileNotFoundError(f"no DeepSpeed checkpoint under {os.fspath(directory)} (tag 'accel')")
 
     def teardown(self) -> None:
+        """Remove the engine's hooks, then destroy the process group once every collective has completed."""
         if self.engine is not None:
             self.engine.destroy()
-        super().teardown()
+        exit_hook.quiesce_and_destroy(barrier=True)

@@ -1,30 +1,51 @@
-"""Destroy the default process group before the interpreter finalizes (an ``atexit`` hook).
+"""Ending a gloo run without an abort or a hang: let the collective threads go idle, then destroy the group.
 
-ZeRO-3 and FSDP issue asynchronous gloo collectives and drop their handles; the last reference to such a
-collective (and to the tensors it holds) is then released by a gloo worker thread. If that happens while
-Python is finalizing, the thread's request for the GIL makes CPython call ``pthread_exit`` on it, the forced
-unwind meets a C++ frame that may not unwind (``ProcessGroupGloo::runLoop``), and the process aborts with
-"terminate called without an active exception". Destroying the group in an ``atexit`` hook joins those
-threads while Python still runs, so a script that never calls ``end_training`` still ends cleanly.
+Asynchronous gloo collectives (ZeRO-3 prefetches, FSDP's all-gathers, DDP's bucket all-reduces) are released by
+a gloo worker thread once they complete, and releasing their tensors takes the GIL. Two failures follow:
+
+- if that release happens while Python is finalizing, the thread's GIL request makes CPython ``pthread_exit`` it
+  from inside ``ProcessGroupGloo::runLoop``; the forced unwind meets a frame that may not unwind and the process
+  aborts with "terminate called without an active exception" (seen with ZeRO-3 and FSDP2 on CPU);
+- if the last reference to the process group is dropped (with the GIL held) during such a release, the group's
+  destructor joins the worker thread while the thread waits for the GIL: a deadlock.
+
+``dist.destroy_process_group`` alone does not stop the threads while a model or mesh still references the group.
+What helps is that the workers are idle whenever the group object can die: wait for every collective to
+complete (a barrier, when all processes are known to get there), give the workers a moment without the GIL to
+release what they hold, then destroy the group. ``register`` does the same (without the barrier: a process
+may be leaving early after an error) in an ``atexit`` hook, i.e. before the interpreter starts finalizing.
 """
 
 from __future__ import annotations
 
 import atexit
+import time
 
 import torch.distributed as dist
+
+#: Time given to the gloo workers, GIL released, to drop the collectives they just completed.
+SETTLE_SECONDS = 0.1
 
 _registered = False
 
 
-def destroy_process_group_at_exit() -> None:
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+def quiesce_and_destroy(barrier: bool) -> None:
+    """Destroy the default process group once no collective is in flight (a no-op without one)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    if barrier and dist.get_world_size() > 1:
+        dist.barrier()
+    time.sleep(SETTLE_SECONDS)
+    dist.destroy_process_group()
+
+
+def _at_exit() -> None:
+    quiesce_and_destroy(barrier=False)
 
 
 def register() -> None:
-    """Install the hook once per process."""
+    """Install the ``atexit`` hook once per process."""
     global _registered
     if not _registered:
-        atexit.register(destroy_process_group_at_exit)
+        atexit.register(_at_exit)
         _registered = True

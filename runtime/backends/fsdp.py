@@ -156,6 +156,10 @@ class FSDPBackend(Backend):
         finally:
             model.set_requires_gradient_sync(True)
 
+    def teardown(self) -> None:
+        """Destroy the process group once every collective has completed (see ``exit_hook``)."""
+        exit_hook.quiesce_and_destroy(barrier=True)
+
     # -- after training ----------------------------------------------------------------------------------------
     def unwrap_model(self, model: nn.Module) -> nn.Module:
         """FSDP2 shards in place: the prepared model is the user's module (its parameters are DTensors)."""
