@@ -75,6 +75,9 @@ def build_config(plugin: DeepSpeedPlugin, *, mixed_precision: str, gradient_accu
     settler.settle("zero_optimization.offload_param.device", plugin.offload_param_device,
                    "offload_param_device (--offload-param)")
     _check_offload(config, source)
+    if _get(config, "zero_optimization.offload_optimizer.device") == "cpu" and "zero_force_ds_cpu_optimizer" not in config:
+        # the script's own torch optimizer steps on CPU (slower than DeepSpeedCPUAdam, but no script change)
+        config["zero_force_ds_cpu_optimizer"] = False
     return config
 
 

@@ -14,9 +14,11 @@ def zero(stage: int, *extra: str) -> tuple[str, ...]:
     return ("--use-deepspeed", "--zero-stage", str(stage), "--gradient-clipping", "1.0", *extra)
 
 
-@pytest.mark.parametrize("stage", [1, 2, 3])
-def test_zero_stage_trains_like_ddp(stage):
-    run = train(*zero(stage))
+@pytest.mark.parametrize(("stage", "offload"), [
+    (1, ()), (2, ()), (3, ()), (3, ("--offload-optimizer", "cpu", "--offload-param", "cpu")),
+], ids=["zero1", "zero2", "zero3", "zero3-offload"])
+def test_zero_stage_trains_like_ddp(stage, offload):
+    run = train(*zero(stage, *offload))
     assert run["distributed_type"] == "DEEPSPEED"
     assert run["unwrapped_class"] == "Net"
     assert_same_training(run, train(), atol=2e-6)  # ZeRO-3: weights gathered from the partitions

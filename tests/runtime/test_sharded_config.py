@@ -50,6 +50,10 @@ def test_deepspeed_config_filled_from_accelerator_and_launcher():
     assert config["gradient_clipping"] == 1.0
     assert config["bf16"] == {"enabled": True} and config["fp16"] == {"enabled": False}
     assert config["zero_optimization"] == {"stage": 3, "offload_param": {"device": "cpu"}}
+    assert "zero_force_ds_cpu_optimizer" not in config
+    offloaded = _build(DeepSpeedPlugin(zero_stage=2, offload_optimizer_device="cpu"))
+    assert offloaded["zero_optimization"]["offload_optimizer"] == {"device": "cpu"}
+    assert offloaded["zero_force_ds_cpu_optimizer"] is False  # the script's torch optimizer may run offloaded
 
 
 def test_deepspeed_config_file_with_auto_values_is_completed(tmp_path):
