@@ -648,7 +648,14 @@ def _contains_availability_check(analysis: Analysis, node: cst.CSTNode) -> bool:
 
 
 def _find_flags(analysis: Analysis) -> None:
+    checked = {
+        id(site.statement)
+        for site in analysis.facts.calls
+        if analysis.qualify(site.node.func) in symbols.AVAILABILITY_CHECKS
+    }
     for assignment in analysis.facts.assignments:
+        if id(assignment.statement) not in checked:
+            continue
         if len(assignment.targets) != 1 or analysis.is_device_expression(assignment.value):
             continue
         key = dotted_name(assignment.targets[0])

@@ -10,7 +10,7 @@ from accel_convert.access import Access
 from accel_convert.analysis import Analysis
 from accel_convert.facts import Location, Scope
 from accel_convert.model import Change, Diagnostic, Options
-from accel_convert.positions import positions
+from accel_convert.positions import positions, positions_in_statements
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,7 @@ class Pending:
     code: str
     node: cst.CSTNode
     message: str
+    statement: cst.CSTNode | None  # the statement holding ``node`` (found from the facts when None)
 
 
 @dataclass(eq=False)
@@ -29,6 +30,7 @@ class Context:
     access: Access
     options: Options
     uses: list[tuple[Scope, Location]] = field(default_factory=list)  # where rules' edits name the accelerator
+    _call_statements: dict[int, cst.CSTNode] | None = None
 
     @property
     def module(self) -> cst.Module:
@@ -37,15 +39,34 @@ class Context:
     def code(self, node: cst.CSTNode) -> str:
         return self.module.code_for_node(node)
 
-    def change(self, code: str, node: cst.CSTNode, message: str) -> Pending:
-        return Pending(Change, code, node, message)
+    def change(self, code: str, node: cst.CSTNode, message: str, statement: cst.CSTNode | None = None) -> Pending:
+        return Pending(Change, code, node, message, statement)
 
-    def diagnostic(self, code: str, node: cst.CSTNode, message: str) -> Pending:
-        return Pending(Diagnostic, code, node, message)
+    def diagnostic(self, code: str, node: cst.CSTNode, message: str, statement: cst.CSTNode | None = None) -> Pending:
+        return Pending(Diagnostic, code, node, message, statement)
 
-    def resolve(self, pending: list[Pending]) -> list:
-        """Changes and diagnostics with the (1-based) line and column of the nodes they name."""
-        found = positions(self.module, [item.node for item in pending])
+    def _statement_of(self, item: Pending) -> cst.CSTNode | None:
+        if item.statement is not None:
+            return item.statement
+        facts = self.analysis.facts
+        if id(item.node) in facts.statement_locations:
+            return item.node
+        if self._call_statements is None:
+            self._call_statements = {id(site.node): site.statement for site in facts.calls}
+        return self._call_statements.get(id(item.node))
+
+    def resolve(self, pending: list[Pending], text: str) -> list:
+        """Changes and diagnostics with the (1-based) line and column of the nodes they name in ``text``."""
+        wanted, elsewhere = [], []
+        for item in pending:
+            statement = self._statement_of(item)
+            location = self.analysis.facts.statement_locations.get(id(statement))
+            if location is None:
+                elsewhere.append(item.node)
+            else:
+                wanted.append((item.node, statement, self.indentation(location)))
+        found = positions_in_statements(self.module, text, wanted)
+        found.update(positions(self.module, elsewhere))
         result = []
         for item in pending:
             line, column = found.get(id(item.node), (0, 0))

@@ -27,7 +27,7 @@ def convert_source(text: str, options: Options = Options()) -> Result:
         return Result(text)
     bom = "\ufeff" if text.startswith("\ufeff") else ""
     module = _parse(text[len(bom):])
-    plan = plan_module(module, options)
+    plan = plan_module(module, options, text[len(bom):])
     if plan.empty:
         return Result(text, (), tuple(plan.diagnostics))
     new_text = bom + module.visit(Rewriter(plan)).code
@@ -49,8 +49,8 @@ def _parse(text: str) -> cst.Module:
         raise ConvertError(f"syntax error: {error.message}", error.raw_line, error.raw_column + 1) from None
 
 
-def plan_module(module: cst.Module, options: Options = Options()) -> Plan:
-    """Analyse a parsed module and let each enabled rule add its edits to one Plan."""
+def plan_module(module: cst.Module, options: Options = Options(), text: str | None = None) -> Plan:
+    """Analyse a parsed module and let each enabled rule add its edits to one Plan (``text``: its source)."""
     plan = Plan()
     if not options.enabled(SETUP):
         return plan  # every other rule names the accelerator that setup creates
@@ -63,7 +63,7 @@ def plan_module(module: cst.Module, options: Options = Options()) -> Plan:
     for rule in rules:
         rule.plan(context, plan)
     key = lambda item: (item.line, item.code)  # noqa: E731
-    resolved = context.resolve([*plan.changes, *plan.diagnostics])
+    resolved = context.resolve([*plan.changes, *plan.diagnostics], module.code if text is None else text)
     plan.changes = sorted(resolved[: len(plan.changes)], key=key)
     plan.diagnostics = sorted(resolved[len(plan.changes) :], key=key)
     plan.hot = _hot_statements(analysis, plan)

@@ -13,6 +13,17 @@ import libcst as cst
 from accel_convert.model import Change, Diagnostic
 
 
+def expression(code: str) -> cst.BaseExpression:
+    """Parse an expression; dotted names (the common case here) are built directly, without the parser."""
+    parts = code.split(".")
+    if all(part.isidentifier() for part in parts):
+        node: cst.BaseExpression = cst.Name(parts[0])
+        for part in parts[1:]:
+            node = cst.Attribute(node, cst.Name(part))
+        return node
+    return cst.parse_expression(code)
+
+
 @dataclass
 class StatementEdit:
     """Statements to put before / after an original statement, and whether it is removed or replaced."""
@@ -51,7 +62,7 @@ class Retarget:
     device: str
 
     def apply(self, call: cst.Call) -> cst.BaseExpression:
-        device = cst.parse_expression(self.device)
+        device = expression(self.device)
         rest = [
             arg
             for index, arg in enumerate(call.args)
@@ -68,7 +79,7 @@ class ReplaceWith:
     code: str
 
     def apply(self, node: cst.CSTNode) -> cst.CSTNode:
-        new = cst.parse_expression(self.code)
+        new = expression(self.code)
         if isinstance(node, cst.BaseExpression) and (node.lpar or node.rpar):
             new = new.with_changes(lpar=node.lpar, rpar=node.rpar)
         return new
@@ -85,7 +96,7 @@ class BackwardThrough:
         if receiver.lpar:
             receiver = receiver.with_changes(lpar=[], rpar=[])
         comma = cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")) if call.args else cst.MaybeSentinel.DEFAULT
-        func = cst.parse_expression(f"{self.accelerator}.backward")
+        func = expression(f"{self.accelerator}.backward")
         return call.with_changes(func=func, args=[cst.Arg(receiver, comma=comma), *call.args])
 
 
@@ -116,7 +127,7 @@ class SwapKeyword:
 
     def apply(self, call: cst.Call) -> cst.Call:
         args = [
-            arg.with_changes(keyword=cst.Name(self.new), value=cst.parse_expression(self.code))
+            arg.with_changes(keyword=cst.Name(self.new), value=expression(self.code))
             if arg.keyword is not None and arg.keyword.value == self.old
             else arg
             for arg in call.args

@@ -6,6 +6,7 @@ libcst's PositionProvider tracks every token of every node; a conversion needs t
 
 from __future__ import annotations
 
+import ast
 from contextlib import contextmanager
 
 import libcst as cst
@@ -50,3 +51,82 @@ def positions(module: cst.Module, nodes) -> dict[int, tuple[int, int]]:
     state = _PositionState(module, wanted)
     module._codegen(state)
     return state.found
+
+
+def statement_lines(module: cst.Module, tree: ast.Module) -> dict[int, int]:
+    """``{id(statement): first line}`` for libcst statements, read off Python's own (fast) ``ast`` of the same text."""
+    lines: dict[int, int] = {}
+    _pair(module.body, tree.body, lines)
+    return lines
+
+
+def _pair(statements, nodes: list, lines: dict[int, int]) -> None:
+    index = 0
+    for statement in statements:
+        if index >= len(nodes):
+            return
+        node = nodes[index]
+        lines[id(statement)] = node.lineno
+        if isinstance(statement, cst.SimpleStatementLine):
+            index += len(statement.body)
+            continue
+        index += 1
+        for block, inner in _blocks(statement, node):
+            if isinstance(block, cst.IndentedBlock):
+                _pair(block.body, inner, lines)
+
+
+def _blocks(statement, node):
+    """(libcst block, ast statement list) pairs of a compound statement."""
+    if isinstance(statement, cst.If):
+        yield statement.body, node.body
+        orelse = statement.orelse
+        if isinstance(orelse, cst.If) and node.orelse:
+            yield from _blocks(orelse, node.orelse[0])
+        elif isinstance(orelse, cst.Else):
+            yield orelse.body, node.orelse
+        return
+    if isinstance(statement, cst.Match):
+        for case, ast_case in zip(statement.cases, node.cases):
+            yield case.body, ast_case.body
+        return
+    yield statement.body, node.body
+    for handler, ast_handler in zip(getattr(statement, "handlers", ()), getattr(node, "handlers", ())):
+        yield handler.body, ast_handler.body
+    orelse = getattr(statement, "orelse", None)
+    if orelse is not None:
+        yield orelse.body, node.orelse
+    final = getattr(statement, "finalbody", None)
+    if final is not None:
+        yield final.body, node.finalbody
+
+
+def positions_in_statements(module: cst.Module, text: str, wanted: list[tuple[cst.CSTNode, cst.CSTNode, str]]):
+    """Positions of nodes, each given with its enclosing statement and that statement's indentation.
+
+    Only the statements that hold a wanted node are generated (with their real indentation, so columns are
+    exact); their first lines come from ``ast``. Falls back to a whole-module pass when ``ast`` cannot parse the
+    text (syntax newer than the running Python).
+    """
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:
+        return positions(module, [node for node, _, _ in wanted])
+    lines = statement_lines(module, tree)
+    by_statement: dict[int, list] = {}
+    for node, statement, indent in wanted:
+        by_statement.setdefault(id(statement), [statement, indent, []])[2].append(node)
+    found: dict[int, tuple[int, int]] = {}
+    for statement, indent, nodes in by_statement.values():
+        state = _PositionState(module, {id(statement), *map(id, nodes)})
+        if indent:
+            state.indent_tokens = [indent]
+        statement._codegen(state)
+        start_line, _ = state.found[id(statement)]
+        first = lines.get(id(statement))
+        if first is None:
+            return positions(module, [node for node, _, _ in wanted])
+        for node in nodes:
+            line, column = state.found.get(id(node), state.found[id(statement)])
+            found[id(node)] = (first + line - start_line, column)
+    return found

@@ -82,11 +82,11 @@ class DeviceMoves(Rule):
         for site, arg in _device_keywords(analysis):
             device = self._device(context, site.scope)
             if device is None:
-                plan.diagnostics.append(context.diagnostic(self.code, arg, f"`{context.code(arg)}` left as is: no accelerator or device variable in `{site.scope.name}`"))
+                plan.diagnostics.append(context.diagnostic(self.code, arg, f"`{context.code(arg)}` left as is: no accelerator or device variable in `{site.scope.name}`", site.statement))
                 continue
             plan.expression(arg.value, ReplaceWith(device), site.statement)
             context.use(site.scope, site.location)
-            plan.changes.append(context.change(self.code, arg, f"hard-coded device -> `{device}`"))
+            plan.changes.append(context.change(self.code, arg, f"hard-coded device -> `{device}`", site.statement))
         for site in sites:
             statement = site.statement
             if isinstance(statement, cst.SimpleStatementLine) and _does_nothing(statement, bare):
