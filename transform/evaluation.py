@@ -42,13 +42,16 @@ class EvaluationLoop:
 
 def evaluation_loops(analysis: Analysis, owner: Scope) -> list[EvaluationLoop]:
     """The evaluation loops over loaders that ``owner`` prepares, each with what to gather or why it cannot."""
-    training_loaders = {_loader_origin(analysis, loop) for loop in analysis.batch_loops if _trains(analysis, loop)}
+    training_loaders = set()
+    for loop in analysis.batch_loops:
+        if _trains(analysis, loop) and _loader_origin(analysis, loop) is not None:
+            training_loaders |= _sources(analysis, _loader_origin(analysis, loop))
     found = []
     for loop in analysis.batch_loops:
-        origin = _loader_origin(analysis, loop)
-        if origin is None or not _prepared(analysis, owner, origin) or _trains(analysis, loop):
+        binding = _loader_origin(analysis, loop)
+        if binding is None or not _prepared(analysis, owner, binding) or _trains(analysis, loop):
             continue
-        if not (_without_gradients(analysis, loop) or origin not in training_loaders):
+        if not (_without_gradients(analysis, loop) or not _sources(analysis, binding) & training_loaders):
             continue
         if not _calls_model(analysis, loop):
             continue
@@ -57,6 +60,7 @@ def evaluation_loops(analysis: Analysis, owner: Scope) -> list[EvaluationLoop]:
 
 
 def _loader_origin(analysis: Analysis, loop: Loop):
+    """The loop's loader binding, or None when the loop does not iterate a loader (directly or via enumerate/tqdm)."""
     node = loop.node.iter
     while isinstance(node, cst.Call):  # enumerate(loader), tqdm(loader)
         positional = [arg.value for arg in node.args if arg.keyword is None and not arg.star]
@@ -67,19 +71,32 @@ def _loader_origin(analysis: Analysis, loop: Loop):
     if key is None:
         return None
     binding = analysis.binding(loop.scope, key)
-    if analysis.roles.get(binding) != LOADER:
-        return None
-    return analysis.origins.get(binding, binding)
+    return binding if analysis.roles.get(binding) == LOADER else None
 
 
-def _prepared(analysis: Analysis, owner: Scope, origin) -> bool:
-    """True when AC002 prepares the loader ``origin`` (created in, or passed to, the scope that owns the run)."""
-    holder, key = origin
-    creation = analysis.creations.get(origin)
-    if holder is owner:
-        return (creation is not None and creation.scope is owner) or key in owner.params
-    if owner.class_name is not None and holder is analysis.facts.classes.get(owner.class_name):
-        return creation is not None and creation.scope is owner
+def _sources(analysis: Analysis, binding) -> set:
+    """``binding`` and every binding whose object flows into it (assignments, arguments, returns)."""
+    seen = {binding}
+    frontier = [binding]
+    while frontier:
+        current = frontier.pop()
+        for target, source, alias, _ in analysis.edges:
+            for origin, destination in ((source, target), (target, source)) if alias else ((source, target),):
+                if destination == current and origin not in seen:
+                    seen.add(origin)
+                    frontier.append(origin)
+    return seen
+
+
+def _prepared(analysis: Analysis, owner: Scope, binding) -> bool:
+    """True when AC002 prepares the loader held by ``binding`` (created in, or passed to, the run's owner scope)."""
+    for holder, key in _sources(analysis, binding):
+        creation = analysis.creations.get((holder, key))
+        if holder is owner and ((creation is not None and creation.scope is owner) or key in owner.params):
+            return True
+        if owner.class_name is not None and holder is analysis.facts.classes.get(owner.class_name):
+            if creation is not None and creation.scope is owner:
+                return True
     return False
 
 
