@@ -260,6 +260,7 @@ def _flag(analysis: Analysis, scope, key: str) -> Flag | None:
 
 
 def _names(node: cst.CSTNode) -> set[str]:
+    """Names and dotted names (``args``, ``args.no_cuda``) an expression reads."""
     names = set()
 
     class _Names(Walker):
@@ -267,6 +268,9 @@ def _names(node: cst.CSTNode) -> set[str]:
             names.add(name.value)
 
         def visit_Attribute(self, attribute: cst.Attribute) -> bool:
+            key = dotted_name(attribute)
+            if key is not None:
+                names.add(key)
             self.walk(attribute.value)
             return False
 
@@ -275,19 +279,15 @@ def _names(node: cst.CSTNode) -> set[str]:
 
 
 def _defined_after(analysis: Analysis, home, names: set[str], block_id: int, index: int) -> bool:
-    """True when some of ``names`` is (re)assigned in ``home`` at or after the insertion point."""
+    """True when some of ``names`` (names or dotted attributes) is assigned in ``home`` at or after the insertion
+    point; ``args.seed = 1`` does not rebind ``args``."""
     for assignment in analysis.facts.assignments:
         if assignment.scope is not home:
             continue
-        bound = {n for target in assignment.targets for n in _target_roots(target)}
+        bound = {dotted_name(target) for target in assignment.targets}
         if not bound & names:
             continue
         for block, position in assignment.location:
             if block == block_id and position >= index:
                 return True
     return False
-
-
-def _target_roots(node: cst.BaseExpression) -> set[str]:
-    key = dotted_name(node)
-    return {key.split(".")[0]} if key is not None else set()
