@@ -12,7 +12,7 @@ from accel_convert.context import Context
 from accel_convert.model import ConvertError, Options, Result
 from accel_convert.plan import Plan
 from accel_convert.prefilter import may_need_conversion
-from accel_convert.rewrite import Rewriter
+from accel_convert.rewrite import hot_nodes, rewrite
 from accel_convert.rules import PLANNING_ORDER
 
 SETUP = "AC001"
@@ -30,7 +30,7 @@ def convert_source(text: str, options: Options = Options()) -> Result:
     plan = plan_module(module, options, text[len(bom):])
     if plan.empty:
         return Result(text, (), tuple(plan.diagnostics))
-    new_text = bom + module.visit(Rewriter(plan)).code
+    new_text = bom + rewrite(module, plan).code
     try:
         ast.parse(new_text[len(bom):])
     except SyntaxError as error:
@@ -66,16 +66,5 @@ def plan_module(module: cst.Module, options: Options = Options(), text: str | No
     resolved = context.resolve([*plan.changes, *plan.diagnostics], module.code if text is None else text)
     plan.changes = sorted(resolved[: len(plan.changes)], key=key)
     plan.diagnostics = sorted(resolved[len(plan.changes) :], key=key)
-    plan.hot = _hot_statements(analysis, plan)
+    plan.hot = hot_nodes(analysis.facts, plan)
     return plan
-
-
-def _hot_statements(analysis, plan: Plan) -> set[int]:
-    """Statements the rewriter must enter: those edited or holding an edit, and every statement around them."""
-    facts = analysis.facts
-    hot: set[int] = set()
-    for key in [*plan.statements, *plan.edited_statements]:
-        for block, index in facts.statement_locations.get(key, ()):
-            if index >= 0:
-                hot.add(id(facts.statement_at(block, index)))
-    return hot

@@ -1,10 +1,68 @@
-"""Applies a Plan to a module in one pass; the only place that rebuilds statement lists."""
+"""Applies a Plan to a module: rebuilds only the nodes on the way to an edit, and shares the rest.
+
+A libcst transformer would rebuild every node it enters; here untouched subtrees are returned as they are, so
+the cost follows the number of edits, not the size of the file.
+"""
 
 from __future__ import annotations
 
 import libcst as cst
 
 from accel_convert.plan import Plan
+from accel_convert.traverse import Walker, _code_fields
+
+# nodes between a compound statement and its blocks, which are not statements themselves
+_WRAPPERS = (cst.Else, cst.ExceptHandler, cst.ExceptStarHandler, cst.Finally, cst.MatchCase)
+_STATEMENT_BLOCKS = {"body", "orelse", "handlers", "finalbody", "cases"}
+
+
+def hot_nodes(facts, plan: Plan) -> set[int]:
+    """Every node the rewrite must rebuild: edited nodes, the statements and blocks around them, and the
+    expressions between an edited expression and its statement."""
+    hot: set[int] = set()
+    for key in (*plan.statements, *plan.edited_statements):
+        for block, index in facts.statement_locations.get(key, ()):
+            hot.add(block)
+            if index >= 0:
+                hot.add(id(facts.statement_at(block, index)))
+    targets = set(plan.expressions)
+    for key in plan.edited_statements:
+        location = facts.statement_locations.get(key)
+        if location:
+            block, index = location[-1]
+            _Ancestors(targets, hot).walk_statement(facts.statement_at(block, index))
+    return hot
+
+
+class _Ancestors(Walker):
+    def __init__(self, targets: set[int], hot: set[int]) -> None:
+        self.targets = targets
+        self.hot = hot
+        self.stack: list[int] = []
+
+    def walk_statement(self, statement: cst.CSTNode) -> None:
+        if isinstance(statement, cst.SimpleStatementLine):
+            self.walk(statement)
+            return
+        for name in _code_fields(type(statement)):  # the header only: nested statements are located apart
+            if name in _STATEMENT_BLOCKS:
+                continue
+            value = getattr(statement, name)
+            for item in value if isinstance(value, (tuple, list)) else (value,):
+                if isinstance(item, cst.CSTNode):
+                    self.stack = [id(statement)]
+                    self.walk(item)
+
+    def walk(self, node: cst.CSTNode) -> None:
+        self.stack.append(id(node))
+        if id(node) in self.targets:
+            self.hot.update(self.stack)
+        super().walk(node)
+        self.stack.pop()
+
+
+def rewrite(module: cst.Module, plan: Plan) -> cst.Module:
+    return _Rebuild(plan).rebuild(module)
 
 
 def _empty(block) -> bool:
@@ -27,27 +85,31 @@ def _is_blank(lines) -> bool:
     return all(line.comment is None for line in lines)
 
 
-class Rewriter(cst.CSTTransformer):
+class _Rebuild:
     def __init__(self, plan: Plan) -> None:
-        super().__init__()
         self.plan = plan
+        self.hot = plan.hot
 
-    def on_visit(self, node) -> bool:
-        if isinstance(node, (cst.SimpleStatementLine, cst.BaseCompoundStatement)):
-            return id(node) in self.plan.hot  # untouched statements are kept as they are, unvisited
-        return True
-
-    def on_leave(self, original_node, updated_node):
-        result = super().on_leave(original_node, updated_node)
-        for edit in self.plan.expressions.get(id(original_node), ()):
-            result = edit.apply(result)
-        return result
-
-    def leave_Module(self, original_node: cst.Module, updated_node: cst.Module) -> cst.Module:
-        return updated_node.with_changes(body=self._body(original_node.body, updated_node.body))
-
-    def leave_IndentedBlock(self, original_node, updated_node):
-        return updated_node.with_changes(body=self._body(original_node.body, updated_node.body))
+    def rebuild(self, node: cst.CSTNode) -> cst.CSTNode:
+        if id(node) not in self.hot and not isinstance(node, _WRAPPERS):
+            return node
+        changes = {}
+        for name in _code_fields(type(node)):
+            value = getattr(node, name)
+            if isinstance(value, cst.CSTNode):
+                new = self.rebuild(value)
+                if new is not value:
+                    changes[name] = new
+            elif isinstance(value, (tuple, list)):
+                items = [self.rebuild(item) if isinstance(item, cst.CSTNode) else item for item in value]
+                if any(new is not old for new, old in zip(items, value)):
+                    changes[name] = items
+        updated = node.with_changes(**changes) if changes else node
+        if isinstance(node, (cst.Module, cst.IndentedBlock)):
+            updated = updated.with_changes(body=self._body(node.body, updated.body))
+        for edit in self.plan.expressions.get(id(node), ()):
+            updated = edit.apply(updated)
+        return updated
 
     def _body(self, originals, updated) -> list:
         result = []
