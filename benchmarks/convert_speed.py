@@ -243,11 +243,12 @@ def executable(name: str) -> str | None:
 
 def one_file_checks(typical: Path, plain: Path, repeat: int) -> dict:
     """Wall time of ``accel-convert --check`` on one training script and on one file without training code, and of
-    a bare interpreter start for scale."""
+    a bare interpreter start and of importing libcst, for scale."""
     exe = executable("accel-convert")
     check = [exe, "--check"] if exe else [sys.executable, "-m", "accel_convert", "--check"]
     return {
         "python_startup": wall_times([sys.executable, "-c", "pass"], repeat),
+        "import_libcst": wall_times([sys.executable, "-c", "import libcst"], repeat),
         "training_script": wall_times([*check, str(typical)], repeat),
         "no_training_file": wall_times([*check, str(plain)], repeat),
     }
@@ -319,16 +320,17 @@ def print_table(report: dict) -> None:
     checks = report["one_file"]
     one = [
         ("python -c pass", checks["python_startup"]),
+        ("python -c 'import libcst'", checks["import_libcst"]),
         ("accel-convert --check", checks["training_script"]),
         ("ruff check", ref.get("ruff_check_one_file")),
         ("black --check", ref.get("black_check_one_file")),
         ("accel-convert --check", checks["no_training_file"]),
     ]
     print("one file, wall time of a fresh process:")
-    for (name, r), target in zip(one, ["", *[report["typical_script"]] * 3, report["plain_file"]], strict=True):
+    for (name, r), target in zip(one, ["", "", *[report["typical_script"]] * 3, report["plain_file"]], strict=True):
         if r:
             spread = f"min {r['min_ms']:.1f}, max {r['max_ms']:.1f}, {r['runs']} runs"
-            print(f"  {name:22s} {target[-45:]:45s} median {r['median_ms']:7.1f} ms  ({spread})")
+            print(f"  {name:26s} {target[-45:]:45s} median {r['median_ms']:7.1f} ms  ({spread})")
 
 
 def main() -> None:

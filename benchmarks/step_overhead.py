@@ -13,6 +13,9 @@ in an order that rotates each round, so drift (clocks, temperature, other tenant
 steps (compilation included) are not timed. A step is timed by synchronising the device, running fetch-batch / forward
 / backward / optimizer step / zero_grad, and synchronising again; ``host_ms`` is the part before the final synchronise
 (the Python side of the step). Ratios against raw are taken per round (paired), then summarised by their median.
+``max_loss_rel_diff_vs_raw`` checks that the variants train alike: with one process they see the same batches; with
+several, raw's DistributedSampler deals samples round-robin while ``prepare`` deals whole batches, so rank 0's losses
+differ by data, not by a bug.
 
 One GPU:   python benchmarks/step_overhead.py --out benchmarks/results/step_overhead_1gpu.json
 N GPUs:    torchrun --nproc-per-node N benchmarks/step_overhead.py --out ...
