@@ -16,10 +16,10 @@ _SCRATCH = tempfile.mkdtemp(prefix="accel-sharded-")
 
 
 @functools.cache
-def train(*launch_args: str, script_args: tuple[str, ...] = ()) -> dict:
+def train(*launch_args: str, script_args: tuple[str, ...] = (), cpu: bool = True) -> dict:
     """The worker's JSON report; fails with the workers' stderr unless every process exited cleanly."""
     out = Path(tempfile.mkstemp(suffix=".json", dir=_SCRATCH)[1])
-    proc = launch(WORKER, out, *script_args, launch_args=COMMON + launch_args, timeout=300)
+    proc = launch(WORKER, out, *script_args, launch_args=COMMON + launch_args, cpu=cpu, timeout=300)
     assert proc.returncode == 0, f"exit code {proc.returncode}\n{proc.stderr[-4000:]}"
     assert "terminate called" not in proc.stderr, proc.stderr[-4000:]
     return json.loads(out.read_text())

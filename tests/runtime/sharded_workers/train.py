@@ -1,6 +1,6 @@
 """Train a small two-block model with whatever backend `accel launch` selects; write what happened as JSON.
 
-Usage: train.py OUT.json [--steps N] [--save DIR] [--resume DIR] [--mixed-precision MODE]
+Usage: train.py OUT.json [--steps N] [--samples N] [--width N] [--save DIR] [--resume DIR --skip N]
 The optimizer and the LR scheduler are created before `prepare` (FSDP re-binds them; DeepSpeed wraps them).
 Every backward is followed by an (eventually no-op) optimizer step, inside `accumulate`, with norm clipping.
 """
@@ -42,12 +42,14 @@ def main() -> None:
     parser.add_argument("--save", default=None, help="checkpoint directory to write at the end")
     parser.add_argument("--resume", default=None, help="checkpoint directory to continue from")
     parser.add_argument("--skip", type=int, default=0, help="batches already consumed before --resume")
+    parser.add_argument("--samples", type=int, default=64, help="dataset size (batches of 4 per process)")
+    parser.add_argument("--width", type=int, default=16, help="hidden width of the model")
     args = parser.parse_args()
 
     set_seed(0)
-    data = TensorDataset(torch.randn(64, 8), torch.randn(64, 1))
+    data = TensorDataset(torch.randn(args.samples, 8), torch.randn(args.samples, 1))
     loader = DataLoader(data, batch_size=4, shuffle=False)
-    model = Net()
+    model = Net(args.width)
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-2)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 / (1 + 0.1 * step))
 
@@ -83,6 +85,9 @@ def main() -> None:
             backend.save_checkpoint(args.save, model, optimizer)
         accelerator.save(scheduler.state_dict(), os.path.join(args.save, "scheduler.pt"))
 
+    device = accelerator.device
+    peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else 0
+    peak_memory = accelerator.gather(torch.tensor([peak], device=device)).tolist()  # one entry per process
     weights = accelerator.get_state_dict(model)
     unwrapped = accelerator.unwrap_model(model)
     if accelerator.is_main_process:
@@ -94,6 +99,7 @@ def main() -> None:
             "weights": {name: tensor.float().flatten().tolist() for name, tensor in weights.items()},
             "unwrapped_class": type(unwrapped).__name__,
             "param_types": sorted({type(p.data).__name__ for p in unwrapped.parameters()}),
+            "peak_memory_bytes": peak_memory,
         }
         with open(args.out, "w") as handle:
             json.dump(result, handle)
