@@ -17,6 +17,7 @@ _KEYS = {
     "line_endings": (str, "lf"),
     "encoding": (str, "utf-8"),
     "issue": (int, 3),
+    "untrained_args": (list, []),
 }
 _LINE_ENDINGS = ("lf", "crlf")
 _ENCODINGS = ("utf-8", "utf-8-sig")
@@ -37,6 +38,7 @@ class Case:
     line_endings: str
     encoding: str
     issue: int
+    untrained_args: tuple[str, ...]
 
     @property
     def before(self) -> Path:
@@ -79,9 +81,10 @@ def load_case(folder: Path) -> Case:
         raise FixtureError(f"{meta_path}: line_endings = {values['line_endings']!r}; expected one of {_LINE_ENDINGS}")
     if values["encoding"] not in _ENCODINGS:
         raise FixtureError(f"{meta_path}: encoding = {values['encoding']!r}; expected one of {_ENCODINGS}")
-    if not all(isinstance(arg, str) for arg in values["args"]):
-        raise FixtureError(f"{meta_path}: args = {values['args']!r} should be a list of strings")
-    values["args"] = tuple(values["args"])
+    for key in ("args", "untrained_args"):
+        if not all(isinstance(arg, str) for arg in values[key]):
+            raise FixtureError(f"{meta_path}: {key} = {values[key]!r} should be a list of strings")
+        values[key] = tuple(values[key])
     return Case(name=folder.name, folder=folder, **values)
 
 
