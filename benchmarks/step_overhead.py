@@ -121,13 +121,21 @@ class GPT(nn.Module):
         if isinstance(module, nn.Linear) and module.bias is not None:
             nn.init.zeros_(module.bias)
 
-    def forward(self, idx, targets):
+    def forward(self, idx, targets=None):
+        """The loss when ``targets`` are given, else the logits."""
         pos = torch.arange(idx.size(1), device=idx.device)
         x = self.wte(idx) + self.wpe(pos)
         for block in self.blocks:
             x = block(x)
         logits = self.lm_head(self.ln_f(x))
+        if targets is None:
+            return logits
         return F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.view(-1))
+
+
+def lm_loss(logits, targets):
+    """The loss a script computes from the logits after the forward pass (``--loss after-forward``)."""
+    return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1))
 
 
 class RandomTokens(Dataset):
@@ -188,8 +196,11 @@ class Variant:
 
     name = ""
 
-    def __init__(self, cfg: GPTConfig, loader_kwargs: dict, setup: Setup, compiled: bool, seed: int):
+    def __init__(
+        self, cfg: GPTConfig, loader_kwargs: dict, setup: Setup, compiled: bool, seed: int, loss_in_model: bool
+    ):
         self.setup = setup
+        self.loss_in_model = loss_in_model
         torch.manual_seed(seed)
         model = GPT(cfg)
         self.build(model, loader_kwargs, compiled)
@@ -232,7 +243,7 @@ class Raw(Variant):
         x = x.to(self.setup.device, non_blocking=True)
         y = y.to(self.setup.device, non_blocking=True)
         with torch.autocast(self.setup.device.type, dtype=torch.bfloat16):
-            loss = self.model(x, y)
+            loss = self.model(x, y) if self.loss_in_model else lm_loss(self.model(x), y)
         loss.backward()
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -258,7 +269,7 @@ class _Prepared(Variant):
 
     def step(self):
         x, y = self.next_batch()
-        loss = self.model(x, y)
+        loss = self.model(x, y) if self.loss_in_model else lm_loss(self.model(x), y)  # prepared forward: fp32 logits
         self.accelerator.backward(loss)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -317,7 +328,8 @@ def run_mode(mode: str, names: list[str], cfg: GPTConfig, args, setup: Setup) ->
         "drop_last": True,
     }
     variants = [
-        VARIANTS[n](cfg, dict(loader_kwargs), setup, compiled=mode == "compiled", seed=args.seed) for n in names
+        VARIANTS[n](cfg, dict(loader_kwargs), setup, mode == "compiled", args.seed, args.loss == "in-model")
+        for n in names
     ]
 
     warm_losses = {}
@@ -390,7 +402,7 @@ def versions() -> dict:
 def print_table(report: dict) -> None:
     print(
         f"\n{report['world_size']} process(es) on {report['versions'].get('device_name', 'cpu')}, "
-        f"{report['batch_size']} x {report['config']['block_size']} tokens per process, "
+        f"{report['batch_size']} x {report['config']['block_size']} tokens per process, loss {report['loss']}, "
         f"{report['rounds']} rounds x {report['steps']} steps per variant"
     )
     columns = ("mode", 9), ("variant", 11), ("median ms", -10), ("p10-p90 ms", -17), ("host ms", -8), ("vs raw", -8)
@@ -424,6 +436,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (15; tiny: 3)")
     parser.add_argument("--steps", type=int, default=None, help="timed steps per variant and round (10; tiny: 3)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--loss",
+        choices=("in-model", "after-forward"),
+        default="in-model",
+        help="where the loss is computed: in the model's forward, or by the script from the logits it returns "
+        "(raw inside its autocast block; prepared models return fp32 logits)",
+    )
     parser.add_argument("--out", type=Path, default=None, help="JSON report (rank 0 writes it)")
     parser.add_argument("--verbose", action="store_true", help="print each round's medians")
     args = parser.parse_args()
@@ -463,6 +482,7 @@ def main() -> None:
         "warmup": args.warmup,
         "rounds": args.rounds,
         "steps": args.steps,
+        "loss": args.loss,
         "skipped_variants": skipped,
         "modes": {},
     }
