@@ -33,6 +33,7 @@ import json
 import math
 import os
 import platform
+import random
 import statistics
 import time
 from dataclasses import asdict, dataclass
@@ -304,6 +305,13 @@ def time_step(variant: Variant, setup: Setup) -> tuple[float, float, torch.Tenso
     return (t2 - t0) * 1e3, (t1 - t0) * 1e3, loss
 
 
+def bootstrap_ci(ratios: list[float], resamples: int = 2000) -> list[float]:
+    """A 95% interval for the median of ``ratios`` (rounds resampled with replacement, fixed seed)."""
+    rng = random.Random(0)
+    medians = sorted(statistics.median(rng.choices(ratios, k=len(ratios))) for _ in range(resamples))
+    return [medians[int(0.025 * resamples)], medians[int(0.975 * resamples) - 1]]
+
+
 def summarise(values: list[float]) -> dict:
     q = statistics.quantiles(values, n=10) if len(values) >= 2 else [values[0]] * 9
     return {
@@ -375,6 +383,7 @@ def run_mode(mode: str, names: list[str], cfg: GPTConfig, args, setup: Setup) ->
                 "min": min(ratios),
                 "max": max(ratios),
                 "ratio_of_medians": entry["step_ms"]["median"] / statistics.median(steps["raw"]),
+                "ci95_of_median_ratio": bootstrap_ci(ratios),
             }
             entry["max_loss_rel_diff_vs_raw"] = max(
                 abs(a - b) / abs(b) for a, b in zip(losses[v.name], losses["raw"], strict=True)
@@ -406,18 +415,22 @@ def print_table(report: dict) -> None:
         f"{report['rounds']} rounds x {report['steps']} steps per variant"
     )
     columns = ("mode", 9), ("variant", 11), ("median ms", -10), ("p10-p90 ms", -17), ("host ms", -8), ("vs raw", -8)
-    print(" ".join(f"{n:{'>' if w < 0 else '<'}{abs(w)}}" for n, w in columns) + f" {'round ratios':>17s}")
+    print(
+        " ".join(f"{n:{'>' if w < 0 else '<'}{abs(w)}}" for n, w in columns) + f" {'95% CI':>15s} {'round ratios':>17s}"
+    )
     for mode, res in report["modes"].items():
         for name, v in res["variants"].items():
             s, h = v["step_ms"], v["host_ms"]
-            ratio, spread = "", ""
+            ratio, ci, spread = "", "", ""
             if "ratio_vs_raw" in v:
                 r = v["ratio_vs_raw"]
+                low, high = r["ci95_of_median_ratio"]
                 ratio = f"{(r['median_of_round_ratios'] - 1) * 100:+.2f}%"
+                ci = f"{(low - 1) * 100:+.2f}..{(high - 1) * 100:+.2f}%"
                 spread = f"{(r['min'] - 1) * 100:+.1f}..{(r['max'] - 1) * 100:+.1f}%"
             print(
                 f"{mode:9s} {name:11s} {s['median']:10.2f} {s['p10']:8.2f}-{s['p90']:<8.2f} {h['median']:8.2f} "
-                f"{ratio:>8s} {spread:>17s}"
+                f"{ratio:>8s} {ci:>15s} {spread:>17s}"
             )
 
 
