@@ -212,9 +212,11 @@ def _find_anchor(analysis: Analysis) -> None:
         func = site.node.func
         in_loop = site.loops or site.comprehensions or site.scope in repeated
         if in_loop and isinstance(func, cst.Attribute) and func.attr.value == "step":
-            key = dotted_name(func.value)
-            if key is not None:
-                stepped.add(analysis.binding(site.scope, key))
+            # optimizer.step(), or scaler.step(optimizer) with AMP
+            for stepped_node in (func.value, *(arg.value for arg in site.node.args if arg.keyword is None)):
+                key = dotted_name(stepped_node)
+                if key is not None:
+                    stepped.add(analysis.binding(site.scope, key))
     for assignment in analysis.facts.assignments:
         key = dotted_name(assignment.targets[0]) if len(assignment.targets) == 1 else None
         if key is None:

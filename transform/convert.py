@@ -42,6 +42,19 @@ def convert_source(text: str, options: Options = Options()) -> Result:
     return Result(new_text, tuple(plan.changes), tuple(plan.diagnostics))
 
 
+def _report_unrecognised_loop(analysis, plan: Plan, text: str | None) -> None:
+    """A ``.backward()`` in a loop but no ``torch.optim`` optimizer stepped in one: say why nothing changed."""
+    site = next((site for site in analysis.backward_calls if site.loops), None)
+    if site is None:
+        return
+    message = (
+        "training loop not recognised (no `torch.optim` optimizer created in this file is stepped in a loop); "
+        "nothing converted"
+    )
+    context = Context(analysis, None, Options())
+    plan.diagnostics = context.resolve([context.diagnostic(SETUP, site.node, message)], text or analysis.facts.module.code)
+
+
 def _parse(text: str) -> cst.Module:
     try:
         return cst.parse_module(text)
@@ -55,7 +68,10 @@ def plan_module(module: cst.Module, options: Options = Options(), text: str | No
     if not options.enabled(SETUP):
         return plan  # every other rule names the accelerator that setup creates
     analysis = analyse(module)
-    if analysis.has_accelerator or analysis.anchor is None:
+    if analysis.has_accelerator:
+        return plan
+    if analysis.anchor is None:
+        _report_unrecognised_loop(analysis, plan, text)
         return plan
     rules = [rule for rule in PLANNING_ORDER if options.enabled(rule.code)]
     access = locate(analysis, [scope for rule in rules for scope in rule.needs(analysis)])

@@ -37,6 +37,9 @@ class Prepare(Rule):
     once per process on each call (it expects per-batch stepping), so a scheduler stepped once per epoch is left
     unprepared and keeps stepping the optimizer's learning rate exactly as before.
 
+    A model wrapped by hand in `nn.DataParallel` or `DistributedDataParallel` is reported (not rewritten): the
+    wrapper would end up inside the prepared model.
+
     A `DistributedSampler` in a prepared loader would shard the data a second time: it is replaced by the
     loader's `shuffle=` (carrying the sampler's `shuffle` setting over), and the sampler with its `set_epoch`
     calls is removed when nothing else uses it.
@@ -112,6 +115,23 @@ class Prepare(Rule):
         for key, role, assignment in objects:
             if role == LOADER and assignment is not None:
                 _drop_distributed_sampler(context, plan, assignment, self.code)
+        _report_model_wrappers(context, plan, self.code)
+
+
+def _report_model_wrappers(context, plan, code) -> None:
+    """``nn.DataParallel(model)`` / ``DistributedDataParallel(model)`` would end up inside the prepared model."""
+    analysis = context.analysis
+    for site in analysis.facts.calls:
+        wrapper = analysis.qualify(site.node.func)
+        if wrapper in symbols.MODEL_WRAPPERS:
+            name = wrapper.rsplit(".", 1)[1]
+            plan.diagnostics.append(
+                context.diagnostic(
+                    code,
+                    site.node,
+                    f"`{name}` wraps the model by hand; remove it: `accelerator.prepare` distributes the model",
+                )
+            )
 
 
 def _drop_distributed_sampler(context, plan, assignment, code) -> None:
