@@ -298,6 +298,107 @@ def run(opts):
         ['x.py:17:5: AC001 device `device` left as is: `run` cannot reach the accelerator', 'x.py:21:9: AC004 `model(torch.ones(4, device=device)).sum().backward()` left as is: `run` cannot reach the accelerator'],
         id='cpu_flags',
     ),
+    pytest.param(
+        # AC002 reports a hand-written DataParallel wrapper instead of preparing it silently
+        '''\
+import torch
+from torch.utils.data import DataLoader
+
+device = "cuda" if torch.cuda.is_available() else "cpu"
+loader = DataLoader(data)
+net = torch.nn.Linear(4, 2).to(device)
+if device == "cuda":
+    net = torch.nn.DataParallel(net)
+optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+for x in loader:
+    net(x.to(device)).sum().backward()
+    optimizer.step()
+''',
+        '''\
+import torch
+from torch.utils.data import DataLoader
+from accel import Accelerator
+
+accelerator = Accelerator()
+device = accelerator.device
+loader = DataLoader(data)
+net = torch.nn.Linear(4, 2)
+if device == "cuda":
+    net = torch.nn.DataParallel(net)
+optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+net, optimizer, loader = accelerator.prepare(net, optimizer, loader)
+for x in loader:
+    accelerator.backward(net(x).sum())
+    optimizer.step()
+''',
+        ['x.py:8:11: AC002 `DataParallel` wraps the model by hand; remove it: `accelerator.prepare` distributes the model'],
+        id='wrapped_model',
+    ),
+    pytest.param(
+        # no torch.optim optimizer created in the file: nothing changes, and the diagnostic says why
+        '''\
+import torch
+
+model = build_model()
+optimizer = model.configure_optimizers()
+scaler = torch.cuda.amp.GradScaler()
+for step in range(10):
+    loss = model(get_batch())
+    loss.backward()
+    optimizer.step()
+''',
+        '''\
+import torch
+
+model = build_model()
+optimizer = model.configure_optimizers()
+scaler = torch.cuda.amp.GradScaler()
+for step in range(10):
+    loss = model(get_batch())
+    loss.backward()
+    optimizer.step()
+''',
+        ['x.py:8:5: AC001 training loop not recognised (no `torch.optim` optimizer created in this file is stepped in a loop); nothing converted'],
+        id='unrecognised',
+    ),
+    pytest.param(
+        # AMP is left as is (scaler.step(optimizer) counts as stepping the optimizer)
+        '''\
+import torch
+from torch.utils.data import DataLoader
+
+loader = DataLoader(data)
+model = torch.nn.Linear(4, 2).cuda()
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+scaler = torch.cuda.amp.GradScaler()
+for x in loader:
+    with torch.autocast("cuda"):
+        loss = model(x.cuda()).sum()
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+''',
+        '''\
+import torch
+from torch.utils.data import DataLoader
+from accel import Accelerator
+
+accelerator = Accelerator()
+loader = DataLoader(data)
+model = torch.nn.Linear(4, 2)
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+scaler = torch.cuda.amp.GradScaler()
+for x in loader:
+    with torch.autocast("cuda"):
+        loss = model(x).sum()
+    accelerator.backward(scaler.scale(loss))
+    scaler.step(optimizer)
+    scaler.update()
+''',
+        [],
+        id='amp_scaler',
+    ),
 ]
 
 
