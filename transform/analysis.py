@@ -222,10 +222,10 @@ def _find_anchor(analysis: Analysis) -> None:
         if key is None:
             continue
         binding = analysis.binding(assignment.scope, key)
-        if analysis.creations.get(binding) is assignment and analysis.roles.get(binding) == OPTIMIZER:
-            if analysis.origins.get(binding) == binding and connected(analysis, binding) & stepped:
-                analysis.anchor = assignment
-                return
+        created_here = analysis.creations.get(binding) is assignment and analysis.origins.get(binding) == binding
+        if created_here and analysis.roles.get(binding) == OPTIMIZER and connected(analysis, binding) & stepped:
+            analysis.anchor = assignment
+            return
 
 
 def _find_model_classes(analysis: Analysis) -> None:

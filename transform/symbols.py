@@ -49,7 +49,7 @@ STAR_EXPORTS = {
 
 
 def is_optimizer(qualified: str) -> bool:
-    if qualified.startswith("torch.optim.lr_scheduler.") or qualified.startswith("torch.optim.swa_utils."):
+    if qualified.startswith(("torch.optim.lr_scheduler.", "torch.optim.swa_utils.")):
         return False
     match = _OPTIMIZER.match(qualified)
     return match is not None and match.group(1) not in _OPTIMIZER_BASES

@@ -8,6 +8,7 @@ as parsing. The analysis only reads, so it walks the dataclass fields that hold 
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 import libcst as cst
 
@@ -62,7 +63,7 @@ def _code_fields(kind: type) -> tuple[str, ...]:
 class Walker:
     """Subclass and define ``visit_<Node>`` / ``leave_<Node>``; call ``walk(node)``."""
 
-    _handlers: dict[type, tuple] = {}
+    _handlers: ClassVar[dict[type, tuple]] = {}
 
     def __init_subclass__(cls) -> None:
         cls._handlers = {}

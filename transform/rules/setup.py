@@ -136,7 +136,7 @@ class Setup(Rule):
                 for binding, assignment in analysis.creations.items()
                 if assignment.scope is home and analysis.roles.get(binding) in PREPARED_ROLES
             ]
-        depth, block_id, indices = common_level(locations)
+        _, block_id, indices = common_level(locations)
         index = min(indices)
         anchor = analysis.facts.statement_at(block_id, index)
         cpu = _cpu_argument(analysis, home)
