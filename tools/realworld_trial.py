@@ -24,6 +24,7 @@ from pathlib import Path
 
 CONVERT = [sys.executable, "-m", "accel_convert", "--no-color"]
 TIMEOUT = 120
+COLUMNS = ["repo", "path", "revision", "diff_rc", "write_rc", "changed_lines", "diagnostics", "diagnostic_count", "compiles", "stderr"]
 _DIAGNOSTIC = re.compile(r":\d+:\d+: (AC\d+) ")
 
 
@@ -83,9 +84,8 @@ def main(argv: list[str]) -> int:
             row.update(try_one(target))
         results.append(row)
         print("\t".join(str(value) for value in row.values()), flush=True)
-    columns = sorted({key for row in results for key in row}, key=lambda key: list(results[0]).index(key) if key in results[0] else 99)
     with (scratch / "results.tsv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, columns, delimiter="\t")
+        writer = csv.DictWriter(handle, COLUMNS, delimiter="\t", restval="")
         writer.writeheader()
         writer.writerows(results)
     return 0
