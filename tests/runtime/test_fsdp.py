@@ -34,3 +34,13 @@ def test_fsdp_save_load_continue_equals_uninterrupted(state_dict_type):
     assert resumed["lr"] == pytest.approx(whole["lr"])
     for name, values in whole["weights"].items():
         assert resumed["weights"][name] == pytest.approx(values, abs=1e-6), name
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_fsdp_mixed_precision_trains_like_ddp(precision):
+    fsdp = train(*FSDP_BLOCKS, "--mixed-precision", precision)
+    ddp = train("--mixed-precision", precision)
+    assert fsdp["losses"] == pytest.approx(ddp["losses"], abs=2e-3)  # bf16/fp16 compute, fp32 reduction
+    # fp16: the sharded loss scaler skips the same overflowing steps as DDP's (their norms are inf)
+    assert [n == float("inf") for n in fsdp["norms"]] == [n == float("inf") for n in ddp["norms"]]
+    assert fsdp["lr"] == pytest.approx(ddp["lr"])
