@@ -48,12 +48,12 @@ class Print(Rule):
         analysis = context.analysis
         if "print" in analysis.imports.names or any("print" in scope.assigned for scope in analysis.facts.scopes):
             return
-        start = _start(context)
+        start = start_of_access(context)
         for site in analysis.facts.calls:
             func = site.node.func
             if not (isinstance(func, cst.Name) and func.value == "print"):
                 continue
-            accelerator = _reachable(context, site.scope, site.location, start)
+            accelerator = reachable(context, site.scope, site.location, start)
             if accelerator is None:
                 continue
             plan.expression(func, ReplaceWith(f"{accelerator}.print"), site.statement)
@@ -65,7 +65,7 @@ def _path(location) -> tuple[int, ...]:
     return tuple(index for _, index in location)
 
 
-def _start(context) -> tuple[int, ...]:
+def start_of_access(context) -> tuple[int, ...]:
     """Where the accelerator surely exists in its home scope: after the run's first object or device."""
     analysis = context.analysis
     home = context.access.home
@@ -75,7 +75,8 @@ def _start(context) -> tuple[int, ...]:
     return min((_path(location) for location in locations), default=(1 << 30,))
 
 
-def _reachable(context, scope: Scope, location, start) -> str | None:
+def reachable(context, scope: Scope, location, start) -> str | None:
+    """The accelerator's expression where the code at ``location`` runs surely after its creation, else None."""
     access = context.access
     accelerator = access.expression(scope)
     if accelerator is None:
