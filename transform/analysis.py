@@ -112,6 +112,7 @@ class Analysis:
     model_classes: set[str] = field(default_factory=set)
     candidates: set[Binding] = field(default_factory=set)  # constructed like a model; a model if used as one
     batch_loops: dict[Loop, set[str]] = field(default_factory=dict)
+    batch_parameters: set[tuple[Scope, str]] = field(default_factory=set)  # (function, parameter) given batches
     device_definitions: list[DeviceDefinition] = field(default_factory=list)
     flags: list[Flag] = field(default_factory=list)
     moves: list[Move] = field(default_factory=list)
@@ -188,6 +189,7 @@ def analyse(module: cst.Module, imports: ImportTable | None = None) -> Analysis:
     _find_device_definitions(analysis)
     _find_option_devices(analysis)
     _find_flags(analysis)
+    _find_batch_parameters(analysis)
     _find_moves(analysis)
     _find_backward_calls(analysis)
     _find_anchor(analysis)
@@ -666,16 +668,40 @@ def _find_flags(analysis: Analysis) -> None:
 
 
 def _is_batch_value(analysis: Analysis, site: CallSite, receiver: cst.BaseExpression) -> bool:
+    """True when ``receiver`` is (derived from) what a loop over a prepared loader yields: a loop or
+    comprehension target, or a parameter of a helper that every call passes such a value."""
     root = root_name(receiver)
     if root is None:
         return False
-    batch_names: set[str] = set()
+    batch_names: set[str] = {param for scope, param in analysis.batch_parameters if scope is site.scope}
     for loop in site.loops:
         batch_names |= analysis.batch_loops.get(loop, set())
     for names, iterable in site.comprehensions:
-        if root_name(iterable) in batch_names:
+        if root_name(iterable) in batch_names or _iterates_loader(analysis, site.scope, iterable):
             batch_names |= set(names)
     return root in batch_names
+
+
+def _find_batch_parameters(analysis: Analysis) -> None:
+    """Parameters of the file's functions that every call fills with a batch value."""
+    passed: dict[tuple[Scope, str], bool] = {}
+    for site in analysis.facts.calls:
+        callee = _callee(analysis, site)
+        if callee is None:
+            continue
+        function, skip = callee
+        for index, arg in enumerate(site.node.args):
+            if arg.star:
+                break
+            if arg.keyword is not None:
+                name = arg.keyword.value
+            elif skip + index < len(function.params):
+                name = function.params[skip + index]
+            else:
+                continue
+            key = (function, name)
+            passed[key] = passed.get(key, True) and _is_batch_value(analysis, site, arg.value)
+    analysis.batch_parameters = {key for key, always in passed.items() if always}
 
 
 def _find_moves(analysis: Analysis) -> None:
