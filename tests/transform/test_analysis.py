@@ -193,3 +193,24 @@ def test_device_definitions_and_the_condition_that_picks_cuda():
     assert analysis.code(definitions["device"].cuda_condition) == "use_cuda"
     assert definitions["other"].cuda_condition is None and not definitions["other"].cpu_literal
     assert [flag.name for flag in analysis.flags] == ["use_cuda"]
+
+
+def test_helper_parameters_filled_with_batches_are_batches():
+    source = textwrap.dedent(
+        """
+        import torch
+        from torch.utils.data import DataLoader
+        loader = DataLoader(ds)
+        def step(x, scale):
+            return x.to("cuda") * scale.to("cuda")
+        def other(t):
+            return t.to("cuda")
+        losses = [step(x, torch.ones(1)) for x in loader]
+        for x in loader:
+            other(x)
+        other(torch.zeros(1))
+        """
+    )
+    analysis = analyse(cst.parse_module(source))
+    kinds = {analysis.code(move.call): move.kind for move in analysis.moves}
+    assert kinds == {'x.to("cuda")': "batch", 'scale.to("cuda")': "other", 't.to("cuda")': "other"}

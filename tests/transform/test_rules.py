@@ -135,7 +135,7 @@ def main():
 ''',
         '''\
 import torch
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader
 from accel import Accelerator
 
 
