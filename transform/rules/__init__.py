@@ -2,6 +2,7 @@
 
 from accel_convert.rules.backward import Backward
 from accel_convert.rules.base import Rule
+from accel_convert.rules.clipping import ClipGrad
 from accel_convert.rules.device_moves import DeviceMoves
 from accel_convert.rules.gather import GatherForMetrics
 from accel_convert.rules.prepare import Prepare
@@ -9,8 +10,8 @@ from accel_convert.rules.printing import Print
 from accel_convert.rules.save import Save
 from accel_convert.rules.setup import Setup
 
-RULES: tuple[Rule, ...] = (Setup(), Prepare(), DeviceMoves(), Backward(), GatherForMetrics(), Print(), Save())
+RULES: tuple[Rule, ...] = (Setup(), Prepare(), DeviceMoves(), Backward(), GatherForMetrics(), Print(), Save(), ClipGrad())
 # Planning order: the setup rule places the accelerator before every use the others planned.
-PLANNING_ORDER: tuple[Rule, ...] = (GatherForMetrics(), Print(), Save(), Backward(), DeviceMoves(), Prepare(), Setup())
+PLANNING_ORDER: tuple[Rule, ...] = (GatherForMetrics(), Print(), Save(), ClipGrad(), Backward(), DeviceMoves(), Prepare(), Setup())
 
 __all__ = ["PLANNING_ORDER", "RULES", "Rule"]
