@@ -43,10 +43,15 @@ def convert_source(text: str, options: Options = Options()) -> Result:
 
 
 def _report_unrecognised_loop(analysis, plan: Plan, text: str | None) -> None:
-    """A ``.backward()`` in a loop but no ``torch.optim`` optimizer stepped in one: say why nothing changed."""
+    """``.backward()`` and ``.step()`` in loops, but no ``torch.optim`` optimizer of this file stepped in one
+    (e.g. ``optimizer = model.configure_optimizers()``): say why nothing changed."""
     site = next((site for site in analysis.backward_calls if site.loops), None)
-    if site is None:
-        return
+    steps_in_loops = any(
+        site.loops and isinstance(site.node.func, cst.Attribute) and site.node.func.attr.value == "step"
+        for site in analysis.facts.calls
+    )
+    if site is None or not steps_in_loops:
+        return  # no optimizer-like step in a loop: gradient checks and the like, not a training loop
     message = (
         "training loop not recognised (no `torch.optim` optimizer created in this file is stepped in a loop); "
         "nothing converted"
