@@ -28,6 +28,7 @@ import argparse
 import contextlib
 import gc
 import importlib
+import importlib.metadata
 import importlib.util
 import json
 import math
@@ -399,9 +400,9 @@ def run_mode(mode: str, names: list[str], cfg: GPTConfig, args, setup: Setup) ->
 
 def versions() -> dict:
     out = {"torch": torch.__version__, "python": platform.python_version()}
-    for name in ("accelerate", "accel"):
-        with contextlib.suppress(Exception):
-            out[name] = importlib.import_module(name).__version__
+    for name in ("accel-convert", "accelerate"):
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            out[name] = importlib.metadata.version(name)
     if torch.cuda.is_available():
         out["cuda"] = torch.version.cuda
         out["device_name"] = torch.cuda.get_device_name()
