@@ -43,6 +43,7 @@ class DeviceDefinition:
     location: tuple
     cuda_condition: cst.BaseExpression | None  # when the device is an accelerator; None: always
     cpu_literal: bool = False  # the definition is an unconditional "cpu"
+    string: bool = False  # the device is held as a string ("cuda"), and may be used as one
     device_argument: cst.BaseExpression | None = None  # torch.device(args.device)
 
 
@@ -539,6 +540,7 @@ def _find_device_definitions(analysis: Analysis) -> None:
             condition = cst.BooleanOperation(conditions[0], cst.Or(), conditions[1])
         key = keys.pop()
         definition = DeviceDefinition(key, scope, node, None, location, condition)
+        definition.string = all(_is_string_device(assign.value) for _, assign in branches)
         analysis.device_definitions.append(definition)
         _set_role(analysis, analysis.binding(scope, key), DEVICE, None)
         chained.update(id(line) for line in _if_lines(node))
@@ -550,6 +552,7 @@ def _find_device_definitions(analysis: Analysis) -> None:
         if key is None or not analysis.is_device_expression(value):
             continue
         definition = DeviceDefinition(key, assignment.scope, assignment.statement, value, assignment.location, None)
+        definition.string = _is_string_device(value)
         _describe_device(analysis, definition, value)
         analysis.device_definitions.append(definition)
         _set_role(analysis, analysis.binding(assignment.scope, key), DEVICE, assignment)
@@ -612,6 +615,13 @@ def _find_option_devices(analysis: Analysis) -> None:
             binding = analysis.binding(scope, f"{key}.{dest}")
             analysis.option_devices[binding] = call
             _set_role(analysis, binding, DEVICE, None)
+
+
+def _is_string_device(node: cst.BaseExpression) -> bool:
+    """``"cuda"``, ``"cuda:0" if ... else "cpu"``: a device held as a string."""
+    if isinstance(node, cst.IfExp):
+        return _is_string_device(node.body) and _is_string_device(node.orelse)
+    return _is_device_literal(node)
 
 
 def _if_lines(node: cst.If):

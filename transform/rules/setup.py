@@ -30,7 +30,9 @@ class Setup(Rule):
       run is created.
     - Every device definition (`device = torch.device(...)`, `device = "cuda:0"`, an `if`/`else` chain that picks
       one, `torch.accelerator.current_accelerator()`) becomes `device = accelerator.device`, so the remaining uses
-      of `device` keep working.
+      of `device` keep working. A device held as a string (`device = "cuda" if ... else "cpu"`) stays a string,
+      `device = accelerator.device.type`, because code compares it (`device == "cuda"`) or passes it as
+      `torch.autocast(device_type=device)`; tensors moved to `"cuda"` land on the process's own GPU.
     - A user switch that forces the CPU is carried over: with `use_cuda = not args.no_cuda and
       torch.cuda.is_available()` the accelerator is created as `Accelerator(cpu=args.no_cuda)`; with
       `torch.device(args.device)` or a `--device` option used as `args.device`, as
@@ -97,12 +99,14 @@ class Setup(Rule):
                     context.diagnostic(self.code, definition.statement, f"device `{definition.key}` left as is: `{definition.scope.name}` cannot reach the accelerator")
                 )
                 continue
+            # a device held as a string stays one ("cuda"), as code may compare it or pass it as a device type
+            device = f"{accelerator}.device.type" if definition.string else f"{accelerator}.device"
             if definition.value is not None:
-                plan.expression(definition.value, ReplaceWith(f"{accelerator}.device"), definition.statement)
+                plan.expression(definition.value, ReplaceWith(device), definition.statement)
             else:
-                plan.statement(definition.statement).replacement = cst.parse_statement(f"{definition.key} = {accelerator}.device\n")
+                plan.statement(definition.statement).replacement = cst.parse_statement(f"{definition.key} = {device}\n")
             context.use(definition.scope, definition.location)
-            plan.changes.append(context.change(self.code, definition.statement, f"`{definition.key}` is `{accelerator}.device`"))
+            plan.changes.append(context.change(self.code, definition.statement, f"`{definition.key}` is `{device}`"))
 
     def _remove_flags(self, context, plan) -> None:
         analysis = context.analysis
