@@ -79,6 +79,16 @@ class NameLoad:
 
 
 @dataclass(eq=False)
+class AttributeRead:
+    """``name.attr`` or ``self.name.attr`` read (not assigned) somewhere."""
+
+    node: cst.Attribute
+    scope: Scope
+    location: Location
+    statement: cst.CSTNode | None
+
+
+@dataclass(eq=False)
 class ClassInfo:
     node: cst.ClassDef
     bases: list[cst.BaseExpression]
@@ -96,6 +106,7 @@ class Facts:
     loops: list[Loop] = field(default_factory=list)
     calls: list[CallSite] = field(default_factory=list)
     loads: list[NameLoad] = field(default_factory=list)
+    attribute_reads: list[AttributeRead] = field(default_factory=list)
     returns: dict[Scope, list[cst.BaseExpression]] = field(default_factory=dict)
     blocks: dict[int, cst.CSTNode] = field(default_factory=dict)  # id -> Module or IndentedBlock
     if_statements: list[tuple[cst.If, Scope, Location]] = field(default_factory=list)
@@ -136,6 +147,7 @@ class _Collector(Walker):
         self.loops: tuple[Loop, ...] = ()
         self.comprehensions: tuple[tuple[list[str], cst.BaseExpression], ...] = ()
         self.statements: list[cst.CSTNode] = []
+        self.assigned_attributes: set[int] = set()
 
     # blocks and locations -------------------------------------------------------------------------------------------
     def _enter_block(self, node) -> None:
@@ -218,6 +230,7 @@ class _Collector(Walker):
 
     # facts ----------------------------------------------------------------------------------------------------------
     def _record_assignment(self, node, targets: list[cst.BaseExpression], value) -> None:
+        self.assigned_attributes.update(id(target) for target in targets if isinstance(target, cst.Attribute))
         for target in targets:
             for name in target_names(target):
                 self.scope.assigned.add(name)
@@ -238,6 +251,7 @@ class _Collector(Walker):
             self._record_assignment(node, [node.target], node.value)
 
     def visit_AugAssign(self, node: cst.AugAssign) -> None:
+        self.assigned_attributes.add(id(node.target))
         for name in target_names(node.target):
             self.scope.assigned.add(name)
 
@@ -269,7 +283,12 @@ class _Collector(Walker):
         self.facts.loads.append(NameLoad(node.value, self.scope, self.location))
 
     def visit_Attribute(self, node: cst.Attribute) -> bool:
-        self.walk(node.value)
+        value = node.value
+        simple = isinstance(value, cst.Name) or (isinstance(value, cst.Attribute) and isinstance(value.value, cst.Name))
+        if simple and id(node) not in self.assigned_attributes:
+            statement = self.statements[-1] if self.statements else None
+            self.facts.attribute_reads.append(AttributeRead(node, self.scope, self.location, statement))
+        self.walk(value)
         return False  # the attribute name is not a variable
 
     def visit_Return(self, node: cst.Return) -> None:

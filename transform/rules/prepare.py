@@ -8,7 +8,7 @@ from accel_convert import symbols
 from accel_convert.analysis import LOADER, MODEL, OPTIMIZER, PREPARED_ROLES, SCHEDULER, Analysis, connected
 from accel_convert.context import common_level
 from accel_convert.imports import dotted_name
-from accel_convert.plan import SwapKeyword
+from accel_convert.plan import ReplaceWith, SwapKeyword
 from accel_convert.rules.base import Rule
 
 _ORDER = {MODEL: 0, OPTIMIZER: 1, LOADER: 2, SCHEDULER: 3}
@@ -36,6 +36,11 @@ class Prepare(Rule):
     An LR scheduler is prepared only when it is stepped inside the loop over batches: a prepared scheduler steps
     once per process on each call (it expects per-batch stepping), so a scheduler stepped once per epoch is left
     unprepared and keeps stepping the optimizer's learning rate exactly as before.
+
+    After `prepare`, the model may be a `DistributedDataParallel` wrapper, which has none of the model's own
+    methods and attributes: reads such as `model.decode(z)` or `model.latent_dim` after the prepare statement
+    (and in helpers that receive the model) go through `accelerator.unwrap_model(model)`; `train()`, `eval()`,
+    `parameters()`, `state_dict()` and the other `nn.Module` methods the wrapper answers stay as they are.
 
     A model wrapped by hand in `nn.DataParallel` or `DistributedDataParallel` is reported (not rewritten): the
     wrapper would end up inside the prepared model.
@@ -116,6 +121,47 @@ class Prepare(Rule):
             if role == LOADER and assignment is not None:
                 _drop_distributed_sampler(context, plan, assignment, self.code)
         _report_model_wrappers(context, plan, self.code)
+        models = [analysis.binding(owner, key) for key, role, _ in objects if role == MODEL]
+        _unwrap_model_attributes(context, plan, self.code, models, (block_id, location[depth][1]))
+
+
+# what a prepared (possibly DistributedDataParallel-wrapped) model answers like the model itself
+_WRAPPER_API = frozenset(
+    "train eval parameters named_parameters buffers named_buffers children named_children modules named_modules"
+    " state_dict load_state_dict zero_grad to cuda cpu float double half bfloat16 apply requires_grad_ training"
+    " forward module register_forward_hook register_forward_pre_hook register_full_backward_hook".split()
+)
+
+
+def _unwrap_model_attributes(context, plan, code, models, prepared_at: tuple[int, int]) -> None:
+    """``model.decode(z)``, ``model.latent_dim`` after prepare -> ``accelerator.unwrap_model(model).decode(z)``:
+    the prepared model may be a DistributedDataParallel wrapper, which has neither."""
+    analysis = context.analysis
+    owner = context.access.owner
+    reach = set()
+    for binding in models:
+        reach |= connected(analysis, binding)
+    block_id, index = prepared_at
+    for read in analysis.facts.attribute_reads:
+        if read.node.attr.value in _WRAPPER_API or read.statement is None:
+            continue
+        key = dotted_name(read.node.value)
+        if key is None or analysis.binding(read.scope, key) not in reach:
+            continue
+        if read.scope is owner:
+            after = [position > index for block, position in read.location if block == block_id]
+            if not after or not after[0]:
+                continue  # before the prepare statement: still the plain model
+        accelerator = context.access.expression(read.scope)
+        attribute = f"{key}.{read.node.attr.value}"
+        if accelerator is None:
+            message = f"`{attribute}` may be missing on the prepared model: `{read.scope.name}` cannot reach the accelerator"
+            plan.diagnostics.append(context.diagnostic(code, read.node, message, read.statement))
+            continue
+        plan.expression(read.node.value, ReplaceWith(f"{accelerator}.unwrap_model({key})"), read.statement)
+        plan.changes.append(
+            context.change(code, read.node, f"`{attribute}` read through `{accelerator}.unwrap_model`", read.statement)
+        )
 
 
 def _report_model_wrappers(context, plan, code) -> None:
