@@ -40,8 +40,15 @@ def import_deepspeed(device_type: str):
     return deepspeed
 
 
-def _init_single_process_group(device: torch.device) -> None:
-    """DeepSpeed needs a process group even for one process: a private one on a free local port."""
+def _init_single_process_group(state) -> None:
+    """DeepSpeed needs a process group even for one process: the launcher's rendezvous under ``accel launch``
+    (torchrun's agent serves the store there), else a private one on a free local port."""
+    if os.environ.get("MASTER_ADDR") and os.environ.get("MASTER_PORT"):
+        state.init_process_group()
+        return
+    for name, value in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1")):
+        os.environ.setdefault(name, value)  # DeepSpeed reads these itself
+    device = state.device
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -60,7 +67,7 @@ class DeepSpeedBackend(Backend):
         if state.num_processes > 1:
             state.init_process_group()
         elif not dist.is_initialized():
-            _init_single_process_group(state.device)
+            _init_single_process_group(state)
         exit_hook.register()
         # DeepSpeed scales fp16 losses and skips overflowing steps itself; a second GradScaler would fight it.
         precision.scaler = None

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import functools
 import json
+import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -22,6 +25,17 @@ def train(*launch_args: str, script_args: tuple[str, ...] = (), cpu: bool = True
     proc = launch(WORKER, out, *script_args, launch_args=COMMON + launch_args, cpu=cpu, timeout=300)
     assert proc.returncode == 0, f"exit code {proc.returncode}\n{proc.stderr[-4000:]}"
     assert "terminate called" not in proc.stderr, proc.stderr[-4000:]
+    return json.loads(out.read_text())
+
+
+@functools.cache
+def train_one_process(*env_items: tuple[str, str]) -> dict:
+    """The worker run with plain ``python`` (no launcher), with extra environment variables."""
+    out = Path(tempfile.mkstemp(suffix=".json", dir=_SCRATCH)[1])
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **dict(env_items)}
+    proc = subprocess.run([sys.executable, str(WORKER), str(out)], capture_output=True, text=True, env=env,
+                          timeout=300, check=False)
+    assert proc.returncode == 0, f"exit code {proc.returncode}\n{proc.stderr[-4000:]}"
     return json.loads(out.read_text())
 
 

@@ -5,7 +5,12 @@ import pytest
 
 pytest.importorskip("deepspeed", reason="deepspeed is not installed (pip install -e '.[deepspeed]')")
 
-from tests.runtime.sharded_runs import assert_same_training, checkpoint_dir, train
+from tests.runtime.sharded_runs import (
+    assert_same_training,
+    checkpoint_dir,
+    train,
+    train_one_process,
+)
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -39,3 +44,10 @@ def test_zero3_save_load_continue_equals_uninterrupted():
     assert resumed["losses"] == pytest.approx(whole["losses"][4:], abs=1e-6)
     for name, values in whole["weights"].items():
         assert resumed["weights"][name] == pytest.approx(values, abs=1e-6), name
+
+
+def test_one_process_without_launcher_trains_like_single_device():
+    run = train_one_process(("ACCEL_USE_DEEPSPEED", "true"), ("ACCEL_ZERO_STAGE", "2"),
+                            ("ACCEL_GRADIENT_CLIPPING", "1.0"))
+    assert run["distributed_type"] == "DEEPSPEED"
+    assert_same_training(run, train_one_process(), atol=2e-6)  # its own one-process group, no rendezvous
