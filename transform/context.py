@@ -30,6 +30,8 @@ class Context:
     access: Access
     options: Options
     uses: list[tuple[Scope, Location]] = field(default_factory=list)  # where rules' edits name the accelerator
+    # arguments other rules give ``Accelerator(...)``: (code, names the code reads)
+    accelerator_arguments: list[tuple[str, set[str]]] = field(default_factory=list)
     _call_statements: dict[int, cst.CSTNode] | None = None
 
     @property

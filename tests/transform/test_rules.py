@@ -362,7 +362,7 @@ for step in range(10):
         id='unrecognised',
     ),
     pytest.param(
-        # AMP is left as is (scaler.step(optimizer) counts as stepping the optimizer)
+        # AC014: the scaler and autocast become the accelerator's fp16 (scaler.step(optimizer) counts as stepping the optimizer)
         '''\
 import torch
 from torch.utils.data import DataLoader
@@ -383,18 +383,16 @@ import torch
 from torch.utils.data import DataLoader
 from accel import Accelerator
 
-accelerator = Accelerator()
+accelerator = Accelerator(mixed_precision="fp16")
 loader = DataLoader(data)
 model = torch.nn.Linear(4, 2)
 optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
 model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
-scaler = torch.cuda.amp.GradScaler()
 for x in loader:
-    with torch.autocast("cuda"):
+    with accelerator.autocast():
         loss = model(x).sum()
-    accelerator.backward(scaler.scale(loss))
-    scaler.step(optimizer)
-    scaler.update()
+    accelerator.backward(loss)
+    optimizer.step()
 ''',
         [],
         id='amp_scaler',

@@ -149,7 +149,14 @@ class Setup(Rule):
                 context.diagnostic(self.code, anchor, f"`cpu={cpu[0]}` not passed to `Accelerator`: its names are set later")
             )
             cpu = None
-        arguments = f"cpu={cpu[0]}" if cpu is not None else ""
+        given = [f"cpu={cpu[0]}"] if cpu is not None else []
+        for code, names in context.accelerator_arguments:
+            if _defined_after(analysis, home, names, block_id, index):
+                message = f"`{code}` not passed to `Accelerator`: its names are set later"
+                plan.diagnostics.append(context.diagnostic(self.code, anchor, message))
+            else:
+                given.append(code)
+        arguments = ", ".join(given)
         target = "accelerator" if not access.attribute else f"{home.self_name}.accelerator"
         plan.statement(anchor).before.append(cst.parse_statement(f"{target} = Accelerator({arguments})\n"))
         plan.changes.append(context.change(self.code, anchor, f"create `{target} = Accelerator({arguments})`"))

@@ -1,0 +1,216 @@
+"""AC014 mixed-precision."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import libcst as cst
+
+from accel_convert.imports import dotted_name
+from accel_convert.plan import ReplaceWith
+from accel_convert.rules.base import Rule
+from accel_convert.traverse import Walker
+
+SCALERS = frozenset(
+    {
+        "torch.cuda.amp.GradScaler",
+        "torch.amp.GradScaler",
+        "torch.amp.grad_scaler.GradScaler",
+        "torch.cpu.amp.GradScaler",
+        "torch.GradScaler",
+    }
+)
+AUTOCASTS = frozenset({"torch.cuda.amp.autocast", "torch.autocast", "torch.amp.autocast", "torch.cpu.amp.autocast"})
+_BF16 = frozenset({"torch.bfloat16"})
+
+
+@dataclass(eq=False)
+class _Scaler:
+    name: str
+    scope: object
+    statement: cst.CSTNode
+    call: cst.Call
+
+
+class MixedPrecision(Rule):
+    """Replace a hand-written `GradScaler` and `autocast` by the accelerator's mixed precision.
+
+    ## Why
+    The accelerator owns loss scaling and autocast for the device each process runs on (CUDA, CPU, MPS) and for
+    every backend (DeepSpeed and FSDP keep their own scalers). A script's `torch.cuda.amp.GradScaler` next to it
+    would scale the loss twice, or not at all on a device it does not know.
+
+    ## What it does
+    - `Accelerator(mixed_precision="fp16")` when the script has a `GradScaler` or an fp16 autocast,
+      `"bf16"` when its autocast asks for `dtype=torch.bfloat16`. An `enabled=` flag is carried over:
+      `GradScaler(enabled=use_amp)` gives `mixed_precision="fp16" if use_amp else "no"`.
+    - `with torch.cuda.amp.autocast():`, `with torch.autocast(device_type="cuda", dtype=...):`,
+      `torch.amp.autocast("cuda")` become `with accelerator.autocast():`.
+    - `scaler.scale(loss).backward()` becomes `accelerator.backward(loss)` (with AC004), `scaler.step(optimizer)`
+      becomes `optimizer.step()` (a prepared optimizer skips the step when fp16 gradients overflow),
+      `scaler.update()` and `scaler.unscale_(optimizer)` go away (`accelerator.clip_grad_norm_` unscales, AC013),
+      and so does `scaler = GradScaler(...)`.
+    - A scaler used in any other way (its `state_dict()` in a checkpoint, `get_scale()`) keeps the whole script's
+      mixed precision as it is, with a diagnostic: the accelerator's own scaler is `accelerator.scaler`, which is
+      `None` without fp16.
+
+    **Unsafe** (in ruff's sense): on a device where the original autocast did nothing (a CUDA autocast on the
+    CPU) the accelerator's autocast is active, unless the `enabled=` flag turns it off there.
+
+    ## Example
+    ```python
+    scaler = torch.cuda.amp.GradScaler()
+    for x, y in loader:
+        optimizer.zero_grad()
+        with torch.cuda.amp.autocast():
+            loss = criterion(model(x), y)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    ```
+    becomes
+    ```python
+    for x, y in loader:
+        optimizer.zero_grad()
+        with accelerator.autocast():
+            loss = criterion(model(x), y)
+        accelerator.backward(loss)
+        optimizer.step()
+    ```
+    with `accelerator = Accelerator(mixed_precision="fp16")`.
+    """
+
+    code = "AC014"
+    name = "mixed-precision"
+    summary = "Replace a hand-written `GradScaler` and `autocast` by the accelerator's mixed precision."
+    unsafe = True
+
+    def needs(self, analysis):
+        return [scope for scope, _ in _autocasts(analysis)]
+
+    def plan(self, context, plan):
+        analysis = context.analysis
+        scalers = _scalers(analysis)
+        autocasts = list(_autocasts(analysis))
+        if not scalers and not autocasts:
+            return
+        uses = {id(s): [] for s in scalers}
+        odd = []
+        for site in analysis.facts.calls:
+            func = site.node.func
+            if not isinstance(func, cst.Attribute):
+                continue
+            scaler = next((s for s in scalers if _names(analysis, site.scope, func.value, s)), None)
+            if scaler is None:
+                continue
+            if func.attr.value in ("scale", "step", "update", "unscale_"):
+                uses[id(scaler)].append(site)
+            else:
+                odd.append(site)
+        loads = [load for load in analysis.facts.loads if any(_names_load(analysis, load, s) for s in scalers)]
+        if odd or len(loads) != sum(len(v) for v in uses.values()):
+            node = odd[0].node if odd else scalers[0].statement
+            message = "mixed precision left as is: the `GradScaler` is used beyond scale/step/update/unscale_ (use `accelerator.scaler`)"
+            plan.diagnostics.append(context.diagnostic(self.code, node, message))
+            return
+        mode, enabled = _mode(analysis, scalers, [call for _, call in autocasts])
+        argument = f'"{mode}"' if enabled is None else f'"{mode}" if {context.code(enabled)} else "no"'
+        context.accelerator_arguments.append((f"mixed_precision={argument}", _free_names(enabled)))
+        for scaler in scalers:
+            plan.statement(scaler.statement).remove = True
+            plan.changes.append(context.change(self.code, scaler.statement, f"`{scaler.name}` removed: the accelerator scales the loss"))
+            for site in uses[id(scaler)]:
+                self._rewrite_use(context, plan, site)
+        for scope, call in autocasts:
+            accelerator = context.access.expression(scope)
+            if accelerator is None:
+                plan.diagnostics.append(context.diagnostic(self.code, call, f"autocast left as is: `{scope.name}` cannot reach the accelerator"))
+                continue
+            statement = _with_statement(analysis, call)
+            plan.expression(call, ReplaceWith(f"{accelerator}.autocast()"), statement)
+            context.use(scope, analysis.facts.statement_locations[id(statement)])
+            plan.changes.append(context.change(self.code, call, f"`{context.code(call.func)}` -> `{accelerator}.autocast()`"))
+
+    def _rewrite_use(self, context, plan, site) -> None:
+        call = site.node
+        method = call.func.attr.value
+        if method == "scale" and call.args:
+            plan.expression(call, ReplaceWith(context.code(call.args[0].value)), site.statement)
+            plan.changes.append(context.change(self.code, call, "loss scaling left to the accelerator"))
+        elif method == "step" and call.args:
+            optimizer = context.code(call.args[0].value)
+            plan.expression(call, ReplaceWith(f"{optimizer}.step()"), site.statement)
+            plan.changes.append(context.change(self.code, call, f"`scaler.step({optimizer})` -> `{optimizer}.step()`"))
+        elif isinstance(site.statement, cst.SimpleStatementLine) and len(site.statement.body) == 1:
+            plan.statement(site.statement).remove = True
+            plan.changes.append(context.change(self.code, call, f"`{context.code(call.func)}()` removed"))
+
+
+def _scalers(analysis) -> list[_Scaler]:
+    found = []
+    for assignment in analysis.facts.assignments:
+        value = assignment.value
+        if isinstance(value, cst.Call) and analysis.qualify(value.func) in SCALERS and len(assignment.targets) == 1:
+            key = dotted_name(assignment.targets[0])
+            statement = assignment.statement
+            if key is not None and len(statement.body) == 1:
+                found.append(_Scaler(key, assignment.scope, statement, value))
+    return found
+
+
+def _names(analysis, scope, node, scaler: _Scaler) -> bool:
+    key = dotted_name(node)
+    return key == scaler.name and analysis.binding(scope, key) == analysis.binding(scaler.scope, key)
+
+
+def _names_load(analysis, load, scaler: _Scaler) -> bool:
+    root = scaler.name.split(".")[0]
+    if load.name != root or "." in scaler.name:
+        return False
+    if load.location == analysis.facts.statement_locations.get(id(scaler.statement)):
+        return False
+    return analysis.binding(load.scope, root) == analysis.binding(scaler.scope, root)
+
+
+def _autocasts(analysis):
+    """(scope, call) of every ``with`` item that enters an autocast context."""
+    for site in analysis.facts.calls:
+        statement = site.statement
+        if isinstance(statement, cst.With) and analysis.qualify(site.node.func) in AUTOCASTS:
+            if any(item.item is site.node for item in statement.items):
+                yield site.scope, site.node
+
+
+def _with_statement(analysis, call):
+    return next(s.statement for s in analysis.facts.calls if s.node is call)
+
+
+def _keyword(call: cst.Call, name: str):
+    return next((a.value for a in call.args if a.keyword is not None and a.keyword.value == name), None)
+
+
+def _mode(analysis, scalers, autocasts) -> tuple[str, cst.BaseExpression | None]:
+    bf16 = any(analysis.qualify(_keyword(call, "dtype") or cst.Name("_")) in _BF16 for call in autocasts)
+    mode = "bf16" if bf16 and not scalers else "fp16"
+    for call in [s.call for s in scalers] + autocasts:
+        enabled = _keyword(call, "enabled")
+        if enabled is not None:
+            return mode, None if isinstance(enabled, cst.Name) and enabled.value == "True" else enabled
+    return mode, None
+
+
+def _free_names(node) -> set[str]:
+    names: set[str] = set()
+    if node is None:
+        return names
+
+    class _Names(Walker):
+        def visit_Name(self, name: cst.Name) -> None:
+            names.add(name.value)
+
+        def visit_Attribute(self, attribute: cst.Attribute) -> bool:
+            self.walk(attribute.value)
+            return False
+
+    _Names().walk(node)
+    return names
