@@ -20,6 +20,7 @@ from torch import nn
 
 from ..precision import Precision
 from ..state import DistributedType, ProcessState
+from . import exit_hook
 
 _REDUCE_OPS = {"sum": "SUM", "max": "MAX", "min": "MIN"}
 
@@ -36,6 +37,10 @@ class Backend(abc.ABC):
         self.plugin = plugin
 
     # -- setup -------------------------------------------------------------------------------------------------
+    def observe_training(self, gradient_accumulation_steps: int, micro_batch_size: int | None) -> None:
+        """Facts known at ``prepare`` that a backend may need (DeepSpeed's config): the accumulation steps and the
+        per-process batch size of the DataLoader prepared alongside (None without one). Default: unused."""
+
     @abc.abstractmethod
     def prepare_model(self, model: nn.Module, device_placement: bool = True) -> nn.Module:
         """Move ``model`` to the device, apply the precision's autocast to its forward, wrap it for distribution."""
@@ -134,5 +139,6 @@ class Backend(abc.ABC):
         return self.unwrap_model(model).state_dict()
 
     def teardown(self) -> None:
-        """Release what the backend holds and destroy the process group."""
-        self.state.destroy_process_group()
+        """Release what the backend holds and destroy the process group, once the collective threads are idle
+        (see ``exit_hook``: a group freed while a gloo thread releases a collective deadlocks)."""
+        exit_hook.quiesce_and_destroy(barrier=False)
