@@ -142,6 +142,7 @@ class Accelerator:
         models = [i for i, o in enumerate(args) if isinstance(o, nn.Module) and not self._is_prepared_model(o)]
         optimizers = [i for i, o in enumerate(args) if isinstance(o, torch.optim.Optimizer)
                       and not isinstance(o, AcceleratedOptimizer)]
+        self.backend.observe_training(self.gradient_accumulation_steps, self._per_process_batch_size(args))
         new_models, new_optimizers = self.backend.prepare_models_and_optimizers(
             [args[i] for i in models], [args[i] for i in optimizers], self.device_placement
         )
@@ -156,6 +157,14 @@ class Accelerator:
             elif _is_scheduler(obj) and not isinstance(obj, torch.optim.Optimizer):
                 result[i] = self.prepare_scheduler(obj)
         return result[0] if len(result) == 1 else tuple(result)
+
+    def _per_process_batch_size(self, objects) -> int | None:
+        """The batch size each process gets from the first DataLoader among ``objects`` (None without one)."""
+        loader = next((o for o in objects if isinstance(o, DataLoader)), None)
+        if loader is None:
+            return None
+        size = loader.batch_size if loader.batch_size is not None else getattr(loader.batch_sampler, "batch_size", None)
+        return size // self.num_processes if size is not None and self.split_batches else size
 
     def _is_prepared_model(self, model: nn.Module) -> bool:
         return any(model is m for m in self._models)
