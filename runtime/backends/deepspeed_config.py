@@ -75,6 +75,8 @@ def build_config(plugin: DeepSpeedPlugin, *, mixed_precision: str, gradient_accu
     settler.settle("zero_optimization.offload_param.device", plugin.offload_param_device,
                    "offload_param_device (--offload-param)")
     _check_offload(config, source)
+    # the script's own torch optimizer (SGD, Adagrad, ...) is what ZeRO partitions; DeepSpeed asks for consent
+    config.setdefault("zero_allow_untested_optimizer", True)
     if _get(config, "zero_optimization.offload_optimizer.device") == "cpu" and "zero_force_ds_cpu_optimizer" not in config:
         # the script's own torch optimizer steps on CPU (slower than DeepSpeedCPUAdam, but no script change)
         config["zero_force_ds_cpu_optimizer"] = False

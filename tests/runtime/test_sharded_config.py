@@ -51,6 +51,7 @@ def test_deepspeed_config_filled_from_accelerator_and_launcher():
     assert config["bf16"] == {"enabled": True} and config["fp16"] == {"enabled": False}
     assert config["zero_optimization"] == {"stage": 3, "offload_param": {"device": "cpu"}}
     assert "zero_force_ds_cpu_optimizer" not in config
+    assert config["zero_allow_untested_optimizer"] is True  # any torch optimizer of the script
     offloaded = _build(DeepSpeedPlugin(zero_stage=2, offload_optimizer_device="cpu"))
     assert offloaded["zero_optimization"]["offload_optimizer"] == {"device": "cpu"}
     assert offloaded["zero_force_ds_cpu_optimizer"] is False  # the script's torch optimizer may run offloaded
