@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, IterableDataset, Sampler
 
+from .data_position import DataPosition, order_generators
 from .ops import send_to_device
 from .state import GradientState
 
@@ -189,6 +190,8 @@ class PreparedDataLoader(DataLoader):
         remainder: int = -1,
         sync_seed: Callable[[], None] | None = None,
         epoch_targets: tuple = (),
+        position: DataPosition | None = None,
+        skip: int = 0,
     ):
         self.base_loader = loader
         self.gradient_state = gradient_state
@@ -199,6 +202,8 @@ class PreparedDataLoader(DataLoader):
         self.end_of_dataloader = False
         self._sync_seed = sync_seed
         self._epoch_targets = epoch_targets
+        self.position = position if position is not None else DataPosition(order_generators(loader))
+        self._skip = skip  # batches left out at the start of every pass (see skip_first_batches)
         if device is None or device.type == "cpu":
             self._move = None  # batches from a DataLoader are already on the CPU
         else:
@@ -210,7 +215,7 @@ class PreparedDataLoader(DataLoader):
         return getattr(self.base_loader, name)
 
     def __len__(self) -> int:
-        return len(self.base_loader)
+        return max(len(self.base_loader) - self._skip, 0)
 
     def set_epoch(self, epoch: int) -> None:
         """Forward the epoch to the original sampler / batch sampler / dataset where they have ``set_epoch``."""
@@ -218,29 +223,54 @@ class PreparedDataLoader(DataLoader):
             target.set_epoch(epoch)
 
     def __iter__(self):
-        if self._sync_seed is not None:
-            self._sync_seed()
+        iterator = self._start_pass()
         self.end_of_dataloader = False
         self.gradient_state.begin_loader(self)
         try:
             if not isinstance(self.base_loader.dataset, IterableDataset):
-                yield from self._iter_sized()
+                yield from self._iter_sized(iterator)
             else:
-                yield from self._iter_lookahead()
+                yield from self._iter_lookahead(iterator)
+            self.position.end_pass()
         finally:
             self.gradient_state.end_loader(self)
 
-    def _iter_sized(self):
-        move, last = self._move, len(self.base_loader) - 1
-        for index, batch in enumerate(self.base_loader):
+    def _start_pass(self):
+        """The base loader's iterator for a new pass, past its first ``_skip`` batches. A pass resumed from a
+        checkpoint (``DataPosition.resumable``) starts from the saved pass's random states, so that it has the
+        saved pass's order, and reads past the skipped batches; otherwise they are skipped in the batch sampler."""
+        position = self.position
+        if self._skip and position.resumable:
+            with position.replaying_pass_start():
+                if self._sync_seed is not None:
+                    self._sync_seed()
+                iterator = iter(self.base_loader)
+                for _ in range(self._skip):
+                    next(iterator)
+            position.batches_seen = self._skip
+            return iterator
+        position.begin_pass()
+        if self._sync_seed is not None:
+            self._sync_seed()
+        if not self._skip:
+            return iter(self.base_loader)
+        inner = self.base_loader
+        skipping = DataLoader(inner.dataset, batch_sampler=_SkipBatches(inner.batch_sampler, self._skip),
+                              **_loader_kwargs(inner))
+        position.batches_seen = self._skip
+        return iter(skipping)
+
+    def _iter_sized(self, iterator):
+        move, last, position = self._move, len(self.base_loader) - 1, self.position
+        for index, batch in enumerate(iterator, start=self._skip):
             if index == last:
                 self.end_of_dataloader = True
+            position.advance()
             yield batch if move is None else move(batch)
 
-    def _iter_lookahead(self):
+    def _iter_lookahead(self, iterator):
         # an iterable dataset's length is unknown or approximate: read one batch ahead to find the last one
-        move = self._move
-        iterator = iter(self.base_loader)
+        move, position = self._move, self.position
         try:
             upcoming = next(iterator)
         except StopIteration:
@@ -251,8 +281,10 @@ class PreparedDataLoader(DataLoader):
                 upcoming = next(iterator)
             except StopIteration:
                 self.end_of_dataloader = True
+                position.advance()
                 yield batch if move is None else move(batch)
                 return
+            position.advance()
             yield batch if move is None else move(batch)
 
 
@@ -288,8 +320,9 @@ def prepare_data_loader(
     targets = (batch_sampler, getattr(batch_sampler, "sampler", None), loader.dataset)
     targets = tuple(t for t in targets if hasattr(t, "set_epoch"))
     size = loader.batch_size if batch_sampler is None else getattr(batch_sampler, "batch_size", None)
+    position = DataPosition(order_generators(loader))  # before the seed synchroniser replaces a generator
     if num_processes == 1:
-        return PreparedDataLoader(loader, gradient_state, device, size, size, epoch_targets=targets)
+        return PreparedDataLoader(loader, gradient_state, device, size, size, epoch_targets=targets, position=position)
     if split_batches:
         _split_check(size, num_processes)
     per_process = size // num_processes if (split_batches and size) else size
@@ -315,18 +348,21 @@ def prepare_data_loader(
     remainder = -1
     if even_batches and not loader.drop_last and total and length is not None and length % total:
         remainder = length % total
-    return PreparedDataLoader(sharded, gradient_state, device, per_process, total, remainder, sync, targets)
+    return PreparedDataLoader(sharded, gradient_state, device, per_process, total, remainder, sync, targets, position)
 
 
 def skip_first_batches(loader: PreparedDataLoader, num_batches: int) -> PreparedDataLoader:
-    """A loader like ``loader`` whose iteration starts after its first ``num_batches`` batches (for resuming)."""
+    """A loader like ``loader`` whose iteration starts after its first ``num_batches`` batches (for resuming).
+
+    After ``load_state``, its first pass also has the order of the pass the checkpoint was taken in (see
+    ``accel.data_position``). It shares ``loader``'s data position, so a later ``save_state`` records where the
+    resumed pass is."""
     inner = loader.base_loader
     if inner.batch_sampler is None:
         raise ValueError("skip_first_batches needs a DataLoader over a map-style dataset (with a batch sampler)")
-    skipped = DataLoader(inner.dataset, batch_sampler=_SkipBatches(inner.batch_sampler, num_batches), **_loader_kwargs(inner))
     return PreparedDataLoader(
-        skipped, loader.gradient_state, loader.device, loader.batch_size, loader.total_batch_size,
-        loader.remainder, loader._sync_seed, loader._epoch_targets,
+        inner, loader.gradient_state, loader.device, loader.batch_size, loader.total_batch_size,
+        loader.remainder, loader._sync_seed, loader._epoch_targets, loader.position, loader._skip + num_batches,
     )
 
 
