@@ -14,10 +14,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from . import ops
+from . import checkpoint, ops
 from .backends import create_backend
 from .data import PreparedDataLoader, prepare_data_loader
 from .data import skip_first_batches as _skip_first_batches
+from .model_files import save_weights
 from .optimizer import AcceleratedOptimizer
 from .precision import PRECISIONS, Precision
 from .scheduler import AcceleratedScheduler
@@ -69,6 +70,7 @@ class Accelerator:
         self._optimizers: list[AcceleratedOptimizer] = []
         self._schedulers: list[AcceleratedScheduler] = []
         self._dataloaders: list[PreparedDataLoader] = []
+        self._custom_objects: list[Any] = []
 
     # -- who and where -----------------------------------------------------------------------------------------
     @property
@@ -372,6 +374,32 @@ class Accelerator:
         if not self.is_main_process:
             return
         save_atomic(obj, f)
+
+    def save_model(self, model: nn.Module, save_directory: str | os.PathLike, max_shard_size: int | str = "10GB",
+                   safe_serialization: bool = True) -> None:
+        """The unwrapped model's full weights in ``save_directory`` (main process): ``model.safetensors``, or
+        several files and an index beyond ``max_shard_size``; ``pytorch_model.bin`` without ``safe_serialization``.
+        Gathers sharded weights first: call it on every process. Read back with ``accel.load_checkpoint_in_model``."""
+        state_dict = self.get_state_dict(model)
+        if self.is_main_process:
+            save_weights(state_dict, save_directory, max_shard_size, safe_serialization)
+
+    def register_for_checkpointing(self, *objects: Any) -> None:
+        """Have ``save_state``/``load_state`` also save/restore ``objects`` (anything with ``state_dict`` and
+        ``load_state_dict``), in the order registered."""
+        for obj in objects:
+            checkpoint.check_stateful(obj)
+        self._custom_objects.extend(objects)
+
+    def save_state(self, output_dir: str | os.PathLike | None = None, safe_serialization: bool = True) -> str:
+        """Save models, optimizers, schedulers, the fp16 scaler, registered objects, RNG states and DataLoader
+        positions to ``output_dir``, atomically; returns its path. Call it on every process (collectives inside)."""
+        return checkpoint.save_state(self, output_dir, safe_serialization)
+
+    def load_state(self, input_dir: str | os.PathLike) -> None:
+        """Restore what ``save_state`` wrote; then ``skip_first_batches(loader, loader.position.batches_seen)``
+        continues the interrupted pass. Call it on every process."""
+        checkpoint.load_state(self, input_dir)
 
     def free_memory(self, *objects: Any) -> list[None]:
         """Forget every prepared object, collect garbage and empty the CUDA cache; returns Nones for ``objects``."""
