@@ -12,6 +12,7 @@ _EXPORTS = {
     "set_seed": "utils",
     "FullyShardedDataParallelPlugin": "plugins",
     "DeepSpeedPlugin": "plugins",
+    "load_checkpoint_in_model": "model_files",
 }
 
 __all__ = sorted(_EXPORTS)
