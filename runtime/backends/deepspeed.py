@@ -175,11 +175,12 @@ class DeepSpeedBackend(Backend):
                 return {}
             return {name: tensor.detach().cpu().clone() for name, tensor in module.state_dict().items()}
 
-    def save_checkpoint(self, directory: str | os.PathLike) -> None:
-        """The engine's own checkpoint (model, optimizer and ZeRO partitions) under ``directory``; every process."""
+    def save_checkpoint(self, directory: str | os.PathLike, model: nn.Module | None = None, optimizer=None) -> None:
+        """The engine's own checkpoint (model, optimizer and ZeRO partitions) under ``directory``; every process
+        calls it. ``model`` and ``optimizer`` are the engine's anyway (the signature is FSDP's)."""
         self.engine.save_checkpoint(os.fspath(directory), tag="accel")
 
-    def load_checkpoint(self, directory: str | os.PathLike) -> None:
+    def load_checkpoint(self, directory: str | os.PathLike, model: nn.Module | None = None, optimizer=None) -> None:
         """Restore what ``save_checkpoint`` wrote; every process."""
         path, _ = self.engine.load_checkpoint(os.fspath(directory), tag="accel")
         if path is None:

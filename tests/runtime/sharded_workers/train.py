@@ -57,10 +57,7 @@ def main() -> None:
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
     backend = accelerator.backend
     if args.resume:
-        if accelerator.distributed_type.value == "DEEPSPEED":
-            backend.load_checkpoint(args.resume)
-        else:
-            backend.load_checkpoint(args.resume, model, optimizer)
+        backend.load_checkpoint(args.resume, model, optimizer)
         scheduler.load_state_dict(torch.load(os.path.join(args.resume, "scheduler.pt"), weights_only=True))
         loader = accelerator.skip_first_batches(loader, args.skip)
 
@@ -79,10 +76,7 @@ def main() -> None:
         losses.append(accelerator.reduce(loss.detach().float(), "mean").item())
 
     if args.save:
-        if accelerator.distributed_type.value == "DEEPSPEED":
-            backend.save_checkpoint(args.save)
-        else:
-            backend.save_checkpoint(args.save, model, optimizer)
+        backend.save_checkpoint(args.save, model, optimizer)
         accelerator.save(scheduler.state_dict(), os.path.join(args.save, "scheduler.pt"))
 
     device = accelerator.device
