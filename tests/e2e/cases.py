@@ -18,9 +18,11 @@ _KEYS = {
     "encoding": (str, "utf-8"),
     "issue": (int, 3),
     "untrained_args": (list, []),
+    "before_launcher": (str, "python"),
 }
 _LINE_ENDINGS = ("lf", "crlf")
 _ENCODINGS = ("utf-8", "utf-8-sig")
+_LAUNCHERS = ("python", "torchrun")
 
 
 class FixtureError(ValueError):
@@ -39,6 +41,7 @@ class Case:
     encoding: str
     issue: int
     untrained_args: tuple[str, ...]
+    before_launcher: str
 
     @property
     def before(self) -> Path:
@@ -81,6 +84,8 @@ def load_case(folder: Path) -> Case:
         raise FixtureError(f"{meta_path}: line_endings = {values['line_endings']!r}; expected one of {_LINE_ENDINGS}")
     if values["encoding"] not in _ENCODINGS:
         raise FixtureError(f"{meta_path}: encoding = {values['encoding']!r}; expected one of {_ENCODINGS}")
+    if values["before_launcher"] not in _LAUNCHERS:
+        raise FixtureError(f"{meta_path}: before_launcher = {values['before_launcher']!r}; expected one of {_LAUNCHERS}")
     for key in ("args", "untrained_args"):
         if not all(isinstance(arg, str) for arg in values[key]):
             raise FixtureError(f"{meta_path}: {key} = {values[key]!r} should be a list of strings")

@@ -21,14 +21,24 @@ _NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?|nan|inf")
 
 @dataclass(frozen=True)
 class Run:
-    """One subprocess: ``script`` with ``args``, under plain python (processes=1) or ``accel launch``."""
+    """One subprocess: ``script`` with ``args``, under plain python (processes=1) or ``accel launch``.
+
+    ``launcher="torchrun"`` runs one process under ``torch.distributed.run`` instead (a hand-written DDP script
+    reads its rank from the variables torchrun sets)."""
 
     script: Path
     args: tuple[str, ...] = ()
     processes: int = 1
+    launcher: str = "python"
+
+    @property
+    def one_process_command(self) -> list[str]:
+        if self.launcher == "torchrun":
+            return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "1"]
+        return [sys.executable]
 
     def describe(self) -> str:
-        how = "python" if self.processes == 1 else f"accel launch --num-processes {self.processes} --cpu"
+        how = " ".join(self.one_process_command) if self.processes == 1 else f"accel launch --num-processes {self.processes} --cpu"
         return " ".join([how, str(self.script), *self.args])
 
 
@@ -37,7 +47,7 @@ def execute(run: Run, cwd: Path) -> subprocess.CompletedProcess:
     try:
         if run.processes == 1:
             return subprocess.run(
-                [sys.executable, str(run.script), *run.args],
+                [*run.one_process_command, str(run.script), *run.args],
                 capture_output=True,
                 text=True,
                 timeout=ONE_PROCESS_TIMEOUT,

@@ -3,6 +3,7 @@ and trains to the end under `accel launch --num-processes 2 --cpu`."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -17,6 +18,7 @@ RUNNABLE = [case for case in CASES if case.runnable]
 # Converted with --target accelerate at test time and run against Hugging Face accelerate (installed for the tests).
 ACCELERATE_CASES = [case for case in RUNNABLE if case.name in ("argparse_no_cuda", "dict_batches")]
 CONVERT_TIMEOUT = 60
+NOT_FINITE = re.compile(r"(?<![\w.])[-+]?(?:nan|inf)(?![\w])", re.IGNORECASE)
 
 
 def needed_runs(test_name, params):
@@ -25,10 +27,14 @@ def needed_runs(test_name, params):
     if not isinstance(case, Case) or not case.after.is_file():  # an empty parametrisation passes a NOTSET marker
         return []
     if test_name == "test_one_process_matches_before":
-        return [Run(case.before, case.args), Run(case.after, case.args)]
+        return [_before(case), Run(case.after, case.args)]
     if test_name == "test_two_processes_print_metrics":
-        return [Run(case.before, case.args), Run(case.after, case.args, processes=2)]
+        return [_before(case), Run(case.after, case.args, processes=2)]
     return []
+
+
+def _before(case):
+    return Run(case.before, case.args, launcher=case.before_launcher)
 
 
 def _require_after(case):
@@ -45,7 +51,7 @@ def _succeeded(pool, run):
 @pytest.mark.parametrize("case", RUNNABLE, ids=str)
 def test_one_process_matches_before(case, run_pool):
     _require_after(case)
-    before = _succeeded(run_pool, Run(case.before, case.args))
+    before = _succeeded(run_pool, _before(case))
     after = _succeeded(run_pool, Run(case.after, case.args))
     expected = metric_lines(before.stdout)
     assert expected, f"fixtures/{case.name}/before.py printed no metrics"
@@ -59,12 +65,13 @@ def test_two_processes_print_metrics(case, run_pool):
         f"fixtures/{case.name}/after.py equals before.py: the case trains, so the converter should have changed it "
         "(mark it unchanged = true in fixture.toml if leaving it alone is right)"
     )
-    before = _succeeded(run_pool, Run(case.before, case.args))
+    before = _succeeded(run_pool, _before(case))
     launched = _succeeded(run_pool, Run(case.after, case.args, processes=2))
     printed = metric_lines(launched.stdout)
     missing = sorted({line_shape(line) for line in metric_lines(before.stdout)} - {line_shape(line) for line in printed})
     assert not missing, f"the 2-process run never printed these metric lines:\n" + "\n".join(missing)
-    assert not any(word in line.lower() for line in printed for word in ("nan", "inf")), printed
+    not_finite = [line for line in printed if NOT_FINITE.search(line)]
+    assert not not_finite, f"the 2-process run printed non-finite metrics:\n" + "\n".join(not_finite)
 
 
 @pytest.mark.parametrize("case", ACCELERATE_CASES, ids=str)
@@ -77,6 +84,6 @@ def test_target_accelerate_matches_before(case, run_pool, tmp_path):
     assert converted.returncode == 0, f"{' '.join(command)} exited with {converted.returncode}\n{converted.stderr}"
     text = script.read_text()
     assert "from accelerate import Accelerator" in text and "from accel import" not in text, text
-    before = _succeeded(run_pool, Run(case.before, case.args))
+    before = _succeeded(run_pool, _before(case))
     after = _succeeded(run_pool, Run(script, case.args))
     assert metric_lines(after.stdout) == metric_lines(before.stdout)
