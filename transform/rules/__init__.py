@@ -7,15 +7,14 @@ from accel_convert.rules.clipping import ClipGrad
 from accel_convert.rules.device_moves import DeviceMoves
 from accel_convert.rules.distributed_calls import TorchDistributed
 from accel_convert.rules.gather import GatherForMetrics
-from accel_convert.rules.launcher import HandWrittenDDP
 from accel_convert.rules.mixed_precision import MixedPrecision
 from accel_convert.rules.prepare import Prepare
 from accel_convert.rules.printing import Print
 from accel_convert.rules.save import Save
 from accel_convert.rules.setup import Setup
 
-RULES: tuple[Rule, ...] = (Setup(), Prepare(), DeviceMoves(), Backward(), GatherForMetrics(), Print(), Save(), ClipGrad(), MixedPrecision(), GradientAccumulation(), TorchDistributed(), HandWrittenDDP())
+RULES: tuple[Rule, ...] = (Setup(), Prepare(), DeviceMoves(), Backward(), GatherForMetrics(), Print(), Save(), ClipGrad(), MixedPrecision(), GradientAccumulation(), TorchDistributed())
 # Planning order: the setup rule places the accelerator before every use the others planned.
-PLANNING_ORDER: tuple[Rule, ...] = (GatherForMetrics(), Print(), Save(), ClipGrad(), MixedPrecision(), GradientAccumulation(), TorchDistributed(), HandWrittenDDP(), Backward(), DeviceMoves(), Prepare(), Setup())
+PLANNING_ORDER: tuple[Rule, ...] = (GatherForMetrics(), Print(), Save(), ClipGrad(), MixedPrecision(), GradientAccumulation(), TorchDistributed(), Backward(), DeviceMoves(), Prepare(), Setup())
 
 __all__ = ["PLANNING_ORDER", "RULES", "Rule"]
