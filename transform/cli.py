@@ -162,6 +162,22 @@ def _convert_paths(settings: Settings, paths: list[str], check: bool, diff: bool
     reporter.progress = None
 
 
+def _explain(ctx: click.Context, param: click.Parameter, code: str | None) -> None:
+    """``--explain AC010``: print the rule's documentation page and exit."""
+    if code is None or ctx.resilient_parsing:
+        return
+    from accel_convert.rules import RULES
+    from accel_convert.rules.pages import render_page
+
+    rule = next((rule for rule in RULES if rule.code == code.strip().upper()), None)
+    if rule is None:
+        known = ", ".join(rule.code for rule in RULES)
+        raise click.BadParameter(f"no rule {code!r}; the rules are {known}", ctx=ctx, param=param)
+    page = "".join(line for line in render_page(rule).splitlines(keepends=True) if not line.startswith("<!--"))
+    click.echo(page, nl=False)
+    ctx.exit(0)
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("paths", nargs=-1, type=click.Path(exists=True, allow_dash=True))
 @click.option("--check", is_flag=True, help="Write nothing; exit 1 if any file would change.")
@@ -200,6 +216,14 @@ def _convert_paths(settings: Settings, paths: list[str], check: bool, diff: bool
     "config_path",
     type=click.Path(exists=True, dir_okay=False),
     help="Read settings from this pyproject.toml or TOML file instead of the nearest pyproject.toml.",
+)
+@click.option(
+    "--explain",
+    metavar="CODE",
+    callback=_explain,
+    expose_value=False,
+    is_eager=True,
+    help="Print the documentation of rule CODE (e.g. AC010) and exit.",
 )
 @click.version_option(package_name="accel-convert", prog_name="accel-convert")
 def main(
