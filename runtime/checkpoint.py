@@ -22,7 +22,12 @@ from typing import Any
 import torch
 
 from .data_position import capture_global_rng, restore_global_rng
-from .model_files import read_weights, write_json, write_weights_file, deduplicate_shared
+from .model_files import (
+    deduplicate_shared,
+    read_weights,
+    write_json,
+    write_weights_file,
+)
 from .state import DistributedType
 
 MANIFEST = "accel_checkpoint.json"
@@ -81,7 +86,7 @@ def _process_state(accelerator) -> dict[str, Any]:
 
 def _write_shared(accelerator, plan: dict[str, Any], tmp: str) -> None:
     """The main process's files: models, optimizers, schedulers, scaler, registered objects."""
-    join = lambda name: os.path.join(tmp, name)  # noqa: E731
+    join = lambda name: os.path.join(tmp, name)
     if not plan["sharded_by"]:
         safe = plan["models"] and plan["models"][0].endswith(".safetensors")
         for model, name in zip(accelerator._models, plan["models"]):
@@ -201,7 +206,7 @@ def load_state(accelerator, input_dir: str | os.PathLike) -> None:
     """Restore what ``save_state`` wrote into the prepared objects of ``accelerator`` (same order)."""
     directory = os.path.abspath(os.path.expanduser(os.fspath(input_dir)))
     plan = _read_manifest(accelerator, directory)
-    join = lambda name: os.path.join(directory, name)  # noqa: E731
+    join = lambda name: os.path.join(directory, name)
     backend = accelerator.backend
     if plan["sharded_by"] == "fsdp":
         for (model, optimizer), name in zip(_sharded_pairs(accelerator), plan["models"]):

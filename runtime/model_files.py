@@ -155,10 +155,11 @@ def read_weights_file(path: str) -> tuple[dict[str, torch.Tensor], dict[str, str
 
         with safe_open(path, framework="pt") as handle:
             aliases = json.loads((handle.metadata() or {}).get(ALIASES_KEY, "{}"))
-            return {name: handle.get_tensor(name) for name in handle.keys()}, aliases
+            names = handle.keys()  # safe_open is no dict: no iteration over it
+            return {name: handle.get_tensor(name) for name in names}, aliases
     state = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(state, dict):
-        raise ValueError(f"{path}: expected a state dict (name -> tensor), found a {type(state).__name__}")
+        raise TypeError(f"{path}: expected a state dict (name -> tensor), found a {type(state).__name__}")
     return state, {}
 
 

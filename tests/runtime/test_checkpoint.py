@@ -4,10 +4,9 @@ import json
 
 import pytest
 import torch
+from accel import Accelerator, load_checkpoint_in_model
 from safetensors import safe_open
 from torch import nn
-
-from accel import Accelerator, load_checkpoint_in_model
 
 
 def _prepared(seed=0, register=()):
@@ -192,6 +191,6 @@ def test_save_model_and_loading_errors(tmp_path):
         accelerator.save_model(model, tmp_path / "file")
     with pytest.raises(FileNotFoundError, match="no model weights found; expected one of model.safetensors.index"):
         load_checkpoint_in_model(model, tmp_path)
+    accelerator.save_model(nn.Linear(2, 2, bias=False), tmp_path / "nobias")
     with pytest.warns(UserWarning, match=r"missing keys \['bias'\]"):
-        accelerator.save_model(nn.Linear(2, 2, bias=False), tmp_path / "nobias")
         load_checkpoint_in_model(nn.Linear(2, 2), tmp_path / "nobias")

@@ -22,7 +22,7 @@ def _run_both(out: Path, num_processes: int, *extra: str) -> None:
     for mode in ("full", "resume"):
         if num_processes == 1:
             proc = subprocess.run([sys.executable, str(WORKER), mode, str(out), *extra],
-                                  capture_output=True, text=True, timeout=120)
+                                  check=False, capture_output=True, text=True, timeout=120)
         else:
             proc = launch(WORKER, mode, out, *extra, num_processes=num_processes, timeout=180)
         assert proc.returncode == 0, f"{mode} run failed:\n{proc.stderr[-4000:]}"
