@@ -10,11 +10,12 @@ from accel_convert.rules.gather import GatherForMetrics
 from accel_convert.rules.mixed_precision import MixedPrecision
 from accel_convert.rules.prepare import Prepare
 from accel_convert.rules.printing import Print
+from accel_convert.rules.progress_bars import ProgressBars
 from accel_convert.rules.save import Save
 from accel_convert.rules.setup import Setup
 
-RULES: tuple[Rule, ...] = (Setup(), Prepare(), DeviceMoves(), Backward(), GatherForMetrics(), Print(), Save(), ClipGrad(), MixedPrecision(), GradientAccumulation(), TorchDistributed())
+RULES: tuple[Rule, ...] = (Setup(), Prepare(), DeviceMoves(), Backward(), GatherForMetrics(), Print(), Save(), ClipGrad(), MixedPrecision(), GradientAccumulation(), TorchDistributed(), ProgressBars())
 # Planning order: the setup rule places the accelerator before every use the others planned.
-PLANNING_ORDER: tuple[Rule, ...] = (GatherForMetrics(), Print(), Save(), ClipGrad(), MixedPrecision(), GradientAccumulation(), TorchDistributed(), Backward(), DeviceMoves(), Prepare(), Setup())
+PLANNING_ORDER: tuple[Rule, ...] = (GatherForMetrics(), Print(), ProgressBars(), Save(), ClipGrad(), MixedPrecision(), GradientAccumulation(), TorchDistributed(), Backward(), DeviceMoves(), Prepare(), Setup())
 
 __all__ = ["PLANNING_ORDER", "RULES", "Rule"]
