@@ -38,6 +38,7 @@ class EvaluationLoop:
     gathered: list[str] = field(default_factory=list)  # names to pass through gather_for_metrics, in order
     problem: str | None = None  # why the loop is left as it is
     problem_node: cst.CSTNode | None = None
+    mean_sums: list[cst.AugAssign] = field(default_factory=list)  # ``total += loss.item()`` of a batch-mean loss
 
 
 def evaluation_loops(analysis: Analysis, owner: Scope) -> list[EvaluationLoop]:
@@ -224,6 +225,7 @@ def _describe(analysis: Analysis, loop: Loop) -> EvaluationLoop:
         found.problem = f"`{unsafe[0]}` is computed from this process's batch before the forward pass and used after it"
         found.problem_node = found.statement
         return found
+    found.mean_sums = _mean_sums(analysis, loop, assignments, here)
     found.gathered = list(dict.fromkeys(outputs))
     targets = _batch_targets(loop)
     order = targets + sorted(samples - set(targets))
@@ -273,3 +275,63 @@ def _names_outside(statement: cst.CSTNode, call: cst.Call) -> set[str]:
 
     _Names().walk(statement)
     return names
+
+
+_FUNCTIONAL_LOSSES = frozenset(
+    "cross_entropy nll_loss mse_loss l1_loss smooth_l1_loss huber_loss binary_cross_entropy"
+    " binary_cross_entropy_with_logits kl_div poisson_nll_loss".split()
+)
+
+
+def _mean_sums(analysis: Analysis, loop: Loop, assignments: list[Assignment], here) -> list[cst.AugAssign]:
+    """``total += loss.item()`` after the forward pass, where ``loss`` is a loss averaged over the batch."""
+    found = []
+    for statement in _statements_after(analysis, loop, here):
+        for small in statement.body:
+            if isinstance(small, cst.AugAssign) and isinstance(small.operator, cst.AddAssign):
+                value = small.value
+                if isinstance(value, cst.Call) and isinstance(value.func, cst.Attribute) and value.func.attr.value == "item":
+                    value = value.func.value
+                if _batch_mean_loss(analysis, loop, assignments, value):
+                    found.append(small)
+    return found
+
+
+def _statements_after(analysis: Analysis, loop: Loop, here):
+    for key, location in analysis.facts.statement_locations.items():
+        if _inside(loop, location) and _index_path(location) > here:
+            statement = analysis.facts.statement_at(*location[-1])
+            if isinstance(statement, cst.SimpleStatementLine):
+                yield statement
+
+
+def _batch_mean_loss(analysis: Analysis, loop: Loop, assignments: list[Assignment], node, depth: int = 0) -> bool:
+    if isinstance(node, cst.Name) and depth == 0:
+        bound = [a for a in assignments if any(n == node.value for t in a.targets for n in target_names(t))]
+        return len(bound) == 1 and _batch_mean_loss(analysis, loop, assignments, bound[0].value, 1)
+    if not isinstance(node, cst.Call):
+        return False
+    if any(a.keyword is not None and a.keyword.value in ("reduction", "reduce", "size_average") for a in node.args):
+        return False
+    qualified = analysis.qualify(node.func) or ""
+    if qualified.startswith("torch.nn.functional.") and qualified.rsplit(".", 1)[1] in _FUNCTIONAL_LOSSES:
+        return True
+    key = dotted_name(node.func)
+    if key is None:
+        return False
+    binding = analysis.binding(loop.scope, key)
+    for binding_source in _sources(analysis, binding):
+        creation = analysis.creations.get(binding_source) or _assignment_of(analysis, binding_source)
+        if creation is not None and isinstance(creation.value, cst.Call):
+            made = analysis.qualify(creation.value.func) or ""
+            if made.startswith("torch.nn.") and made.endswith("Loss"):
+                return not any(a.keyword is not None and a.keyword.value == "reduction" for a in creation.value.args)
+    return False
+
+
+def _assignment_of(analysis: Analysis, binding) -> Assignment | None:
+    holder, key = binding
+    for assignment in analysis.facts.assignments:
+        if assignment.scope is holder and len(assignment.targets) == 1 and dotted_name(assignment.targets[0]) == key:
+            return assignment
+    return None

@@ -36,8 +36,9 @@ class GatherForMetrics(Rule):
     metric: `loss_sum += criterion(out, y).item() * y.size(0)` sums per-sample losses over the whole set, and
     `count += y.size(0)` counts every sample once. A mean of per-batch means (`total += loss.item()` then
     `/ len(loader)`) is not a per-sample mean: with N processes each gathered batch holds N batches and the
-    last one is shorter, so that number changes with N. Weight each batch by its size, or use a loss with
-    `reduction="sum"`, and divide by the number of samples.
+    last one is shorter, so that number changes with N. Such a sum of a batch-mean loss (a `torch.nn` loss or
+    `torch.nn.functional` loss without `reduction=`) gets a diagnostic: weight each batch by its size, or use
+    a loss with `reduction="sum"`, and divide by the number of samples.
 
     When the output is used inline (`correct += (model(x).argmax(1) == y).sum().item()`), it is first
     assigned to `outputs`, gathered, and the statement reads `outputs` instead. The loop is left as it is, with a
@@ -100,3 +101,10 @@ class GatherForMetrics(Rule):
                 plan.expression(found.inline, ReplaceWith(output), found.statement)
             context.use(scope, found.location)
             plan.changes.append(context.change(self.code, found.statement, f"gather {names} for the metrics"))
+            for total in found.mean_sums:
+                message = (
+                    f"`{context.code(total.target)}` adds up per-batch mean losses: a gathered batch holds one batch of "
+                    "every process, so this mean of batch means changes with the number of processes; weight each "
+                    "batch by its size (or use reduction=\"sum\") and divide by the number of samples"
+                )
+                plan.diagnostics.append(context.diagnostic(self.code, total, message))
