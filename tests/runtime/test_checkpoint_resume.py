@@ -66,3 +66,11 @@ def test_two_process_fsdp_sharded_resume_is_bit_for_bit(tmp_path):
     _assert_continues_exactly(tmp_path, 2)  # weights: only the main process holds the gathered ones
     shards = sorted(p.name for p in (tmp_path / "ckpt" / "fsdp_model_0").iterdir())
     assert shards == [".metadata", "__0_0.distcp", "__1_0.distcp"]  # each process wrote its own shard
+
+
+@pytest.mark.timeout(400)
+def test_one_process_deepspeed_zero2_resume_is_bit_for_bit(tmp_path):
+    pytest.importorskip("deepspeed", reason="the DeepSpeed backend needs the deepspeed package")
+    _run_both(tmp_path, 1, "zero2")
+    _assert_continues_exactly(tmp_path, 1)
+    assert (tmp_path / "ckpt" / "deepspeed_model_0" / "latest").read_text() == "accel"  # the engine's own files

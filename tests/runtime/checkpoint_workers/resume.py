@@ -3,7 +3,7 @@
 <out>/<mode>_rank<R>.pt. Exercises dropout, fp16 loss scaling (skipped steps), an LR scheduler, a shuffled
 DataLoader whose samples draw random noise, and a registered custom object.
 
-usage: resume.py full|resume OUT_DIR [full|sharded]   (the last: train under FSDP with that state_dict_type)
+usage: resume.py full|resume OUT_DIR [full|sharded|zero2]   (FSDP with that state_dict_type, or DeepSpeed ZeRO-2)
 """
 
 import random
@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import torch
-from accel import Accelerator, FullyShardedDataParallelPlugin, set_seed
+from accel import Accelerator, DeepSpeedPlugin, FullyShardedDataParallelPlugin, set_seed
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
@@ -41,9 +41,10 @@ class StepCounter:
         self.steps = state["steps"]
 
 
-def main(mode: str, out: Path, fsdp: str | None) -> None:
-    plugin = FullyShardedDataParallelPlugin(state_dict_type=fsdp) if fsdp else None
-    accelerator = Accelerator(mixed_precision="no" if fsdp else "fp16", fsdp_plugin=plugin)
+def main(mode: str, out: Path, sharding: str | None) -> None:
+    fsdp = FullyShardedDataParallelPlugin(state_dict_type=sharding) if sharding in ("full", "sharded") else None
+    deepspeed = DeepSpeedPlugin(zero_stage=2) if sharding == "zero2" else None
+    accelerator = Accelerator(mixed_precision="no" if sharding else "fp16", fsdp_plugin=fsdp, deepspeed_plugin=deepspeed)
     set_seed(0)
     model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Dropout(0.2), nn.Linear(16, 1))
     optimizer = torch.optim.AdamW(model.parameters(), lr=0.05)
