@@ -111,24 +111,15 @@ def save_state(accelerator, output_dir: str | os.PathLike, safe_serialization: b
     final = os.path.abspath(os.path.expanduser(os.fspath(output_dir)))
     main = accelerator.is_main_process
     backend = accelerator.backend
-    tmp = None
-    if main:
-        if os.path.exists(final) and not os.path.isfile(os.path.join(final, MANIFEST)) and (
-                os.path.isfile(final) or os.listdir(final)):
-            raise FileExistsError(f"save_state: {final} exists and is not a checkpoint written by save_state (no "
-                                  f"{MANIFEST}); expected a new directory or an earlier checkpoint to replace")
-        parent, name = os.path.split(final)
-        os.makedirs(parent, exist_ok=True)
-        tmp = os.path.join(parent, f".{name}.tmp-{uuid.uuid4().hex[:8]}")
-        os.mkdir(tmp)
-    tmp = backend.broadcast_object(tmp)
+    tmp, error = backend.broadcast_object(_make_temporary_directory(final) if main else None)
+    if error:  # raised on every process, so that none waits for the others
+        raise FileExistsError(error)
     plan = _plan(accelerator, safe_serialization)
     try:
         if plan["sharded_by"] == "fsdp":
             for (model, optimizer), name in zip(_sharded_pairs(accelerator), plan["models"]):
                 backend.save_checkpoint(os.path.join(tmp, name), model, optimizer)
         elif plan["sharded_by"] == "deepspeed":
-            _sharded_pairs(accelerator)
             for name in plan["models"]:
                 backend.save_checkpoint(os.path.join(tmp, name))
         if main:
@@ -145,6 +136,20 @@ def save_state(accelerator, output_dir: str | os.PathLike, safe_serialization: b
     return final
 
 
+def _make_temporary_directory(final: str) -> tuple[str | None, str | None]:
+    """(the hidden temporary directory created next to ``final``, None), or (None, why ``final`` must not be
+    replaced: it exists and is not a checkpoint)."""
+    if os.path.exists(final) and not os.path.isfile(os.path.join(final, MANIFEST)) and (
+            os.path.isfile(final) or os.listdir(final)):
+        return None, (f"save_state: {final} exists and is not a checkpoint written by save_state (no {MANIFEST}); "
+                      f"expected a new directory or an earlier checkpoint to replace")
+    parent, name = os.path.split(final)
+    os.makedirs(parent, exist_ok=True)
+    tmp = os.path.join(parent, f".{name}.tmp-{uuid.uuid4().hex[:8]}")
+    os.mkdir(tmp)
+    return tmp, None
+
+
 def _publish(tmp: str, final: str) -> None:
     """Rename the finished ``tmp`` to ``final``; an earlier checkpoint there is moved aside first, then deleted."""
     if not os.path.exists(final):
@@ -153,7 +158,11 @@ def _publish(tmp: str, final: str) -> None:
     parent, name = os.path.split(final)
     old = os.path.join(parent, f".{name}.old-{uuid.uuid4().hex[:8]}")
     os.rename(final, old)
-    os.rename(tmp, final)
+    try:
+        os.rename(tmp, final)
+    except BaseException:
+        os.rename(old, final)  # the earlier checkpoint stays where it was
+        raise
     shutil.rmtree(old, ignore_errors=True)
 
 
