@@ -194,3 +194,19 @@ def test_save_model_and_loading_errors(tmp_path):
     accelerator.save_model(nn.Linear(2, 2, bias=False), tmp_path / "nobias")
     with pytest.warns(UserWarning, match=r"missing keys \['bias'\]"):
         load_checkpoint_in_model(nn.Linear(2, 2), tmp_path / "nobias")
+
+
+def test_load_state_restores_the_position_in_the_accumulation_window(tmp_path):
+    accelerator = Accelerator(cpu=True, gradient_accumulation_steps=3)
+    model = accelerator.prepare(nn.Linear(2, 1))
+    with accelerator.accumulate(model):
+        pass
+    accelerator.save_state(tmp_path / "ckpt")
+    resumed = Accelerator(cpu=True, gradient_accumulation_steps=3)
+    resumed_model = resumed.prepare(nn.Linear(2, 1))
+    resumed.load_state(tmp_path / "ckpt")
+    syncs = []
+    for _ in range(3):
+        with resumed.accumulate(resumed_model):
+            syncs.append(resumed.sync_gradients)
+    assert syncs == [False, True, False]  # micro-batches 2, 3 (window closes), 4 of the saved run
