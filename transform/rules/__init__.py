@@ -8,6 +8,7 @@ from accel_convert.rules.device_moves import DeviceMoves
 from accel_convert.rules.distributed_calls import TorchDistributed
 from accel_convert.rules.gather import GatherForMetrics
 from accel_convert.rules.hogwild import Hogwild
+from accel_convert.rules.launcher import HandWrittenDDP
 from accel_convert.rules.mixed_precision import MixedPrecision
 from accel_convert.rules.prepare import Prepare
 from accel_convert.rules.printing import Print
@@ -15,8 +16,8 @@ from accel_convert.rules.progress_bars import ProgressBars
 from accel_convert.rules.save import Save
 from accel_convert.rules.setup import Setup
 
-RULES: tuple[Rule, ...] = (Setup(), Prepare(), DeviceMoves(), Backward(), GatherForMetrics(), Print(), Save(), ClipGrad(), MixedPrecision(), GradientAccumulation(), TorchDistributed(), ProgressBars(), Hogwild())
+RULES: tuple[Rule, ...] = (Setup(), Prepare(), DeviceMoves(), Backward(), GatherForMetrics(), Print(), Save(), ClipGrad(), MixedPrecision(), GradientAccumulation(), TorchDistributed(), HandWrittenDDP(), ProgressBars(), Hogwild())
 # Planning order: the setup rule places the accelerator before every use the others planned; Hogwild may veto all.
-PLANNING_ORDER: tuple[Rule, ...] = (GatherForMetrics(), Print(), ProgressBars(), Save(), ClipGrad(), MixedPrecision(), GradientAccumulation(), TorchDistributed(), Backward(), DeviceMoves(), Prepare(), Setup(), Hogwild())
+PLANNING_ORDER: tuple[Rule, ...] = (GatherForMetrics(), Print(), ProgressBars(), Save(), ClipGrad(), MixedPrecision(), GradientAccumulation(), TorchDistributed(), HandWrittenDDP(), Backward(), DeviceMoves(), Prepare(), Setup(), Hogwild())
 
 __all__ = ["PLANNING_ORDER", "RULES", "Rule"]

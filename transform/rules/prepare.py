@@ -42,8 +42,7 @@ class Prepare(Rule):
     (and in helpers that receive the model) go through `accelerator.unwrap_model(model)`; `train()`, `eval()`,
     `parameters()`, `state_dict()` and the other `nn.Module` methods the wrapper answers stay as they are.
 
-    A model wrapped by hand in `nn.DataParallel` or `DistributedDataParallel` is reported (not rewritten): the
-    wrapper would end up inside the prepared model.
+    A model wrapped by hand in `nn.DataParallel` or `DistributedDataParallel` is unwrapped by AC017.
 
     A `DistributedSampler` in a prepared loader would shard the data a second time: it is replaced by the
     loader's `shuffle=` (carrying the sampler's `shuffle` setting over), and the sampler with its `set_epoch`
@@ -120,7 +119,6 @@ class Prepare(Rule):
         for key, role, assignment in objects:
             if role == LOADER and assignment is not None:
                 _drop_distributed_sampler(context, plan, assignment, self.code)
-        _report_model_wrappers(context, plan, self.code)
         models = [analysis.binding(owner, key) for key, role, _ in objects if role == MODEL]
         _unwrap_model_attributes(context, plan, self.code, models, (block_id, location[depth][1]))
 
@@ -162,22 +160,6 @@ def _unwrap_model_attributes(context, plan, code, models, prepared_at: tuple[int
         plan.changes.append(
             context.change(code, read.node, f"`{attribute}` read through `{accelerator}.unwrap_model`", read.statement)
         )
-
-
-def _report_model_wrappers(context, plan, code) -> None:
-    """``nn.DataParallel(model)`` / ``DistributedDataParallel(model)`` would end up inside the prepared model."""
-    analysis = context.analysis
-    for site in analysis.facts.calls:
-        wrapper = analysis.qualify(site.node.func)
-        if wrapper in symbols.MODEL_WRAPPERS:
-            name = wrapper.rsplit(".", 1)[1]
-            plan.diagnostics.append(
-                context.diagnostic(
-                    code,
-                    site.node,
-                    f"`{name}` wraps the model by hand; remove it: `accelerator.prepare` distributes the model",
-                )
-            )
 
 
 def _drop_distributed_sampler(context, plan, assignment, code) -> None:

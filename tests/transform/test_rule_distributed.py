@@ -1,0 +1,152 @@
+"""AC017 hand-written-ddp on small inputs: the exact output, the diagnostics where it declines, idempotence."""
+
+from __future__ import annotations
+
+import pytest
+
+from accel_convert.convert import convert_source
+from accel_convert.model import Options
+
+ENVIRONMENT = '''\
+import os
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+
+def main():
+    rank = int(os.environ.get("RANK", 0))
+    local_rank = int(os.getenv("LOCAL_RANK", "0"))
+    model = torch.nn.Linear(2, 1)
+    ddp_model = DistributedDataParallel(model, device_ids=[local_rank])
+    optimizer = torch.optim.SGD(ddp_model.parameters(), lr=0.1)
+    for x in torch.randn(4, 3, 2):
+        optimizer.zero_grad()
+        ddp_model(x).sum().backward()
+        optimizer.step()
+        if local_rank in [-1, 0] and rank == 0:
+            print("step")
+    if rank == 1:
+        print("rank one")
+    print(torch.nn.DataParallel(model))
+'''
+SPAWN = '''\
+import os
+
+import torch
+import torch.multiprocessing as mp
+
+
+def log_rank():
+    print(int(os.environ["RANK"]))
+
+
+def run(rank, steps):
+    model = torch.nn.Linear(2, 1)
+    model = torch.nn.parallel.DistributedDataParallel(model).cpu()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    for x in torch.randn(steps, 3, 2):
+        optimizer.zero_grad()
+        model(x).sum().backward()
+        optimizer.step()
+    log_rank()
+
+
+if __name__ == "__main__":
+    os.environ["MASTER_PORT"] = "12355"
+    mp.spawn(run, args=(4,), nprocs=2)
+    mp.spawn(run, (4,), 2, True, None, "spawn")
+'''
+
+CASES = [
+    pytest.param(
+        # ranks read from the environment (os.environ.get, os.getenv), rank-0 guards joined by `and`, a wrapper
+        # under another name; a guard on another rank and a wrapper that is not assigned are kept
+        ENVIRONMENT,
+        '''\
+import os
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from accel import Accelerator
+
+
+def main():
+    accelerator = Accelerator()
+    rank = accelerator.process_index
+    local_rank = accelerator.local_process_index
+    model = torch.nn.Linear(2, 1)
+    ddp_model = model
+    optimizer = torch.optim.SGD(ddp_model.parameters(), lr=0.1)
+    ddp_model, optimizer = accelerator.prepare(ddp_model, optimizer)
+    for x in torch.randn(4, 3, 2):
+        optimizer.zero_grad()
+        accelerator.backward(ddp_model(x).sum())
+        optimizer.step()
+        if accelerator.is_local_main_process and accelerator.is_main_process:
+            accelerator.print("step")
+    if rank == 1:
+        accelerator.print("rank one")
+    accelerator.print(torch.nn.DataParallel(model))
+''',
+        [
+            '21: AC017 `DataParallel` wraps the model by hand; remove it: `accelerator.prepare` distributes the model',
+        ],
+        id="environment-guards-wrapper",
+    ),
+    pytest.param(
+        # mp.spawn -> one call with the launcher's rank, MASTER_PORT set by hand removed; a helper gets the accelerator
+        # for its rank read; a wrapper followed by .cpu() and a spawn with positional options are reported and kept
+        SPAWN,
+        '''\
+import os
+
+import torch
+import torch.multiprocessing as mp
+from accel import Accelerator
+
+
+def log_rank(accelerator):
+    accelerator.print(accelerator.process_index)
+
+
+def run(rank, steps):
+    accelerator = Accelerator()
+    model = torch.nn.Linear(2, 1)
+    model = torch.nn.parallel.DistributedDataParallel(model).cpu()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    for x in torch.randn(steps, 3, 2):
+        optimizer.zero_grad()
+        accelerator.backward(model(x).sum())
+        optimizer.step()
+    log_rank(accelerator)
+
+
+if __name__ == "__main__":
+    run(int(os.environ.get("RANK", 0)), 4)
+    mp.spawn(run, (4,), 2, True, None, "spawn")
+''',
+        [
+            '13: AC017 `DistributedDataParallel` wraps the model by hand; remove it: `accelerator.prepare` distributes the model',
+            '25: AC017 `mp.spawn` left as is: the launcher starts the processes; call the function once instead',
+        ],
+        id="spawn-rendezvous",
+    ),
+]
+
+
+@pytest.mark.parametrize(("before", "after", "diagnostics"), CASES)
+def test_hand_written_ddp(before, after, diagnostics):
+    result = convert_source(before)
+    assert result.text == after
+    assert [f"{d.line}: {d.code} {d.message}" for d in result.diagnostics] == diagnostics
+    assert convert_source(result.text).text == result.text
+
+
+def test_ignoring_the_rule_keeps_the_hand_written_pieces():
+    result = convert_source(ENVIRONMENT, Options(ignore=frozenset({"AC017"})))
+    assert 'rank = int(os.environ.get("RANK", 0))' in result.text
+    assert "ddp_model = DistributedDataParallel(model, device_ids=[local_rank])" in result.text
+    assert "if local_rank in [-1, 0] and rank == 0:" in result.text
+    assert not [change for change in result.changes if change.code == "AC017"]

@@ -1,0 +1,287 @@
+"""AC017 hand-written-ddp."""
+
+from __future__ import annotations
+
+import libcst as cst
+
+from accel_convert import symbols
+from accel_convert.analysis import MODEL, strip_moves
+from accel_convert.imports import dotted_name
+from accel_convert.plan import ReplaceWith
+from accel_convert.rules.base import Rule
+from accel_convert.rules.prepare import _drop_unused_import
+
+# the launcher's environment variables and the accelerator property holding the same number
+_ENVIRONMENT = {"LOCAL_RANK": "local_process_index", "RANK": "process_index", "WORLD_SIZE": "num_processes"}
+_RANK_CALLS = {"torch.distributed.get_rank": "RANK"}
+# which process a rank-0 guard selects
+_GUARDS = {"RANK": "is_main_process", "LOCAL_RANK": "is_local_main_process"}
+_RENDEZVOUS = frozenset({"MASTER_ADDR", "MASTER_PORT"})
+_SPAWN = frozenset({"torch.multiprocessing.spawn", "torch.multiprocessing.spawn.spawn"})
+
+
+class HandWrittenDDP(Rule):
+    """Let the launcher and `accelerator.prepare` do what a hand-written DDP script does itself.
+
+    ## Why
+    `accel launch` starts the processes and sets their ranks; `accelerator.prepare` wraps the model for
+    data-parallel training. A model wrapped by hand in `DistributedDataParallel` or `nn.DataParallel` would end up
+    wrapped twice, ranks read from the environment are missing under a plain `python script.py`, and
+    `torch.multiprocessing.spawn` would start processes of its own under the launcher's.
+
+    ## What it does
+    - `model = DistributedDataParallel(model, device_ids=[rank])` and `model = nn.DataParallel(model)` are removed
+      (the model is prepared instead, and an `if` left empty goes too); `ddp_model = DDP(model)` becomes
+      `ddp_model = model`, `model = nn.DataParallel(model).to(device)` `model = model.to(device)`.
+    - `int(os.environ["LOCAL_RANK"])` (also `os.environ.get(...)`, `os.getenv(...)`) becomes
+      `accelerator.local_process_index`; `RANK` becomes `accelerator.process_index`, `WORLD_SIZE`
+      `accelerator.num_processes`.
+    - A rank-0 guard, `rank == 0` or `local_rank in [-1, 0]` on a name that holds a rank read from the
+      environment or from `dist.get_rank()` (or on that read itself), becomes `accelerator.is_main_process`
+      (`accelerator.is_local_main_process` for the local rank).
+    - `mp.spawn(main, args=(world_size,), nprocs=world_size)` becomes `main(int(os.environ.get("RANK", 0)),
+      world_size)`: the launcher starts the processes, and each calls the function once with its own rank
+      (0 under plain `python`). `os.environ["MASTER_ADDR"] = ...` and `MASTER_PORT` lines are removed: they
+      would overwrite the address the launcher set.
+
+    A wrapper that is not assigned on its own line (or wraps no model the converter knows), a rank read in a
+    function that cannot reach the accelerator, and a spawn whose function or arguments are not plain (`args=`
+    not a tuple, options passed by position, other keywords) are left as they are, with a diagnostic. The
+    `torch.distributed` calls themselves (`init_process_group`, `barrier`, `all_reduce`, ...) are AC016's.
+
+    **Unsafe** (in ruff's sense): a number the script computes for itself (`world_size =
+    torch.cuda.device_count()`) is kept and may differ from the launcher's process count.
+
+    ## Example
+    ```python
+    local_rank = int(os.environ["LOCAL_RANK"])
+    model = DDP(model, device_ids=[local_rank])
+    ...
+    if local_rank == 0:
+        print(f"loss {loss:.4f}")
+    ```
+    becomes
+    ```python
+    local_rank = accelerator.local_process_index
+    ...
+    if accelerator.is_local_main_process:
+        print(f"loss {loss:.4f}")
+    ```
+    """
+
+    code = "AC017"
+    name = "hand-written-ddp"
+    summary = "Let the launcher and `accelerator.prepare` do what a hand-written DDP script does itself."
+    unsafe = True
+
+    def needs(self, analysis):
+        reads = [site.scope for site in analysis.facts.calls if _rank_of(analysis, site.node) is not None]
+        guards = [scope for _, scope, _, _ in _guards(analysis)]
+        return reads + guards
+
+    def plan(self, context, plan):
+        analysis = context.analysis
+        for site in analysis.facts.calls:
+            qualified = analysis.qualify(site.node.func)
+            if qualified in symbols.MODEL_WRAPPERS:
+                _unwrap(context, plan, self.code, site, qualified)
+            elif qualified in _SPAWN:
+                _spawn(context, plan, self.code, site)
+        _drop_rendezvous(context, plan, self.code)
+        guarded = set()
+        for node, scope, location, statement in _guards(analysis):
+            accelerator = context.access.expression(scope)
+            if accelerator is None:
+                continue
+            variable = _GUARDS[_guard_kind(analysis, scope, node)]
+            plan.expression(node, ReplaceWith(f"{accelerator}.{variable}"), statement)
+            guarded.update(id(call) for call in _calls_in(node))
+            context.use(scope, location)
+            plan.changes.append(context.change(self.code, node, f"`{context.code(node)}` -> `{accelerator}.{variable}`", statement))
+        for site in analysis.facts.calls:
+            name = _rank_of(analysis, site.node)
+            if name is None or id(site.node) in guarded or analysis.qualify(site.node.func) in _RANK_CALLS:
+                continue
+            accelerator = context.access.expression(site.scope)
+            if accelerator is None:
+                message = f"`{context.code(site.node)}` left as is: `{site.scope.name}` cannot reach the accelerator"
+                plan.diagnostics.append(context.diagnostic(self.code, site.node, message))
+                continue
+            replacement = f"{accelerator}.{_ENVIRONMENT[name]}"
+            plan.expression(site.node, ReplaceWith(replacement), site.statement)
+            context.use(site.scope, site.location)
+            plan.changes.append(context.change(self.code, site.node, f"`{context.code(site.node)}` -> `{replacement}`"))
+
+
+def _unwrap(context, plan, code, site, qualified) -> None:
+    """``model = DDP(model, ...)`` removed; ``ddp_model = DDP(model)`` -> ``ddp_model = model``;
+    ``model = DataParallel(model).to(device)`` -> ``model = model.to(device)``."""
+    analysis, call, statement = context.analysis, site.node, site.statement
+    name = qualified.rsplit(".", 1)[1]
+    positional = [arg.value for arg in call.args if arg.keyword is None and not arg.star]
+    assign = _lone_assignment(statement)
+    wrapped = assign is not None and strip_moves(assign.value, lambda node: analysis.is_move_call(node, site.scope)) is call
+    if not wrapped or not positional or not _is_model(analysis, site.scope, positional[0], assign.targets[0].target):
+        message = f"`{name}` wraps the model by hand; remove it: `accelerator.prepare` distributes the model"
+        plan.diagnostics.append(context.diagnostic(code, call, message))
+        return
+    target, model = context.code(assign.targets[0].target), context.code(positional[0])
+    if target == model and assign.value is call:
+        plan.statement(statement).remove = True
+        _drop_unused_import(context, plan, call.func, [statement], inline=False)
+        plan.changes.append(context.change(code, call, f"`{name}` wrapper removed: `accelerator.prepare` distributes the model"))
+    else:
+        plan.expression(call, ReplaceWith(model), statement)
+        plan.changes.append(context.change(code, call, f"`{name}({model}, ...)` -> `{model}`: `accelerator.prepare` distributes it"))
+
+
+def _is_model(analysis, scope, *nodes) -> bool:
+    return any(analysis.role_of(scope, node) == MODEL for node in nodes)
+
+
+def _drop_rendezvous(context, plan, code) -> None:
+    """``os.environ["MASTER_PORT"] = "12355"`` removed: it would overwrite the address the launcher set."""
+    analysis = context.analysis
+    for assignment in analysis.facts.assignments:
+        if len(assignment.targets) != 1 or _lone_assignment(assignment.statement) is None:
+            continue
+        key = _environment_key(analysis, assignment.targets[0])
+        if key in _RENDEZVOUS:
+            plan.statement(assignment.statement).remove = True
+            plan.changes.append(context.change(code, assignment.node, f"`os.environ[{key!r}]` set by hand removed: the launcher sets it"))
+
+
+def _spawn(context, plan, code, site) -> None:
+    """``mp.spawn(fn, args=(a,), nprocs=n)`` -> ``fn(int(os.environ.get("RANK", 0)), a)``."""
+    call = site.node
+    positional = [arg.value for arg in call.args if arg.keyword is None and not arg.star]
+    keywords = {arg.keyword.value: arg.value for arg in call.args if arg.keyword is not None}
+    extra = set(keywords) - {"args", "nprocs", "join"}
+    args = keywords.get("args", cst.Tuple([]))
+    function = positional[0] if positional else keywords.get("fn")
+    if function is None or extra or len(positional) > 1 or not isinstance(args, cst.Tuple) or not _is_os_imported(context):
+        message = f"`{context.code(call.func)}` left as is: the launcher starts the processes; call the function once instead"
+        plan.diagnostics.append(context.diagnostic(code, call, message))
+        return
+    values = ", ".join(context.code(element.value) for element in args.elements)
+    rank = 'int(os.environ.get("RANK", 0))'
+    replacement = f"{context.code(function)}({rank}{', ' + values if values else ''})"
+    plan.expression(call, ReplaceWith(replacement), site.statement)
+    plan.changes.append(context.change(code, call, f"`{context.code(call.func)}(...)` -> `{replacement}`: the launcher starts the processes"))
+
+
+def _is_os_imported(context) -> bool:
+    return context.analysis.qualify(cst.Name("os")) == "os"
+
+
+def _lone_assignment(statement) -> cst.Assign | None:
+    if not isinstance(statement, cst.SimpleStatementLine) or len(statement.body) != 1:
+        return None
+    assign = statement.body[0]
+    return assign if isinstance(assign, cst.Assign) and len(assign.targets) == 1 else None
+
+
+def _environment_key(analysis, node: cst.BaseExpression) -> str | None:
+    """``os.environ["X"]``, ``os.environ.get("X", d)``, ``os.getenv("X", d)`` -> ``X``."""
+    if isinstance(node, cst.Subscript) and analysis.qualify(node.value) == "os.environ" and len(node.slice) == 1:
+        index = node.slice[0].slice
+        key = index.value if isinstance(index, cst.Index) else None
+    elif isinstance(node, cst.Call) and node.args and (
+        analysis.qualify(node.func) == "os.getenv"
+        or (isinstance(node.func, cst.Attribute) and node.func.attr.value == "get" and analysis.qualify(node.func.value) == "os.environ")
+    ):
+        key = node.args[0].value
+    else:
+        return None
+    return key.evaluated_value if isinstance(key, cst.SimpleString) else None
+
+
+def _rank_of(analysis, call: cst.Call) -> str | None:
+    """``int(<environment read of RANK, LOCAL_RANK or WORLD_SIZE>)`` or ``dist.get_rank()`` -> the variable."""
+    qualified = analysis.qualify(call.func)
+    if qualified in _RANK_CALLS:
+        return _RANK_CALLS[qualified] if not call.args else None
+    if not isinstance(call.func, cst.Name) or call.func.value != "int" or len(call.args) != 1:
+        return None
+    key = _environment_key(analysis, call.args[0].value)
+    return key if key in _ENVIRONMENT else None
+
+
+def _rank_variables(analysis) -> dict:
+    """Bindings assigned exactly once, from a rank read: binding -> RANK or LOCAL_RANK."""
+    found, counts = {}, {}
+    for assignment in analysis.facts.assignments:
+        for target in assignment.targets:
+            key = dotted_name(target)
+            if key is None:
+                continue
+            binding = analysis.binding(assignment.scope, key)
+            counts[binding] = counts.get(binding, 0) + 1
+            value = assignment.value
+            if len(assignment.targets) == 1 and isinstance(value, cst.Call):
+                name = _rank_of(analysis, value)
+                if name in _GUARDS:
+                    found[binding] = name
+    return {binding: name for binding, name in found.items() if counts[binding] == 1}
+
+
+def _guard_kind(analysis, scope, node: cst.Comparison) -> str:
+    subject = node.left
+    if isinstance(subject, cst.Call):
+        return _rank_of(analysis, subject)
+    return _rank_variables(analysis)[analysis.binding(scope, dotted_name(subject))]
+
+
+def _guards(analysis):
+    """Rank-0 tests in ``if`` statements: (comparison, scope, location, if statement)."""
+    variables = _rank_variables(analysis)
+    for statement, scope, location in analysis.facts.if_statements:
+        for node in _comparisons(statement.test):
+            if _selects_rank_zero(node) and _is_rank(analysis, scope, node.left, variables):
+                yield node, scope, location, statement
+
+
+def _is_rank(analysis, scope, node, variables) -> bool:
+    if isinstance(node, cst.Call):
+        return _rank_of(analysis, node) in _GUARDS
+    key = dotted_name(node)
+    return key is not None and analysis.binding(scope, key) in variables
+
+
+def _selects_rank_zero(node: cst.Comparison) -> bool:
+    """``x == 0`` or ``x in [-1, 0]`` / ``(-1, 0)`` / ``{0}``."""
+    if len(node.comparisons) != 1:
+        return False
+    operator, right = node.comparisons[0].operator, node.comparisons[0].comparator
+    if isinstance(operator, cst.Equal):
+        return _integer(right) == 0
+    if isinstance(operator, cst.In) and isinstance(right, (cst.List, cst.Tuple, cst.Set)):
+        values = {_integer(element.value) for element in right.elements}
+        return 0 in values and values <= {0, -1}
+    return False
+
+
+def _integer(node) -> int | None:
+    if isinstance(node, cst.Integer):
+        return int(node.value)
+    if isinstance(node, cst.UnaryOperation) and isinstance(node.operator, cst.Minus) and isinstance(node.expression, cst.Integer):
+        return -int(node.expression.value)
+    return None
+
+
+def _comparisons(test: cst.BaseExpression):
+    """The comparisons a test is made of, through ``and``/``or``/``not`` and parentheses."""
+    if isinstance(test, cst.Comparison):
+        yield test
+    elif isinstance(test, cst.BooleanOperation):
+        yield from _comparisons(test.left)
+        yield from _comparisons(test.right)
+    elif isinstance(test, cst.UnaryOperation) and isinstance(test.operator, cst.Not):
+        yield from _comparisons(test.expression)
+
+
+def _calls_in(node: cst.CSTNode):
+    if isinstance(node, cst.Call):
+        yield node
+    for child in node.children:
+        yield from _calls_in(child)
