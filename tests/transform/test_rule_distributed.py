@@ -58,6 +58,31 @@ if __name__ == "__main__":
     mp.spawn(run, (4,), 2, True, None, "spawn")
 '''
 
+SETUP_HELPER = '''\
+import os
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader
+from torch.utils.data.distributed import DistributedSampler
+
+
+def setup():
+    torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+    dist.init_process_group("nccl")
+
+
+def main(data):
+    setup()
+    loader = DataLoader(data, shuffle=False, batch_size=2, sampler=DistributedSampler(data))
+    model = torch.nn.Linear(2, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    for x in loader:
+        optimizer.zero_grad()
+        model(x).sum().backward()
+        optimizer.step()
+'''
+
 CASES = [
     pytest.param(
         # ranks read from the environment (os.environ.get, os.getenv), rank-0 guards joined by `and`, a wrapper
@@ -132,6 +157,38 @@ if __name__ == "__main__":
             '25: AC017 `mp.spawn` left as is: the launcher starts the processes; call the function once instead',
         ],
         id="spawn-rendezvous",
+    ),
+    pytest.param(
+        # a rank read inside the set_device line AC016 removes gives the helper no accelerator parameter; the
+        # loader's own shuffle=False gives way to the sampler's (default) shuffle instead of being repeated
+        SETUP_HELPER,
+        '''\
+import os
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader
+from accel import Accelerator
+
+
+def setup():
+    pass
+
+
+def main(data):
+    setup()
+    accelerator = Accelerator()
+    loader = DataLoader(data, batch_size=2, shuffle=True)
+    model = torch.nn.Linear(2, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    for x in loader:
+        optimizer.zero_grad()
+        accelerator.backward(model(x).sum())
+        optimizer.step()
+''',
+        [],
+        id="setup-helper-sampler-shuffle",
     ),
 ]
 

@@ -16,6 +16,7 @@ _ENVIRONMENT = {"LOCAL_RANK": "local_process_index", "RANK": "process_index", "W
 _RANK_CALLS = {"torch.distributed.get_rank": "RANK"}
 # which process a rank-0 guard selects
 _GUARDS = {"RANK": "is_main_process", "LOCAL_RANK": "is_local_main_process"}
+_SETUP = frozenset({"torch.cuda.set_device", "torch.distributed.init_process_group"})
 _RENDEZVOUS = frozenset({"MASTER_ADDR", "MASTER_PORT"})
 _SPAWN = frozenset({"torch.multiprocessing.spawn", "torch.multiprocessing.spawn.spawn"})
 
@@ -75,7 +76,7 @@ class HandWrittenDDP(Rule):
     unsafe = True
 
     def needs(self, analysis):
-        reads = [site.scope for site in analysis.facts.calls if _rank_of(analysis, site.node) is not None]
+        reads = [site.scope for site in _rank_reads(analysis)]
         guards = [scope for _, scope, _, _ in _guards(analysis)]
         return reads + guards
 
@@ -98,9 +99,9 @@ class HandWrittenDDP(Rule):
             guarded.update(id(call) for call in _calls_in(node))
             context.use(scope, location)
             plan.changes.append(context.change(self.code, node, f"`{context.code(node)}` -> `{accelerator}.{variable}`", statement))
-        for site in analysis.facts.calls:
+        for site in _rank_reads(analysis):
             name = _rank_of(analysis, site.node)
-            if name is None or id(site.node) in guarded or analysis.qualify(site.node.func) in _RANK_CALLS:
+            if id(site.node) in guarded or analysis.qualify(site.node.func) in _RANK_CALLS:
                 continue
             accelerator = context.access.expression(site.scope)
             if accelerator is None:
@@ -205,6 +206,20 @@ def _rank_of(analysis, call: cst.Call) -> str | None:
         return None
     key = _environment_key(analysis, call.args[0].value)
     return key if key in _ENVIRONMENT else None
+
+
+def _rank_reads(analysis):
+    """Calls reading a rank, except in the lines AC016 removes (``torch.cuda.set_device(int(os.environ[...]))``)."""
+    for site in analysis.facts.calls:
+        if _rank_of(analysis, site.node) is not None and not _is_setup_line(analysis, site.statement):
+            yield site
+
+
+def _is_setup_line(analysis, statement) -> bool:
+    if not (isinstance(statement, cst.SimpleStatementLine) and len(statement.body) == 1):
+        return False
+    line = statement.body[0]
+    return isinstance(line, cst.Expr) and isinstance(line.value, cst.Call) and analysis.qualify(line.value.func) in _SETUP
 
 
 def _rank_variables(analysis) -> dict:

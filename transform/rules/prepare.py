@@ -195,6 +195,8 @@ def _drop_distributed_sampler(context, plan, assignment, code) -> None:
         return
     shuffle = next((a.value for a in sampler.args if a.keyword is not None and a.keyword.value == "shuffle"), None)
     swap = SwapKeyword("sampler", "shuffle", context.code(shuffle) if shuffle is not None else "True")
+    if any(a.keyword is not None and a.keyword.value == "shuffle" for a in loader.args):
+        plan.expression(loader, _WithoutKeyword("shuffle"), assignment.statement)  # the sampler's setting wins
     plan.expression(loader, swap, assignment.statement)
     plan.changes.append(context.change(code, loader, "`DistributedSampler` replaced by `shuffle`: prepare shards the loader"))
     if statement is None:
@@ -257,6 +259,19 @@ def _drop_unused_import(context, plan, func: cst.BaseExpression, removed: list, 
         else:
             plan.expression(statement, _WithoutAlias(name), line)
         return
+
+
+class _WithoutKeyword:
+    """Drop the keyword argument ``name=...`` from a call."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def apply(self, call: cst.Call) -> cst.Call:
+        args = [a for a in call.args if a.keyword is None or a.keyword.value != self.name]
+        if args and call.args[-1] not in args:
+            args[-1] = args[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
+        return call.with_changes(args=args)
 
 
 class _WithoutAlias:
