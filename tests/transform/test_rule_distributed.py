@@ -83,6 +83,32 @@ def main(data):
         optimizer.step()
 '''
 
+LOCAL_RANK_OPTION = '''\
+import argparse
+
+import torch
+
+
+def train(args, model, loader, optimizer):
+    for x in loader:
+        optimizer.zero_grad()
+        model(x).sum().backward()
+        optimizer.step()
+        if args.local_rank in [-1, 0]:
+            print("step")
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--local_rank", type=int, default=-1)
+    args = parser.parse_args()
+    model = torch.nn.Linear(2, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    train(args, model, torch.utils.data.DataLoader(torch.randn(4, 2)), optimizer)
+    if args.local_rank == -1 or args.local_rank == 0:
+        torch.save(model.state_dict(), "model.pt")
+'''
+
 CASES = [
     pytest.param(
         # ranks read from the environment (os.environ.get, os.getenv), rank-0 guards joined by `and`, a wrapper
@@ -189,6 +215,41 @@ def main(data):
 ''',
         [],
         id="setup-helper-sampler-shuffle",
+    ),
+    pytest.param(
+        # the --local_rank option of torch.distributed.launch: under accel launch every process would see -1, so
+        # `args.local_rank in [-1, 0]` and `args.local_rank == -1 or args.local_rank == 0` select the local main process
+        LOCAL_RANK_OPTION,
+        '''\
+import argparse
+
+import torch
+from accel import Accelerator
+
+
+def train(args, model, loader, optimizer, accelerator):
+    for x in loader:
+        optimizer.zero_grad()
+        accelerator.backward(model(x).sum())
+        optimizer.step()
+        if accelerator.is_local_main_process:
+            accelerator.print("step")
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--local_rank", type=int, default=-1)
+    args = parser.parse_args()
+    accelerator = Accelerator()
+    model = torch.nn.Linear(2, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    train(args, model, torch.utils.data.DataLoader(torch.randn(4, 2)), optimizer, accelerator)
+    if accelerator.is_local_main_process:
+        accelerator.save(accelerator.unwrap_model(model).state_dict(), "model.pt")
+''',
+        [],
+        id="local-rank-option",
     ),
 ]
 

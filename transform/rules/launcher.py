@@ -5,7 +5,7 @@ from __future__ import annotations
 import libcst as cst
 
 from accel_convert import symbols
-from accel_convert.analysis import MODEL, strip_moves
+from accel_convert.analysis import MODEL, _option_dest, strip_moves
 from accel_convert.imports import dotted_name
 from accel_convert.plan import ReplaceWith
 from accel_convert.rules.base import Rule
@@ -39,7 +39,9 @@ class HandWrittenDDP(Rule):
       `accelerator.num_processes`.
     - A rank-0 guard, `rank == 0` or `local_rank in [-1, 0]` on a name that holds a rank read from the
       environment or from `dist.get_rank()` (or on that read itself), becomes `accelerator.is_main_process`
-      (`accelerator.is_local_main_process` for the local rank).
+      (`accelerator.is_local_main_process` for the local rank). So does `args.local_rank in [-1, 0]` in a script
+      that declares the `--local_rank` option of the old `torch.distributed.launch` (the launcher passes no
+      such option: every process would see the default `-1`).
     - `mp.spawn(main, args=(world_size,), nprocs=world_size)` becomes `main(int(os.environ.get("RANK", 0)),
       world_size)`: the launcher starts the processes, and each calls the function once with its own rank
       (0 under plain `python`). `os.environ["MASTER_ADDR"] = ...` and `MASTER_PORT` lines are removed: they
@@ -77,7 +79,7 @@ class HandWrittenDDP(Rule):
 
     def needs(self, analysis):
         reads = [site.scope for site in _rank_reads(analysis)]
-        guards = [scope for _, scope, _, _ in _guards(analysis)]
+        guards = [scope for _, _, scope, _, _ in _guards(analysis)]
         return reads + guards
 
     def plan(self, context, plan):
@@ -90,11 +92,11 @@ class HandWrittenDDP(Rule):
                 _spawn(context, plan, self.code, site)
         _drop_rendezvous(context, plan, self.code)
         guarded = set()
-        for node, scope, location, statement in _guards(analysis):
+        for node, subject, scope, location, statement in _guards(analysis):
             accelerator = context.access.expression(scope)
             if accelerator is None:
                 continue
-            variable = _GUARDS[_guard_kind(analysis, scope, node)]
+            variable = _GUARDS[_guard_kind(analysis, scope, subject)]
             plan.expression(node, ReplaceWith(f"{accelerator}.{variable}"), statement)
             guarded.update(id(call) for call in _calls_in(node))
             context.use(scope, location)
@@ -240,40 +242,52 @@ def _rank_variables(analysis) -> dict:
     return {binding: name for binding, name in found.items() if counts[binding] == 1}
 
 
-def _guard_kind(analysis, scope, node: cst.Comparison) -> str:
-    subject = node.left
+def _guard_kind(analysis, scope, subject) -> str:
     if isinstance(subject, cst.Call):
         return _rank_of(analysis, subject)
-    return _rank_variables(analysis)[analysis.binding(scope, dotted_name(subject))]
+    return _rank_variables(analysis).get(analysis.binding(scope, dotted_name(subject)), "LOCAL_RANK")
 
 
 def _guards(analysis):
-    """Rank-0 tests in ``if`` statements: (comparison, scope, location, if statement)."""
+    """Rank-0 tests in ``if`` statements: (test, its rank subject, scope, location, if statement)."""
     variables = _rank_variables(analysis)
+    option = _declares_local_rank_option(analysis)
     for statement, scope, location in analysis.facts.if_statements:
-        for node in _comparisons(statement.test):
-            if _selects_rank_zero(node) and _is_rank(analysis, scope, node.left, variables):
-                yield node, scope, location, statement
+        for node, subject in _rank_zero_tests(statement.test):
+            if _is_rank(analysis, scope, subject, variables, option):
+                yield node, subject, scope, location, statement
 
 
-def _is_rank(analysis, scope, node, variables) -> bool:
+def _is_rank(analysis, scope, node, variables, option: bool) -> bool:
+    """A rank read, a variable holding one, or ``args.local_rank`` where the script declares ``--local_rank``."""
     if isinstance(node, cst.Call):
         return _rank_of(analysis, node) in _GUARDS
     key = dotted_name(node)
-    return key is not None and analysis.binding(scope, key) in variables
-
-
-def _selects_rank_zero(node: cst.Comparison) -> bool:
-    """``x == 0`` or ``x in [-1, 0]`` / ``(-1, 0)`` / ``{0}``."""
-    if len(node.comparisons) != 1:
+    if key is None:
         return False
+    return analysis.binding(scope, key) in variables or (option and isinstance(node, cst.Attribute) and node.attr.value == "local_rank")
+
+
+def _declares_local_rank_option(analysis) -> bool:
+    """``parser.add_argument("--local_rank", ...)``: the option ``torch.distributed.launch`` used to pass."""
+    return any(_option_dest(site.node) == "local_rank" for site in analysis.facts.calls)
+
+
+def _selected(node) -> tuple[cst.BaseExpression, set] | None:
+    """``x == 0`` -> (x, {0}); ``x in [-1, 0]`` / ``(-1, 0)`` / ``{0}`` -> (x, {-1, 0}); ``a == -1 or a == 0`` too."""
+    if isinstance(node, cst.BooleanOperation) and isinstance(node.operator, cst.Or):
+        left, right = _selected(node.left), _selected(node.right)
+        if left and right and left[0].deep_equals(right[0]):
+            return left[0], left[1] | right[1]
+        return None
+    if not isinstance(node, cst.Comparison) or len(node.comparisons) != 1:
+        return None
     operator, right = node.comparisons[0].operator, node.comparisons[0].comparator
     if isinstance(operator, cst.Equal):
-        return _integer(right) == 0
+        return node.left, {_integer(right)}
     if isinstance(operator, cst.In) and isinstance(right, (cst.List, cst.Tuple, cst.Set)):
-        values = {_integer(element.value) for element in right.elements}
-        return 0 in values and values <= {0, -1}
-    return False
+        return node.left, {_integer(element.value) for element in right.elements}
+    return None
 
 
 def _integer(node) -> int | None:
@@ -284,15 +298,16 @@ def _integer(node) -> int | None:
     return None
 
 
-def _comparisons(test: cst.BaseExpression):
-    """The comparisons a test is made of, through ``and``/``or``/``not`` and parentheses."""
-    if isinstance(test, cst.Comparison):
-        yield test
+def _rank_zero_tests(test: cst.BaseExpression):
+    """The parts of a test that select rank 0, through ``and``/``or``/``not``: (part, rank subject)."""
+    selected = _selected(test)
+    if selected is not None and 0 in selected[1] and selected[1] <= {0, -1}:
+        yield test, selected[0]
     elif isinstance(test, cst.BooleanOperation):
-        yield from _comparisons(test.left)
-        yield from _comparisons(test.right)
+        yield from _rank_zero_tests(test.left)
+        yield from _rank_zero_tests(test.right)
     elif isinstance(test, cst.UnaryOperation) and isinstance(test.operator, cst.Not):
-        yield from _comparisons(test.expression)
+        yield from _rank_zero_tests(test.expression)
 
 
 def _calls_in(node: cst.CSTNode):
