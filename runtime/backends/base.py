@@ -92,7 +92,8 @@ class Backend(abc.ABC):
             (tensor.shape[0] * self.state.num_processes, *tensor.shape[1:]), dtype=tensor.dtype, device=tensor.device
         )
         gather_into = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor  # the newer name
-        gather_into(out, tensor.contiguous())
+        # Collectives are not differentiable: gather the values (an output that requires grad would fail in gloo).
+        gather_into(out, tensor.detach().contiguous())
         return out
 
     def all_gather_object(self, obj: Any) -> list:
@@ -105,7 +106,7 @@ class Backend(abc.ABC):
 
     def all_reduce(self, tensor: torch.Tensor, op: str = "sum") -> torch.Tensor:
         """Reduce a copy of ``tensor`` over all processes with ``op`` (sum, max or min) and return it."""
-        out = tensor.clone()
+        out = tensor.detach().clone()
         if self.state.num_processes > 1:
             dist.all_reduce(out, getattr(dist.ReduceOp, _REDUCE_OPS[op]))
         return out
