@@ -35,7 +35,7 @@ def render_index() -> str:
     return (
         f"{_HEADER}# Rules\n\n"
         "Each rule has a stable code; select or ignore rules by code or prefix "
-        "(`--select AC001,AC004`, `--ignore AC003`). AC002 to AC004 use the accelerator that AC001 creates, "
+        "(`--select AC001,AC004`, `--ignore AC003`). Every other rule uses the accelerator that AC001 creates, "
         "so they run only when AC001 does.\n\n"
         "| Code | Name | What it does |\n|---|---|---|\n"
         f"{rows}\n"
