@@ -14,6 +14,7 @@ MODEL_WRAPPERS = frozenset(
         "torch.nn.parallel.DataParallel",
         "torch.nn.parallel.DistributedDataParallel",
         "torch.nn.parallel.distributed.DistributedDataParallel",
+        "apex.parallel.DistributedDataParallel",
     }
 )
 MODULE_BASES = frozenset({"torch.nn.Module", "torch.nn.modules.module.Module"})

@@ -109,6 +109,37 @@ def main():
         torch.save(model.state_dict(), "model.pt")
 '''
 
+APEX_LAUNCH = '''\
+import argparse
+import os
+
+import torch
+from apex.parallel import DistributedDataParallel
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--local_rank", default=0, type=int)
+args = parser.parse_args()
+args.distributed = False
+if "WORLD_SIZE" in os.environ:
+    args.distributed = int(os.environ["WORLD_SIZE"]) > 1
+if args.distributed:
+    torch.cuda.set_device(args.local_rank)
+    torch.distributed.init_process_group(backend="nccl", init_method="env://")
+
+x = torch.randn(8, 4, device="cuda")
+model = torch.nn.Linear(4, 2).cuda()
+optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+if args.distributed:
+    model = DistributedDataParallel(model)
+for t in range(5):
+    optimizer.zero_grad()
+    loss = model(x).sum()
+    loss.backward()
+    optimizer.step()
+if args.local_rank == 0:
+    print("final loss", loss)
+'''
+
 CASES = [
     pytest.param(
         # ranks read from the environment (os.environ.get, os.getenv), rank-0 guards joined by `and`, a wrapper
@@ -250,6 +281,40 @@ def main():
 ''',
         [],
         id="local-rank-option",
+    ),
+    pytest.param(
+        # the apex example's shape: module level, WORLD_SIZE read under a check, setup and apex's wrapper under
+        # `if args.distributed:` (both ifs go once empty), a `--local_rank` guard
+        APEX_LAUNCH,
+        '''\
+import argparse
+import os
+
+import torch
+from accel import Accelerator
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--local_rank", default=0, type=int)
+args = parser.parse_args()
+args.distributed = False
+accelerator = Accelerator()
+if "WORLD_SIZE" in os.environ:
+    args.distributed = accelerator.num_processes > 1
+
+x = torch.randn(8, 4, device=accelerator.device)
+model = torch.nn.Linear(4, 2)
+optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+model, optimizer = accelerator.prepare(model, optimizer)
+for t in range(5):
+    optimizer.zero_grad()
+    loss = model(x).sum()
+    accelerator.backward(loss)
+    optimizer.step()
+if accelerator.is_local_main_process:
+    accelerator.print("final loss", loss)
+''',
+        [],
+        id="apex-module-level",
     ),
 ]
 

@@ -31,7 +31,8 @@ class HandWrittenDDP(Rule):
     `torch.multiprocessing.spawn` would start processes of its own under the launcher's.
 
     ## What it does
-    - `model = DistributedDataParallel(model, device_ids=[rank])` and `model = nn.DataParallel(model)` are removed
+    - `model = DistributedDataParallel(model, device_ids=[rank])` (torch's or apex's) and
+      `model = nn.DataParallel(model)` are removed
       (the model is prepared instead, and an `if` left empty goes too); `ddp_model = DDP(model)` becomes
       `ddp_model = model`, `model = nn.DataParallel(model).to(device)` `model = model.to(device)`.
     - `int(os.environ["LOCAL_RANK"])` (also `os.environ.get(...)`, `os.getenv(...)`) becomes
