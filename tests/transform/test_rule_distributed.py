@@ -140,6 +140,31 @@ if args.local_rank == 0:
     print("final loss", loss)
 '''
 
+UNREACHABLE_READ = '''\
+import os
+
+import torch
+
+
+class Trainer:
+    def __init__(self, model, optimizer):
+        self.rank = int(os.environ["RANK"])
+        self.model = model
+        self.optimizer = optimizer
+
+
+def main():
+    model = torch.nn.Linear(2, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    trainer = Trainer(model, optimizer)
+    for x in torch.randn(4, 3, 2):
+        optimizer.zero_grad()
+        model(x).sum().backward()
+        optimizer.step()
+    if trainer.rank == 0:
+        print("done")
+'''
+
 CASES = [
     pytest.param(
         # ranks read from the environment (os.environ.get, os.getenv), rank-0 guards joined by `and`, a wrapper
@@ -315,6 +340,42 @@ if accelerator.is_local_main_process:
 ''',
         [],
         id="apex-module-level",
+    ),
+    pytest.param(
+        # a rank read in a method that runs before the accelerator exists keeps reading the environment, with the
+        # value it has without a launcher as default, so that `python script.py` still runs
+        UNREACHABLE_READ,
+        '''\
+import os
+
+import torch
+from accel import Accelerator
+
+
+class Trainer:
+    def __init__(self, model, optimizer):
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.model = model
+        self.optimizer = optimizer
+
+
+def main():
+    accelerator = Accelerator()
+    model = torch.nn.Linear(2, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    trainer = Trainer(model, optimizer)
+    for x in torch.randn(4, 3, 2):
+        optimizer.zero_grad()
+        accelerator.backward(model(x).sum())
+        optimizer.step()
+    if trainer.rank == 0:
+        accelerator.print("done")
+''',
+        [
+            '8: AC017 `os.environ["RANK"]` -> `os.environ.get("RANK", "0")` (the value without a launcher), not the accelerator\'s: `__init__` cannot reach it',
+        ],
+        id="unreachable-read-default",
     ),
 ]
 

@@ -14,6 +14,7 @@ from accel_convert.rules.prepare import _drop_unused_import
 # the launcher's environment variables and the accelerator property holding the same number
 _ENVIRONMENT = {"LOCAL_RANK": "local_process_index", "RANK": "process_index", "WORLD_SIZE": "num_processes"}
 _RANK_CALLS = {"torch.distributed.get_rank": "RANK"}
+_DEFAULTS = {"LOCAL_RANK": "0", "RANK": "0", "WORLD_SIZE": "1"}  # their values without a launcher
 # which process a rank-0 guard selects
 _GUARDS = {"RANK": "is_main_process", "LOCAL_RANK": "is_local_main_process"}
 _SETUP = frozenset({"torch.cuda.set_device", "torch.distributed.init_process_group"})
@@ -48,8 +49,9 @@ class HandWrittenDDP(Rule):
       (0 under plain `python`). `os.environ["MASTER_ADDR"] = ...` and `MASTER_PORT` lines are removed: they
       would overwrite the address the launcher set.
 
-    A wrapper that is not assigned on its own line (or wraps no model the converter knows), a rank read in a
-    function that cannot reach the accelerator, and a spawn whose function or arguments are not plain (`args=`
+    A rank read in a function that cannot reach the accelerator keeps reading the environment, with the value
+    the variable has without a launcher as default (`os.environ.get("LOCAL_RANK", "0")`), and a diagnostic. A
+    wrapper that is not assigned on its own line (or wraps no model the converter knows), and a spawn whose function or arguments are not plain (`args=`
     not a tuple, options passed by position, other keywords) are left as they are, with a diagnostic. The
     `torch.distributed` calls themselves (`init_process_group`, `barrier`, `all_reduce`, ...) are AC016's.
 
@@ -108,13 +110,25 @@ class HandWrittenDDP(Rule):
                 continue
             accelerator = context.access.expression(site.scope)
             if accelerator is None:
-                message = f"`{context.code(site.node)}` left as is: `{site.scope.name}` cannot reach the accelerator"
-                plan.diagnostics.append(context.diagnostic(self.code, site.node, message))
+                _with_default(context, plan, self.code, site, name)
                 continue
             replacement = f"{accelerator}.{_ENVIRONMENT[name]}"
             plan.expression(site.node, ReplaceWith(replacement), site.statement)
             context.use(site.scope, site.location)
             plan.changes.append(context.change(self.code, site.node, f"`{context.code(site.node)}` -> `{replacement}`"))
+
+
+def _with_default(context, plan, code, site, name) -> None:
+    """A rank read where the accelerator is out of reach: ``os.environ["RANK"]`` -> ``os.environ.get("RANK", "0")``,
+    so that the script still runs under plain ``python``; a diagnostic says it was not converted."""
+    read = site.node.args[0].value
+    message = f"`{context.code(site.node)}` left as is: `{site.scope.name}` cannot reach the accelerator"
+    if isinstance(read, cst.Subscript):
+        default = _DEFAULTS[name]
+        replacement = f"{context.code(read.value)}.get({context.code(read.slice[0].slice.value)}, \"{default}\")"
+        plan.expression(read, ReplaceWith(replacement), site.statement)
+        message = f"`{context.code(read)}` -> `{replacement}` (the value without a launcher), not the accelerator's: `{site.scope.name}` cannot reach it"
+    plan.diagnostics.append(context.diagnostic(code, site.node, message))
 
 
 def _unwrap(context, plan, code, site, qualified) -> None:
