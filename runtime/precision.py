@@ -56,15 +56,23 @@ class Precision:
     def wrap_forward(self, model: torch.nn.Module) -> torch.nn.Module:
         """Make ``model.forward`` run under autocast and return fp32 outputs; ``no`` leaves the model untouched.
 
+        Under an autocast the caller already entered, the forward is left to it (outputs keep the autocast dtype).
+
         The autocast context is built once here, not per call. ``unwrap_forward`` restores the original.
         """
         if self.dtype is None or hasattr(model, "_accel_original_forward"):
             return model
         original = model.forward
-        autocast = torch.autocast(self.device_type, dtype=self.dtype)
+        device_type = self.device_type
+        autocast = torch.autocast(device_type, dtype=self.dtype)
 
         @functools.wraps(original)
         def forward(*args, **kwargs):
+            if torch.is_autocast_enabled(device_type):
+                # Called under the script's own autocast (e.g. `with accelerator.autocast():` around forward and
+                # loss): outputs stay in the autocast dtype, as in plain PyTorch, so the loss that follows is computed
+                # by autocast's rules without a full fp32 copy of the logits (3 GB a step for GPT-2's).
+                return original(*args, **kwargs)
             with autocast:
                 output = original(*args, **kwargs)
             return _to_fp32(output)

@@ -82,6 +82,15 @@ def test_bf16_autocast_on_cpu():
     assert probe.seen[-1] == torch.float32
 
 
+def test_under_the_callers_autocast_outputs_keep_the_autocast_dtype():
+    accelerator, probe, model, _, _ = _prepared("bf16")
+    with accelerator.autocast():
+        out = model(torch.randn(4, 3))
+        loss = torch.nn.functional.mse_loss(out, torch.zeros(4, 2))  # autocast computes the loss in fp32
+    assert probe.seen == [torch.bfloat16] and out.dtype == torch.bfloat16 and loss.dtype == torch.float32
+    assert model(torch.randn(4, 3)).dtype == torch.float32  # outside it, outputs come back in fp32
+
+
 def test_no_precision_leaves_the_forward_alone():
     accelerator, probe, model, _, _ = _prepared("no")
     assert "forward" not in model.__dict__
