@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import libcst as cst
-
 from accel_convert import symbols
 from accel_convert.analysis import MODEL, _option_dest, strip_moves
 from accel_convert.imports import dotted_name
