@@ -164,6 +164,28 @@ def main():
         print("done")
 '''
 
+TRAINER_WRAPPER = '''\
+import torch
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+
+class Trainer:
+    def __init__(self, model, optimizer):
+        self.model = model.to(0)
+        self.model = DDP(self.model, device_ids=[0])
+        self.optimizer = optimizer
+
+
+def main():
+    model = torch.nn.Linear(2, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    trainer = Trainer(model, optimizer)
+    for x in torch.randn(4, 3, 2):
+        optimizer.zero_grad()
+        model(x).sum().backward()
+        optimizer.step()
+'''
+
 CASES = [
     pytest.param(
         # ranks read from the environment (os.environ.get, os.getenv), rank-0 guards joined by `and`, a wrapper
@@ -375,6 +397,34 @@ def main():
             '8: AC017 `os.environ["RANK"]` -> `os.environ.get("RANK", "0")` (the value without a launcher), not the accelerator\'s: `__init__` cannot reach it',
         ],
         id="unreachable-read-default",
+    ),
+    pytest.param(
+        # a trainer that wraps the model it was given (the ddp-tutorial-series shape): the attribute holds a model
+        TRAINER_WRAPPER,
+        '''\
+import torch
+from accel import Accelerator
+
+
+class Trainer:
+    def __init__(self, model, optimizer):
+        self.model = model.to(0)
+        self.optimizer = optimizer
+
+
+def main():
+    accelerator = Accelerator()
+    model = torch.nn.Linear(2, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    trainer = Trainer(model, optimizer)
+    for x in torch.randn(4, 3, 2):
+        optimizer.zero_grad()
+        accelerator.backward(model(x).sum())
+        optimizer.step()
+''',
+        [],
+        id="trainer-wrapper",
     ),
 ]
 

@@ -153,7 +153,20 @@ def _unwrap(context, plan, code, site, qualified) -> None:
 
 
 def _is_model(analysis, scope, *nodes) -> bool:
-    return any(analysis.role_of(scope, node) == MODEL for node in nodes)
+    """A model, or a name assigned from one (``self.model = model.to(self.gpu_id)`` in a trainer's ``__init__``)."""
+    if any(analysis.role_of(scope, node) == MODEL for node in nodes):
+        return True
+    keys = {analysis.binding(scope, key) for key in map(dotted_name, nodes) if key is not None}
+    for assignment in analysis.facts.assignments:
+        target = dotted_name(assignment.targets[0]) if len(assignment.targets) == 1 else None
+        if target is None or analysis.binding(assignment.scope, target) not in keys:
+            continue
+        value = assignment.value
+        while isinstance(value, cst.Call) and isinstance(value.func, cst.Attribute) and value.func.attr.value in ("to", "cuda"):
+            value = value.func.value
+        if analysis.role_of(assignment.scope, value) == MODEL:
+            return True
+    return False
 
 
 def _drop_rendezvous(context, plan, code) -> None:
