@@ -199,10 +199,11 @@ class Variant:
     name = ""
 
     def __init__(
-        self, cfg: GPTConfig, loader_kwargs: dict, setup: Setup, compiled: bool, seed: int, loss_in_model: bool
+        self, cfg: GPTConfig, loader_kwargs: dict, setup: Setup, compiled: bool, seed: int, loss: str
     ):
         self.setup = setup
-        self.loss_in_model = loss_in_model
+        self.loss = loss
+        self.loss_in_model = loss == "in-model"
         torch.manual_seed(seed)
         model = GPT(cfg)
         self.build(model, loader_kwargs, compiled)
@@ -271,7 +272,11 @@ class _Prepared(Variant):
 
     def step(self):
         x, y = self.next_batch()
-        loss = self.model(x, y) if self.loss_in_model else lm_loss(self.model(x), y)  # prepared forward: fp32 logits
+        if self.loss == "autocast-block":  # the Accelerate idiom: forward and loss under accelerator.autocast()
+            with self.accelerator.autocast():
+                loss = lm_loss(self.model(x), y)
+        else:  # a prepared forward returns fp32 logits
+            loss = self.model(x, y) if self.loss_in_model else lm_loss(self.model(x), y)
         self.accelerator.backward(loss)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -337,7 +342,7 @@ def run_mode(mode: str, names: list[str], cfg: GPTConfig, args, setup: Setup) ->
         "drop_last": True,
     }
     variants = [
-        VARIANTS[n](cfg, dict(loader_kwargs), setup, mode == "compiled", args.seed, args.loss == "in-model")
+        VARIANTS[n](cfg, dict(loader_kwargs), setup, mode == "compiled", args.seed, args.loss)
         for n in names
     ]
 
@@ -452,10 +457,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--loss",
-        choices=("in-model", "after-forward"),
+        choices=("in-model", "after-forward", "autocast-block"),
         default="in-model",
         help="where the loss is computed: in the model's forward, or by the script from the logits it returns "
-        "(raw inside its autocast block; prepared models return fp32 logits)",
+        "(raw inside its autocast block; prepared models return fp32 logits), or (autocast-block) by the script "
+        "with forward and loss under accelerator.autocast()",
     )
     parser.add_argument("--out", type=Path, default=None, help="JSON report (rank 0 writes it)")
     parser.add_argument("--verbose", action="store_true", help="print each round's medians")
