@@ -258,7 +258,7 @@ def _set_role(analysis: Analysis, binding: Binding, role: str, assignment: Assig
     return True
 
 
-def _parameter_receivers(node: cst.CSTNode) -> list[cst.BaseExpression]:
+def parameter_receivers(node: cst.CSTNode) -> list[cst.BaseExpression]:
     """Receivers of ``.parameters()`` / ``.named_parameters()`` calls anywhere inside ``node``."""
     found = []
 
@@ -306,7 +306,7 @@ def _find_direct_roles(analysis: Analysis) -> None:
             continue
         if symbols.is_optimizer(qualified):
             _set_role(analysis, binding, OPTIMIZER, assignment)
-            for receiver in _parameter_receivers(value):
+            for receiver in parameter_receivers(value):
                 model = _model_binding(analysis, scope, receiver)
                 if model is not None:
                     _set_role(analysis, model, MODEL, analysis.creations.get(model))

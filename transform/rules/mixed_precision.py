@@ -9,6 +9,7 @@ import libcst as cst
 from accel_convert.imports import dotted_name
 from accel_convert.plan import ReplaceWith
 from accel_convert.rules.base import Rule
+from accel_convert.rules.setup import accelerator_position, defined_after
 from accel_convert.traverse import Walker
 
 SCALERS = frozenset(
@@ -53,6 +54,9 @@ class MixedPrecision(Rule):
     - A scaler used in any other way (its `state_dict()` in a checkpoint, `get_scale()`) keeps the whole script's
       mixed precision as it is, with a diagnostic: the accelerator's own scaler is `accelerator.scaler`, which is
       `None` without fp16.
+    - So does an `enabled=` flag that reads names set after the accelerator must be created (typically
+      `enabled=device_type == "cuda"` with `device_type` derived from the device): the precision would otherwise be
+      lost on the way into `Accelerator(...)`.
 
     **Unsafe** (in ruff's sense): on a device where the original autocast did nothing (a CUDA autocast on the
     CPU) the accelerator's autocast is active, unless the `enabled=` flag turns it off there.
@@ -114,6 +118,14 @@ class MixedPrecision(Rule):
             plan.diagnostics.append(context.diagnostic(self.code, node, message))
             return
         mode, enabled = _mode(analysis, scalers, [call for _, call in autocasts])
+        if enabled is not None and defined_after(analysis, context.access.home, _free_names(enabled), *accelerator_position(context)):
+            node = autocasts[0][1] if autocasts else scalers[0].statement
+            message = (
+                f"mixed precision left as is: `enabled={context.code(enabled)}` reads names set after the accelerator "
+                "is created, so it cannot become `Accelerator(mixed_precision=...)`"
+            )
+            plan.diagnostics.append(context.diagnostic(self.code, node, message))
+            return
         argument = f'"{mode}"' if enabled is None else f'"{mode}" if {context.code(enabled)} else "no"'
         context.accelerator_arguments.append((f"mixed_precision={argument}", _free_names(enabled)))
         for scaler in scalers:

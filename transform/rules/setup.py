@@ -131,27 +131,17 @@ class Setup(Rule):
         analysis = context.analysis
         access = context.access
         home = access.home
-        locations = [d.location for d in analysis.device_definitions if d.scope is home]
-        locations += [location for scope, location in context.uses if scope is home]
-        if not any(d.scope is home for d in analysis.device_definitions):
-            locations += [flag.assignment.location for flag in analysis.flags if flag.assignment.scope is home]
-            locations += [
-                assignment.location
-                for binding, assignment in analysis.creations.items()
-                if assignment.scope is home and analysis.roles.get(binding) in PREPARED_ROLES
-            ]
-        _, block_id, indices = common_level(locations)
-        index = min(indices)
+        block_id, index = accelerator_position(context)
         anchor = analysis.facts.statement_at(block_id, index)
         cpu = _cpu_argument(analysis, home)
-        if cpu is not None and _defined_after(analysis, home, cpu[1], block_id, index):
+        if cpu is not None and defined_after(analysis, home, cpu[1], block_id, index):
             plan.diagnostics.append(
                 context.diagnostic(self.code, anchor, f"`cpu={cpu[0]}` not passed to `Accelerator`: its names are set later")
             )
             cpu = None
         given = [f"cpu={cpu[0]}"] if cpu is not None else []
         for code, names in context.accelerator_arguments:
-            if _defined_after(analysis, home, names, block_id, index):
+            if defined_after(analysis, home, names, block_id, index):
                 message = f"`{code}` not passed to `Accelerator`: its names are set later"
                 plan.diagnostics.append(context.diagnostic(self.code, anchor, message))
             else:
@@ -160,6 +150,24 @@ class Setup(Rule):
         target = "accelerator" if not access.attribute else f"{home.self_name}.accelerator"
         plan.statement(anchor).before.append(cst.parse_statement(f"{target} = Accelerator({arguments})\n"))
         plan.changes.append(context.change(self.code, anchor, f"create `{target} = Accelerator({arguments})`"))
+
+
+def accelerator_position(context) -> tuple[int, int]:
+    """(block, statement index) where ``accelerator = Accelerator(...)`` goes: before the first device definition,
+    use of the accelerator, device flag or prepared object of the scope that owns the run (uses planned so far)."""
+    analysis = context.analysis
+    home = context.access.home
+    locations = [d.location for d in analysis.device_definitions if d.scope is home]
+    locations += [location for scope, location in context.uses if scope is home]
+    if not any(d.scope is home for d in analysis.device_definitions):
+        locations += [flag.assignment.location for flag in analysis.flags if flag.assignment.scope is home]
+        locations += [
+            assignment.location
+            for binding, assignment in analysis.creations.items()
+            if assignment.scope is home and analysis.roles.get(binding) in PREPARED_ROLES
+        ]
+    _, block_id, indices = common_level(locations)
+    return block_id, min(indices)
 
 
 def _import_anchor(module: cst.Module) -> tuple[cst.CSTNode, bool]:
@@ -289,7 +297,7 @@ def _names(node: cst.CSTNode) -> set[str]:
     return names
 
 
-def _defined_after(analysis: Analysis, home, names: set[str], block_id: int, index: int) -> bool:
+def defined_after(analysis: Analysis, home, names: set[str], block_id: int, index: int) -> bool:
     """True when some of ``names`` (names or dotted attributes) is assigned in ``home`` at or after the insertion
     point; ``args.seed = 1`` does not rebind ``args``."""
     for assignment in analysis.facts.assignments:
