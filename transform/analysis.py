@@ -449,17 +449,19 @@ def _flow(analysis: Analysis, origin: Binding, destination: Binding, creation: A
     return changed
 
 
-def connected(analysis: Analysis, binding: Binding) -> set[Binding]:
-    """Bindings the object held by ``binding`` flows into (through aliases, arguments and returns)."""
+def connected(analysis: Analysis, binding: Binding, upstream: bool = False) -> set[Binding]:
+    """Bindings the object held by ``binding`` flows into (through aliases, arguments and returns); with
+    ``upstream``, the bindings whose objects flow into it instead. ``binding`` itself is included."""
     seen = {binding}
     frontier = [binding]
     while frontier:
         current = frontier.pop()
         for target, source, alias, _ in analysis.edges:
             for origin, destination in ((source, target), (target, source)) if alias else ((source, target),):
-                if origin == current and destination not in seen:
-                    seen.add(destination)
-                    frontier.append(destination)
+                start, reached = (destination, origin) if upstream else (origin, destination)
+                if start == current and reached not in seen:
+                    seen.add(reached)
+                    frontier.append(reached)
     return seen
 
 

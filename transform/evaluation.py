@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import libcst as cst
 
-from accel_convert.analysis import LOADER, MODEL, Analysis, root_name
+from accel_convert.analysis import LOADER, MODEL, Analysis, connected, root_name
 from accel_convert.facts import Assignment, Location, Loop, Scope, target_names
 from accel_convert.imports import dotted_name
 from accel_convert.traverse import Walker
@@ -46,13 +46,13 @@ def evaluation_loops(analysis: Analysis, owner: Scope) -> list[EvaluationLoop]:
     training_loaders = set()
     for loop in analysis.batch_loops:
         if _trains(analysis, loop) and _loader_origin(analysis, loop) is not None:
-            training_loaders |= _sources(analysis, _loader_origin(analysis, loop))
+            training_loaders |= connected(analysis, _loader_origin(analysis, loop), upstream=True)
     found = []
     for loop in analysis.batch_loops:
         binding = _loader_origin(analysis, loop)
         if binding is None or not _prepared(analysis, owner, binding) or _trains(analysis, loop):
             continue
-        if not (_without_gradients(analysis, loop) or not _sources(analysis, binding) & training_loaders):
+        if not (_without_gradients(analysis, loop) or not connected(analysis, binding, upstream=True) & training_loaders):
             continue
         if not _calls_model(analysis, loop):
             continue
@@ -75,23 +75,9 @@ def _loader_origin(analysis: Analysis, loop: Loop):
     return binding if analysis.roles.get(binding) == LOADER else None
 
 
-def _sources(analysis: Analysis, binding) -> set:
-    """``binding`` and every binding whose object flows into it (assignments, arguments, returns)."""
-    seen = {binding}
-    frontier = [binding]
-    while frontier:
-        current = frontier.pop()
-        for target, source, alias, _ in analysis.edges:
-            for origin, destination in ((source, target), (target, source)) if alias else ((source, target),):
-                if destination == current and origin not in seen:
-                    seen.add(origin)
-                    frontier.append(origin)
-    return seen
-
-
 def _prepared(analysis: Analysis, owner: Scope, binding) -> bool:
     """True when AC002 prepares the loader held by ``binding`` (created in, or passed to, the run's owner scope)."""
-    for holder, key in _sources(analysis, binding):
+    for holder, key in connected(analysis, binding, upstream=True):
         creation = analysis.creations.get((holder, key))
         if holder is owner and ((creation is not None and creation.scope is owner) or key in owner.params):
             return True
@@ -320,7 +306,7 @@ def _batch_mean_loss(analysis: Analysis, loop: Loop, assignments: list[Assignmen
     if key is None:
         return False
     binding = analysis.binding(loop.scope, key)
-    for binding_source in _sources(analysis, binding):
+    for binding_source in connected(analysis, binding, upstream=True):
         creation = analysis.creations.get(binding_source) or _assignment_of(analysis, binding_source)
         if creation is not None and isinstance(creation.value, cst.Call):
             made = analysis.qualify(creation.value.func) or ""
