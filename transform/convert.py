@@ -14,6 +14,7 @@ from accel_convert.plan import Plan
 from accel_convert.prefilter import may_need_conversion
 from accel_convert.rewrite import hot_nodes, rewrite
 from accel_convert.rules import PLANNING_ORDER
+from accel_convert.rules.unconverted import UnconvertedPatterns
 
 SETUP = "AC001"
 PREPARE = "AC002"
@@ -79,6 +80,18 @@ def _parse(text: str) -> cst.Module:
         raise ConvertError(f"syntax error: {error.message}", error.raw_line, error.raw_column + 1) from None
 
 
+def _report_hidden_training(analysis, plan: Plan, options: Options, text: str | None) -> None:
+    """Without a training run, AC021 still names an optimizer wrapper or a helper's backward that may have hidden it."""
+    rule = UnconvertedPatterns()
+    if not options.enabled(rule.code):
+        return
+    context = Context(analysis, None, options)
+    found = Plan()
+    rule.plan(context, found)
+    resolved = context.resolve(found.diagnostics, text or analysis.facts.module.code)
+    plan.diagnostics = sorted([*plan.diagnostics, *resolved], key=lambda item: (item.line, item.code))
+
+
 def plan_module(module: cst.Module, options: Options = Options(), text: str | None = None) -> Plan:
     """Analyse a parsed module and let each enabled rule add its edits to one Plan (``text``: its source)."""
     plan = Plan()
@@ -89,6 +102,7 @@ def plan_module(module: cst.Module, options: Options = Options(), text: str | No
         return plan
     if analysis.anchor is None:
         _report_unrecognised_loop(analysis, plan, text)
+        _report_hidden_training(analysis, plan, options, text)
         return plan
     owner = _model_owns_its_optimizer(analysis)
     if owner is not None:

@@ -15,10 +15,11 @@ from accel_convert.rules.printing import Print
 from accel_convert.rules.progress_bars import ProgressBars
 from accel_convert.rules.save import Save
 from accel_convert.rules.setup import Setup
+from accel_convert.rules.unconverted import UnconvertedPatterns
 from accel_convert.rules.writers import MainProcessWriters
 
-RULES: tuple[Rule, ...] = (Setup(), Prepare(), DeviceMoves(), Backward(), GatherForMetrics(), Print(), Save(), ClipGrad(), MixedPrecision(), GradientAccumulation(), TorchDistributed(), HandWrittenDDP(), ProgressBars(), Hogwild(), MainProcessWriters())
+RULES: tuple[Rule, ...] = (Setup(), Prepare(), DeviceMoves(), Backward(), GatherForMetrics(), Print(), Save(), ClipGrad(), MixedPrecision(), GradientAccumulation(), TorchDistributed(), HandWrittenDDP(), ProgressBars(), Hogwild(), MainProcessWriters(), UnconvertedPatterns())
 # Planning order: the setup rule places the accelerator before every use the others planned; Hogwild may veto all.
-PLANNING_ORDER: tuple[Rule, ...] = (GatherForMetrics(), Print(), ProgressBars(), Save(), ClipGrad(), MixedPrecision(), GradientAccumulation(), TorchDistributed(), HandWrittenDDP(), Backward(), DeviceMoves(), Prepare(), MainProcessWriters(), Setup(), Hogwild())
+PLANNING_ORDER: tuple[Rule, ...] = (GatherForMetrics(), Print(), ProgressBars(), Save(), ClipGrad(), MixedPrecision(), GradientAccumulation(), TorchDistributed(), HandWrittenDDP(), Backward(), DeviceMoves(), Prepare(), MainProcessWriters(), UnconvertedPatterns(), Setup(), Hogwild())
 
 __all__ = ["PLANNING_ORDER", "RULES", "Rule"]

@@ -1,0 +1,163 @@
+"""AC021 unconverted-patterns: the exact diagnostics for optimizer wrappers and backward passes in helper classes."""
+
+from __future__ import annotations
+
+from accel_convert.convert import convert_source
+from accel_convert.model import Diagnostic
+
+HIDDEN = '''\
+import torch
+
+
+class Lookahead:
+    def __init__(self, optimizer):
+        self.optimizer = optimizer
+
+    def step(self):
+        self.optimizer.step()
+
+    def zero_grad(self):
+        self.optimizer.zero_grad()
+
+
+class Stepper:
+    def __init__(self, model, optimizer):
+        self.model = model
+        self.optimizer = optimizer
+
+    def train_step(self, x):
+        loss = self.model(x).sum()
+        loss.backward()
+        self.optimizer.step()
+
+
+def main():
+    model = torch.nn.Linear(2, 1)
+    base = torch.optim.SGD(model.parameters(), lr=0.1)
+    optimizer = Lookahead(base)
+    stepper = Stepper(model, optimizer)
+    for x in torch.randn(4, 3, 2):
+        optimizer.zero_grad()
+        stepper.train_step(x)
+        optimizer.step()
+
+
+main()
+'''
+NAMED_WRAPPER = '''\
+import torch
+
+
+class Warmup:
+    def __init__(self, optimizer, steps):
+        self.optimizer = optimizer
+        self.steps = steps
+
+    def step(self):
+        for group in self.optimizer.param_groups:
+            group["lr"] = min(1.0, group["lr"] * 2)
+
+
+class Counter:
+    def step(self):
+        pass
+
+
+def main():
+    model = torch.nn.Linear(2, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    warmup = Warmup(optimizer, steps=10)
+    counter = Counter()
+    for x in torch.randn(4, 3, 2):
+        optimizer.zero_grad()
+        model(x).sum().backward()
+        optimizer.step()
+        warmup.step()
+        counter.step()
+
+
+main()
+'''
+INLINE_WRAPPER = '''\
+import torch
+
+
+class Lookahead:
+    def __init__(self, optimizer):
+        self.optimizer = optimizer
+
+    def step(self):
+        self.optimizer.step()
+
+
+def main():
+    model = torch.nn.Linear(2, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    slow = Lookahead(torch.optim.SGD(model.parameters(), lr=0.01))
+    for x in torch.randn(4, 3, 2):
+        optimizer.zero_grad()
+        model(x).sum().backward()
+        optimizer.step()
+        slow.step()
+
+
+main()
+'''
+WRAPS = "wraps an optimizer and has its own `step()`, which is not converted"
+
+
+def _reported(text: str) -> list[Diagnostic]:
+    return [d for d in convert_source(text).diagnostics if d.code == "AC021"]
+
+
+def test_without_a_training_run_the_wrapper_and_the_helpers_backward_are_named():
+    result = convert_source(HIDDEN)
+    assert result.text == HIDDEN
+    assert list(result.diagnostics) == [
+        Diagnostic(
+            "AC021",
+            22,
+            9,
+            "`loss.backward()` runs in `Stepper.train_step`, a helper class that is not an `nn.Module`: give the helper "
+            "the accelerator, the prepared model and optimizer, and call `accelerator.backward(...)` there",
+        ),
+        Diagnostic(
+            "AC021",
+            29,
+            17,
+            f"`Lookahead` {WRAPS}: no training run was recognised through it; prepare the inner optimizer by hand "
+            "and wrap the prepared one",
+        ),
+    ]
+
+
+def test_a_wrapper_of_a_prepared_optimizer_is_named_and_a_plain_stepper_is_not():
+    result = convert_source(NAMED_WRAPPER)
+    assert "accelerator.prepare(model, optimizer)" in result.text
+    assert _reported(NAMED_WRAPPER) == [
+        Diagnostic(
+            "AC021",
+            22,
+            14,
+            f"`Warmup` {WRAPS}: check that it wraps the prepared `optimizer` and that its `step()` suits gradient accumulation",
+        )
+    ]
+
+
+def test_a_wrapper_of_an_inline_optimizer_is_told_to_name_it():
+    assert _reported(INLINE_WRAPPER) == [
+        Diagnostic(
+            "AC021",
+            15,
+            12,
+            f"`Lookahead` {WRAPS}: create the inner optimizer on its own line, so that `accelerator.prepare` gets it, "
+            "and wrap the prepared one",
+        )
+    ]
+
+
+def test_with_a_training_run_the_helpers_backward_is_left_to_ac004():
+    text = HIDDEN.replace("    optimizer = Lookahead(base)\n", "    optimizer = base\n")
+    assert list(convert_source(text).diagnostics) == [
+        Diagnostic("AC004", 22, 9, "`loss.backward()` left as is: `train_step` cannot reach the accelerator")
+    ]
