@@ -110,3 +110,32 @@ def test_ignoring_hogwild_converts_the_file():
     body = "import torch.multiprocessing as mp\nmodel.share_memory()\n" + TRAIN + "mp.Process(target=print).start()\n"
     result = convert_source(HEAD + body, Options(ignore=frozenset({"AC019"})))
     assert "accelerator.prepare(" in result.text
+
+
+def test_amp_flag_of_a_helper_is_not_moved_where_it_does_not_exist():
+    # The accelerator is created in the `__main__` block; `amp` is a parameter of the helper, unknown there.
+    source = '''\
+import torch
+from torch.utils.data import DataLoader
+
+
+def train(model, loader, amp=False):
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    for x, y in loader:
+        with torch.autocast("cuda", enabled=amp):
+            loss = model(x).sum()
+        loss.backward()
+        optimizer.step()
+
+
+if __name__ == "__main__":
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    train(torch.nn.Linear(4, 2).to(device), DataLoader(data), amp=True)
+'''
+    result = convert_source(source)
+    assert "mixed_precision" not in result.text
+    assert 'with torch.autocast("cuda", enabled=amp):' in result.text
+    assert [d.format("x.py") for d in result.diagnostics if d.code == "AC014"] == [
+        "x.py:8:14: AC014 mixed precision left as is: `enabled=amp` reads names not set where the accelerator is"
+        " created (or set only after it), so it cannot become `Accelerator(mixed_precision=...)`"
+    ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from dataclasses import dataclass
 
 import libcst as cst
@@ -118,11 +119,15 @@ class MixedPrecision(Rule):
             plan.diagnostics.append(context.diagnostic(self.code, node, message))
             return
         mode, enabled = _mode(analysis, scalers, [call for _, call in autocasts])
-        if enabled is not None and defined_after(analysis, context.access.home, _free_names(enabled), *accelerator_position(context)):
+        home = context.access.home
+        names = _free_names(enabled)
+        if enabled is not None and (
+            not _visible(analysis, home, names) or defined_after(analysis, home, names, *accelerator_position(context))
+        ):
             node = autocasts[0][1] if autocasts else scalers[0].statement
             message = (
-                f"mixed precision left as is: `enabled={context.code(enabled)}` reads names set after the accelerator "
-                "is created, so it cannot become `Accelerator(mixed_precision=...)`"
+                f"mixed precision left as is: `enabled={context.code(enabled)}` reads names not set where the accelerator "
+                "is created (or set only after it), so it cannot become `Accelerator(mixed_precision=...)`"
             )
             plan.diagnostics.append(context.diagnostic(self.code, node, message))
             return
@@ -209,6 +214,18 @@ def _mode(analysis, scalers, autocasts) -> tuple[str, cst.BaseExpression | None]
         if enabled is not None:
             return mode, None if isinstance(enabled, cst.Name) and enabled.value == "True" else enabled
     return mode, None
+
+
+def _visible(analysis, home, names: set[str]) -> bool:
+    """True when every name is bound in ``home`` or a scope around it, imported, or a builtin."""
+    bound: set[str] = set()
+    scope = home
+    while scope is not None:
+        bound |= scope.assigned | set(scope.params)
+        scope = scope.parent
+    return all(
+        name in bound or hasattr(builtins, name) or analysis.qualify(cst.Name(name)) is not None for name in names
+    )
 
 
 def _free_names(node) -> set[str]:
