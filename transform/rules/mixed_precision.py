@@ -56,8 +56,9 @@ class MixedPrecision(Rule):
       mixed precision as it is, with a diagnostic: the accelerator's own scaler is `accelerator.scaler`, which is
       `None` without fp16.
     - So does an `enabled=` flag that reads names set after the accelerator must be created (typically
-      `enabled=device_type == "cuda"` with `device_type` derived from the device): the precision would otherwise be
-      lost on the way into `Accelerator(...)`.
+      `enabled=device_type == "cuda"` with `device_type` derived from the device), or names the accelerator's scope
+      does not have (a helper's `amp` parameter when the accelerator is created in `__main__`): the precision would
+      otherwise be lost, or break, on the way into `Accelerator(...)`.
 
     **Unsafe** (in ruff's sense): on a device where the original autocast did nothing (a CUDA autocast on the
     CPU) the accelerator's autocast is active, unless the `enabled=` flag turns it off there.
