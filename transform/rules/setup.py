@@ -43,8 +43,6 @@ class Setup(Rule):
 
     ## Example
     ```python
-    import torch
-
     def main():
         args = parser.parse_args()
         use_cuda = not args.no_cuda and torch.cuda.is_available()
@@ -52,8 +50,7 @@ class Setup(Rule):
     ```
     becomes
     ```python
-    import torch
-    from accel import Accelerator
+    from accel import Accelerator  # added after the file's last top-level import
 
     def main():
         args = parser.parse_args()
