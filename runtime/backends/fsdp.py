@@ -78,6 +78,14 @@ def _replace_child(model: nn.Module, target: nn.Module, replacement: nn.Module) 
         setattr(parent, name, replacement)
 
 
+def _sharded_state(model: nn.Module, optimizer) -> dict:
+    """This process's shards of the model (and optimizer) state, as torch.distributed.checkpoint saves and loads them."""
+    state = {"model": get_model_state_dict(model)}
+    if optimizer is not None:
+        state["optimizer"] = get_optimizer_state_dict(model, optimizer)
+    return state
+
+
 class FSDPBackend(Backend):
     """``plugin`` is a ``FullyShardedDataParallelPlugin`` (default: from the ACCEL_FSDP_* environment)."""
 
@@ -190,9 +198,7 @@ class FSDPBackend(Backend):
         model = unwrap_compiled(model)
         inner = getattr(optimizer, "optimizer", optimizer)
         if self.plugin.state_dict_type == "sharded":
-            state = {"model": get_model_state_dict(model)}
-            if inner is not None:
-                state["optimizer"] = get_optimizer_state_dict(model, inner)
+            state = _sharded_state(model, inner)
             dcp.save(state, checkpoint_id=os.fspath(directory))
             return
         state = {"model": self.model_state_dict(model)}
@@ -211,9 +217,7 @@ class FSDPBackend(Backend):
         model = unwrap_compiled(model)
         inner = getattr(optimizer, "optimizer", optimizer)
         if self.plugin.state_dict_type == "sharded":
-            state = {"model": get_model_state_dict(model)}
-            if inner is not None:
-                state["optimizer"] = get_optimizer_state_dict(model, inner)
+            state = _sharded_state(model, inner)
             dcp.load(state, checkpoint_id=os.fspath(directory))
             set_state_dict(model, [inner] if inner is not None else [], model_state_dict=state["model"],
                            optim_state_dict=state.get("optimizer", {}))
