@@ -1,6 +1,6 @@
 """Snapshot tests: every fixtures/<case>/before.py converts to exactly after.py (and diagnostics.txt).
 
-Regenerate the expected files after a deliberate change with ``python tests/transform/test_fixtures.py``, then
+Regenerate the expected files after a deliberate change with ``python tests/transform/test_fixtures.py [CASE ...]``, then
 review every diff line by line before committing.
 """
 
@@ -70,8 +70,13 @@ def test_after_parses_and_changes_are_reported(case):
     assert all(1 <= change.line <= lines for change in result.changes)
 
 
-def regenerate() -> None:
-    for case in CASES:
+def regenerate(names: list[str]) -> int:
+    """Rewrite after.py (and diagnostics.txt) of the named cases, or of every case when none is named."""
+    unknown = sorted(set(names) - set(CASES))
+    if unknown:
+        print(f"no such fixture: {', '.join(unknown)}", file=sys.stderr)
+        return 2
+    for case in names or CASES:
         folder = FIXTURES / case
         result = convert_source(_read(folder / "before.py"))
         (folder / "after.py").write_bytes(result.text.encode("utf-8"))
@@ -81,7 +86,8 @@ def regenerate() -> None:
         elif diagnostics.exists():
             diagnostics.unlink()
         print(f"{case}: {len(result.changes)} changes, {len(result.diagnostics)} diagnostics")
+    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(regenerate())
+    sys.exit(regenerate(sys.argv[1:]))
