@@ -12,6 +12,7 @@ _EXPORTS = {
     "set_seed": "utils",
     "FullyShardedDataParallelPlugin": "plugins",
     "DeepSpeedPlugin": "plugins",
+    "DistributedDataParallelKwargs": "kwargs_handlers",
     "load_checkpoint_in_model": "model_files",
 }
 

@@ -18,6 +18,7 @@ from . import checkpoint, ops
 from .backends import create_backend
 from .data import PreparedDataLoader, prepare_data_loader
 from .data import skip_first_batches as _skip_first_batches
+from .kwargs_handlers import KwargsHandler, sort_handlers
 from .model_files import save_weights
 from .optimizer import AcceleratedOptimizer
 from .precision import PRECISIONS, Precision
@@ -39,6 +40,7 @@ class Accelerator:
 
     Arguments left as None come from the environment ``accel launch`` sets (ACCEL_MIXED_PRECISION,
     ACCEL_GRADIENT_ACCUMULATION_STEPS, ACCEL_USE_CPU), else from the defaults ``"no"``, 1 and False.
+    ``kwargs_handlers`` holds options for the objects it creates (``DistributedDataParallelKwargs``).
     """
 
     def __init__(
@@ -52,15 +54,18 @@ class Accelerator:
         device_placement: bool = True,
         fsdp_plugin: Any = None,
         deepspeed_plugin: Any = None,
+        kwargs_handlers: list[KwargsHandler] | None = None,
     ):
         if mixed_precision is None:
             mixed_precision = env_choice("ACCEL_MIXED_PRECISION", PRECISIONS, "no")
         if gradient_accumulation_steps is None:
             gradient_accumulation_steps = env_int("ACCEL_GRADIENT_ACCUMULATION_STEPS", 1)
         _check_accumulation_steps(gradient_accumulation_steps)
+        handlers = sort_handlers(kwargs_handlers)
+        self.ddp_handler = handlers.get("ddp_handler")
         self.state = ProcessState(cpu=cpu)
         self.precision = Precision(mixed_precision, self.state.device)
-        self.backend = create_backend(self.state, self.precision, fsdp_plugin, deepspeed_plugin)
+        self.backend = create_backend(self.state, self.precision, fsdp_plugin, deepspeed_plugin, self.ddp_handler)
         self.gradient_state = GradientState(gradient_accumulation_steps)
         self.split_batches = split_batches
         self.even_batches = even_batches

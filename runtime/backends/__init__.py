@@ -54,11 +54,13 @@ def load_backend_class(name: str) -> type[Backend]:
 
 
 def create_backend(
-    state: ProcessState, precision: Precision, fsdp_plugin: Any = None, deepspeed_plugin: Any = None
+    state: ProcessState, precision: Precision, fsdp_plugin: Any = None, deepspeed_plugin: Any = None,
+    ddp_handler: Any = None,
 ) -> Backend:
-    """Select and build the backend for this process."""
+    """Select and build the backend for this process; the DDP backend's plugin is the
+    ``DistributedDataParallelKwargs`` handler (its options are unused by the other backends)."""
     name = select_backend(state, fsdp_plugin, deepspeed_plugin)
-    plugin = {"fsdp": fsdp_plugin, "deepspeed": deepspeed_plugin}.get(name)
+    plugin = {"fsdp": fsdp_plugin, "deepspeed": deepspeed_plugin, "ddp": ddp_handler}.get(name)
     return load_backend_class(name)(state, precision, plugin)
 
 

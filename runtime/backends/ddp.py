@@ -14,7 +14,8 @@ from .single import unwrap_compiled
 
 
 class DDPBackend(Backend):
-    """Gradients are averaged across processes during backward, except inside ``no_sync``."""
+    """Gradients are averaged across processes during backward, except inside ``no_sync``. The plugin, if any, is
+    a ``DistributedDataParallelKwargs`` whose options are passed to every ``DistributedDataParallel``."""
 
     def __init__(self, state, precision, plugin=None):
         super().__init__(state, precision, plugin)
@@ -29,7 +30,8 @@ class DDPBackend(Backend):
         if not any(p.requires_grad for p in model.parameters()):
             return model  # nothing to synchronise (e.g. a frozen teacher); DDP would refuse it
         device_ids = [self.state.device] if self.state.device.type == "cuda" else None
-        return DistributedDataParallel(model, device_ids=device_ids)
+        options = self.plugin.to_kwargs() if self.plugin is not None else {}
+        return DistributedDataParallel(model, device_ids=device_ids, **options)
 
     def no_sync(self, model: nn.Module) -> contextlib.AbstractContextManager:
         if isinstance(model, DistributedDataParallel):
