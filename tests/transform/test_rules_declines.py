@@ -47,8 +47,8 @@ CASES = [
         "        loss = model(x).sum()\n    scaler.scale(loss).backward()\n    scaler.step(optimizer)\n"
         "    scaler.update()\nprint(scaler.get_scale())\n",
         "scaler = torch.cuda.amp.GradScaler()\n",
-        "x.py:15:7: AC014 mixed precision left as is: the `GradScaler` is used beyond scale/step/update/unscale_ (use"
-        " `accelerator.scaler`)",
+        "x.py:15:7: AC014 mixed precision left as is: the `GradScaler` is used beyond scale/step/update/unscale_ and"
+        " its state in checkpoints (use `accelerator.scaler`)",
         id="scaler_used_elsewhere",
     ),
     pytest.param(

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 import libcst as cst
 
 from accel_convert.imports import dotted_name
-from accel_convert.plan import ReplaceWith
+from accel_convert.plan import ReplaceWith, expression
 from accel_convert.rules.base import Rule
+from accel_convert.rules.printing import reachable, start_of_access
 from accel_convert.rules.setup import accelerator_position, defined_after
 from accel_convert.traverse import Walker
 
@@ -24,6 +25,21 @@ SCALERS = frozenset(
 )
 AUTOCASTS = frozenset({"torch.cuda.amp.autocast", "torch.autocast", "torch.amp.autocast", "torch.cpu.amp.autocast"})
 _BF16 = frozenset({"torch.bfloat16"})
+_STEPPING = ("scale", "step", "update", "unscale_")
+# where a conditional expression may stand without parentheses
+_BARE_PARENTS = (cst.Arg, cst.DictElement, cst.Element, cst.Assign, cst.AnnAssign, cst.Return, cst.Expr)
+
+
+@dataclass(frozen=True)
+class GuardScaler:
+    """``scaler.load_state_dict(...)`` as a statement -> the same call on the accelerator's scaler, when it has one."""
+
+    accelerator: str
+
+    def apply(self, statement: cst.SimpleStatementLine) -> cst.If:
+        test = expression(f"{self.accelerator}.scaler is not None")
+        body = cst.IndentedBlock([statement.with_changes(leading_lines=[])])
+        return cst.If(test=test, body=body, leading_lines=statement.leading_lines)
 
 
 @dataclass(eq=False)
@@ -102,6 +118,7 @@ class MixedPrecision(Rule):
             return
         uses = {id(s): [] for s in scalers}
         odd = []
+        start = start_of_access(context)
         for site in analysis.facts.calls:
             func = site.node.func
             if not isinstance(func, cst.Attribute):
@@ -109,14 +126,17 @@ class MixedPrecision(Rule):
             scaler = next((s for s in scalers if _names(analysis, site.scope, func.value, s)), None)
             if scaler is None:
                 continue
-            if func.attr.value in ("scale", "step", "update", "unscale_"):
+            if func.attr.value in _STEPPING or _state_use(context, site, start) is not None:
                 uses[id(scaler)].append(site)
             else:
                 odd.append(site)
         loads = [load for load in analysis.facts.loads if any(_names_load(analysis, load, s) for s in scalers)]
         if odd or len(loads) != sum(len(v) for v in uses.values()):
             node = odd[0].node if odd else scalers[0].statement
-            message = "mixed precision left as is: the `GradScaler` is used beyond scale/step/update/unscale_ (use `accelerator.scaler`)"
+            message = (
+                "mixed precision left as is: the `GradScaler` is used beyond scale/step/update/unscale_ and its "
+                "state in checkpoints (use `accelerator.scaler`)"
+            )
             plan.diagnostics.append(context.diagnostic(self.code, node, message))
             return
         mode, enabled = _mode(analysis, scalers, [call for _, call in autocasts])
@@ -138,7 +158,7 @@ class MixedPrecision(Rule):
             plan.statement(scaler.statement).remove = True
             plan.changes.append(context.change(self.code, scaler.statement, f"`{scaler.name}` removed: the accelerator scales the loss"))
             for site in uses[id(scaler)]:
-                self._rewrite_use(context, plan, site)
+                self._rewrite_use(context, plan, site, start)
         for scope, call in autocasts:
             accelerator = context.access.expression(scope)
             if accelerator is None:
@@ -149,10 +169,23 @@ class MixedPrecision(Rule):
             context.use(scope, analysis.facts.statement_locations[id(statement)])
             plan.changes.append(context.change(self.code, call, f"`{context.code(call.func)}` -> `{accelerator}.autocast()`"))
 
-    def _rewrite_use(self, context, plan, site) -> None:
+    def _rewrite_use(self, context, plan, site, start) -> None:
         call = site.node
         method = call.func.attr.value
-        if method == "scale" and call.args:
+        state = _state_use(context, site, start)
+        if method == "state_dict" and state is not None:
+            code = f"{state}.scaler.state_dict() if {state}.scaler is not None else {{}}"
+            if not isinstance(_parent(site.statement, call), _BARE_PARENTS):
+                code = f"({code})"
+            plan.expression(call, ReplaceWith(code), site.statement)
+            context.use(site.scope, site.location)
+            plan.changes.append(context.change(self.code, call, f"scaler state saved from `{state}.scaler` ({{}} without fp16)"))
+        elif method == "load_state_dict" and state is not None:
+            plan.expression(call.func.value, ReplaceWith(f"{state}.scaler"), site.statement)
+            plan.expression(site.statement, GuardScaler(state), site.statement)
+            context.use(site.scope, site.location)
+            plan.changes.append(context.change(self.code, call, f"scaler state loaded into `{state}.scaler` when it has one"))
+        elif method == "scale" and call.args:
             plan.expression(call, ReplaceWith(context.code(call.args[0].value)), site.statement)
             plan.changes.append(context.change(self.code, call, "loss scaling left to the accelerator"))
         elif method == "step" and call.args:
@@ -162,6 +195,45 @@ class MixedPrecision(Rule):
         elif isinstance(site.statement, cst.SimpleStatementLine) and len(site.statement.body) == 1:
             plan.statement(site.statement).remove = True
             plan.changes.append(context.change(self.code, call, f"`{context.code(call.func)}()` removed"))
+
+
+def _state_use(context, site, start) -> str | None:
+    """The accelerator's expression when ``site`` saves or restores the scaler's state in a way that can be rewritten.
+
+    ``scaler.state_dict()`` anywhere, ``scaler.load_state_dict(x)`` as a statement of its own; the accelerator must
+    exist where the line runs."""
+    call = site.node
+    method = call.func.attr.value
+    if method == "state_dict" and call.args:
+        return None
+    if method == "load_state_dict":
+        statement = site.statement
+        single = isinstance(statement, cst.SimpleStatementLine) and len(statement.body) == 1
+        if not (single and isinstance(statement.body[0], cst.Expr) and statement.body[0].value is call and len(call.args) == 1):
+            return None
+    elif method != "state_dict":
+        return None
+    return reachable(context, site.scope, site.location, start)
+
+
+def _parent(statement: cst.CSTNode, node: cst.CSTNode) -> cst.CSTNode | None:
+    """The node directly holding ``node`` inside ``statement``."""
+    found: list[cst.CSTNode] = []
+    stack: list[cst.CSTNode] = []
+
+    class _Find(Walker):
+        def walk(self, current: cst.CSTNode) -> None:
+            if found:
+                return
+            if current is node:
+                found.append(stack[-1])
+                return
+            stack.append(current)
+            super().walk(current)
+            stack.pop()
+
+    _Find().walk(statement)
+    return found[0] if found else None
 
 
 def _scalers(analysis) -> list[_Scaler]:
