@@ -188,6 +188,7 @@ def analyse(module: cst.Module, imports: ImportTable | None = None) -> Analysis:
     _propagate(analysis)
     _find_batch_loops(analysis)
     _find_device_definitions(analysis)
+    _drop_overwritten_devices(analysis)
     _find_option_devices(analysis)
     _find_flags(analysis)
     _find_batch_parameters(analysis)
@@ -560,6 +561,92 @@ def _find_device_definitions(analysis: Analysis) -> None:
         _set_role(analysis, analysis.binding(assignment.scope, key), DEVICE, assignment)
     # devices handed to helpers as arguments
     _propagate(analysis)
+
+
+def _drop_overwritten_devices(analysis: Analysis) -> None:
+    """Forget a device definition that a later one in the same scope surely replaces before anything reads it
+    (a module-level default that ``if __name__ == "__main__":`` sets again from the parsed options): the later
+    one is the device the run uses, and the accelerator is created there. The earlier line stays as written."""
+    facts = analysis.facts
+    local_callables = set(facts.functions) | set(facts.classes)
+
+    def path(location) -> tuple[int, ...]:
+        return tuple(index for _, index in location)
+
+    def reads_between(scope, key, start, end) -> bool:
+        loads = [(load.name, load.location) for load in facts.loads if load.scope is scope]
+        loads += [(dotted_name(read.node), read.location) for read in facts.attribute_reads if read.scope is scope]
+        calls = [
+            site.location
+            for site in facts.calls
+            if site.scope is scope and isinstance(site.node.func, cst.Name) and site.node.func.value in local_callables
+        ]
+        between = lambda location: start < path(location) < end  # noqa: E731
+        return any(name == key and between(location) for name, location in loads) or any(map(between, calls))
+
+    kept = []
+    for definition in analysis.device_definitions:
+        later = [
+            other
+            for other in analysis.device_definitions
+            if other.scope is definition.scope
+            and other.key == definition.key
+            and path(other.location) > path(definition.location)
+            and _runs_after(facts, definition.location, other.location)
+        ]
+        if any(
+            not reads_between(definition.scope, definition.key, path(definition.location), path(other.location))
+            and definition.key not in _read_names(other.statement)
+            for other in later
+        ):
+            continue
+        kept.append(definition)
+    analysis.device_definitions = kept
+
+
+def _read_names(statement: cst.CSTNode) -> set[str]:
+    """Names and dotted names read by the values a statement assigns (an if chain: its tests too)."""
+    found: set[str] = set()
+
+    class _Reads(Walker):
+        def visit_AssignTarget(self, node: cst.AssignTarget) -> bool:
+            return False
+
+        def visit_Name(self, node: cst.Name) -> None:
+            found.add(node.value)
+
+        def visit_Attribute(self, node: cst.Attribute) -> None:
+            key = dotted_name(node)
+            if key is not None:
+                found.add(key)
+
+    _Reads().walk(statement)
+    return found
+
+
+def _runs_after(facts, first, second) -> bool:
+    """True when the statement at ``second`` surely runs once the one at ``first`` has: it lies later in the same
+    block, or in ``if __name__ == "__main__":`` blocks there (the path that runs the script)."""
+    depth = len(first) - 1
+    if second[:depth] != first[:depth] or len(second) <= depth or second[depth][0] != first[depth][0]:
+        return False
+    for (block, index), (inner, _) in zip(second[depth:], second[depth + 1 :]):
+        statement = facts.statement_at(block, index)
+        if not (isinstance(statement, cst.If) and _is_main_guard(statement.test) and id(statement.body) == inner):
+            return False
+    return True
+
+
+def _is_main_guard(test: cst.BaseExpression) -> bool:
+    """``__name__ == "__main__"`` (either way round)."""
+    if not (isinstance(test, cst.Comparison) and len(test.comparisons) == 1):
+        return False
+    if not isinstance(test.comparisons[0].operator, cst.Equal):
+        return False
+    sides = [test.left, test.comparisons[0].comparator]
+    names = [side for side in sides if isinstance(side, cst.Name) and side.value == "__name__"]
+    strings = [side for side in sides if isinstance(side, cst.SimpleString) and side.evaluated_value == "__main__"]
+    return len(names) == 1 and len(strings) == 1
 
 
 def _option_dest(call: cst.Call) -> str | None:

@@ -33,10 +33,16 @@ class Setup(Rule):
       of `device` keep working. A device held as a string (`device = "cuda" if ... else "cpu"`) stays a string,
       `device = accelerator.device.type`, because code compares it (`device == "cuda"`) or passes it as
       `torch.autocast(device_type=device)`; tensors moved to `"cuda"` land on the process's own GPU.
-    - A user switch that forces the CPU is carried over: with `use_cuda = not args.no_cuda and
-      torch.cuda.is_available()` the accelerator is created as `Accelerator(cpu=args.no_cuda)`; with
-      `torch.device(args.device)` or a `--device` option used as `args.device`, as
-      `Accelerator(cpu=args.device == "cpu")`.
+    - Any condition under which the script chose the CPU is carried over as `cpu=`, minus the availability
+      checks (`torch.cuda.is_available()`), which the accelerator makes itself: with `use_cuda = not
+      args.no_cuda and torch.cuda.is_available()` the accelerator is created as `Accelerator(cpu=args.no_cuda)`;
+      with `"cuda" if args.backend == "gpu" and torch.cuda.is_available() else "cpu"`, as
+      `Accelerator(cpu=args.backend != "gpu")`; with `torch.device(args.device)` or a `--device` option used
+      as `args.device`, as `Accelerator(cpu=args.device == "cpu")`. A choice that depends on availability
+      alone (`True if torch.cuda.is_available() else False`) gives a plain `Accelerator()`.
+    - A device definition that a later one surely replaces before anything reads it (a module-level default
+      that `if __name__ == "__main__":` sets again from the parsed options) stays as written: the accelerator
+      is created at the later one, whose switch is the one the run obeys.
     - A `use_cuda`-style flag whose every use went away (AC003 removed the moves it guarded) is removed.
     - A helper function that needs the accelerator (for `accelerator.backward`) and cannot see it gets an
       `accelerator` parameter, passed at each call site in the file.
@@ -234,13 +240,38 @@ def _cpu_argument(analysis: Analysis, home) -> tuple[str, set[str]] | None:
             return None
         for conjunct in conjuncts:
             names |= _names(conjunct)
-        if len(conjuncts) == 1 and isinstance(conjuncts[0], cst.UnaryOperation) and isinstance(conjuncts[0].operator, cst.Not):
-            inner = conjuncts[0].expression
-            text = analysis.code(inner)
-            negations.append(f"({text})" if isinstance(inner, (cst.BooleanOperation, cst.IfExp)) else text)
+        if len(conjuncts) == 1:
+            negations.append(_negation(analysis, conjuncts[0], len(disjuncts) > 1))
         else:
-            negations.append("not " + (analysis.code(conjuncts[0]) if len(conjuncts) == 1 else "(" + " and ".join(analysis.code(c) for c in conjuncts) + ")"))
+            negations.append("not (" + " and ".join(analysis.code(c) for c in conjuncts) + ")")
     return " and ".join(negations), names
+
+
+_INVERSES = {
+    cst.Equal: cst.NotEqual,
+    cst.NotEqual: cst.Equal,
+    cst.In: cst.NotIn,
+    cst.NotIn: cst.In,
+    cst.Is: cst.IsNot,
+    cst.IsNot: cst.Is,
+}
+
+
+def _negation(analysis: Analysis, node: cst.BaseExpression, joined: bool) -> str:
+    """Code for ``not node`` as a reader would write it: ``not x`` loses its ``not``, ``a == b`` becomes
+    ``a != b`` (only (in)equality, membership and identity: ``not a < b`` differs from ``a >= b`` for NaN); an
+    ``and``/``or`` or conditional expression is parenthesised where ``joined`` with ``and`` or after ``not``."""
+    if isinstance(node, cst.UnaryOperation) and isinstance(node.operator, cst.Not):
+        inner = node.expression
+        text = analysis.code(inner)
+        return f"({text})" if joined and isinstance(inner, (cst.BooleanOperation, cst.IfExp)) else text
+    if isinstance(node, cst.Comparison) and len(node.comparisons) == 1 and not node.lpar:
+        target = node.comparisons[0]
+        inverse = _INVERSES.get(type(target.operator))
+        if inverse is not None:
+            return analysis.code(node.with_changes(comparisons=[target.with_changes(operator=inverse())]))
+    text = analysis.code(node)
+    return f"not ({text})" if isinstance(node, (cst.BooleanOperation, cst.IfExp, cst.Lambda)) else f"not {text}"
 
 
 def _split(node: cst.BaseExpression, operator) -> list[cst.BaseExpression]:
@@ -253,6 +284,10 @@ def _expand(analysis: Analysis, scope, node: cst.BaseExpression) -> list[cst.Bas
     """The conjuncts of a condition, with ``use_cuda``-style flags replaced by what they were set to."""
     result = []
     for conjunct in _split(node, cst.And):
+        truth = _boolean_choice(conjunct)
+        if truth is not None:
+            result += _expand(analysis, scope, truth)
+            continue
         if isinstance(conjunct, cst.UnaryOperation) and isinstance(conjunct.operator, cst.Not):
             inner = conjunct.expression
             if isinstance(inner, cst.UnaryOperation) and isinstance(inner.operator, cst.Not):
@@ -265,6 +300,18 @@ def _expand(analysis: Analysis, scope, node: cst.BaseExpression) -> list[cst.Bas
         else:
             result.append(conjunct)
     return result
+
+
+def _boolean_choice(node: cst.BaseExpression) -> cst.BaseExpression | None:
+    """``C`` for ``True if C else False``, ``not C`` for ``False if C else True``; None for anything else."""
+    if not isinstance(node, cst.IfExp):
+        return None
+    branches = [b.value if isinstance(b, cst.Name) else None for b in (node.body, node.orelse)]
+    if branches == ["True", "False"]:
+        return node.test
+    if branches == ["False", "True"]:
+        return cst.UnaryOperation(cst.Not(), node.test)
+    return None
 
 
 def _flag(analysis: Analysis, scope, key: str) -> Flag | None:
