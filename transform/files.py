@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import shlex
 import tempfile
 import tokenize
 from dataclasses import dataclass
@@ -66,6 +67,15 @@ def encode_source(text: str, encoding: str) -> bytes:
         return text.encode(encoding)
     except UnicodeEncodeError as exc:
         raise SourceError(f"the converted text cannot be encoded as {encoding}: {exc.reason}") from None
+
+
+def refuse_notebook(path: str) -> None:
+    """Raise for a Jupyter notebook: its code lives in JSON cells, which the converter does not rewrite."""
+    if path.lower().endswith(".ipynb"):
+        raise SourceError(
+            "Jupyter notebooks are not converted: export the notebook as a script"
+            f" (`jupyter nbconvert --to script {shlex.quote(path)}`) and convert the .py file"
+        )
 
 
 def read_source(path: str) -> Source:

@@ -12,7 +12,15 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 
 from accel_convert.diffing import unified_diff
-from accel_convert.files import Source, SourceError, decode_source, encode_source, read_source, write_atomic
+from accel_convert.files import (
+    Source,
+    SourceError,
+    decode_source,
+    encode_source,
+    read_source,
+    refuse_notebook,
+    write_atomic,
+)
 from accel_convert.model import Change, ConvertError, Diagnostic, Options, Result
 
 
@@ -70,6 +78,7 @@ def convert_decoded(source: Source, path: str, options: Options, diff: bool) -> 
 def convert_bytes(data: bytes, path: str, options: Options, diff: bool) -> FileReport:
     """Decode and convert the content of a file (used for stdin)."""
     try:
+        refuse_notebook(path)
         source = decode_source(data)
     except SourceError as exc:
         return FileReport(path, error=exc.format(path))
@@ -80,6 +89,7 @@ def convert_file(path: str, options: Options, write: bool, diff: bool) -> FileRe
     """Convert the file at ``path``, rewriting it in place when ``write`` and something changed. The report leaves
     ``output`` out: the bytes are on disk or not wanted, and need not travel back from a worker process."""
     try:
+        refuse_notebook(path)
         source = read_source(path)
     except SourceError as exc:
         return FileReport(path, error=exc.format(path))
