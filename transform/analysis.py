@@ -273,6 +273,18 @@ def parameter_receivers(node: cst.CSTNode) -> list[cst.BaseExpression]:
     return found
 
 
+def optimizer_parameter_receivers(analysis: Analysis, scope: Scope, call: cst.Call) -> list[cst.BaseExpression]:
+    """Receivers of the ``.parameters()`` calls that feed an optimizer: in its arguments, and in the value of a name
+    passed to it that this scope assigns (``params = list(a.parameters()) + list(b.fc.parameters())``)."""
+    passed = {arg.value.value for arg in call.args if isinstance(arg.value, cst.Name)}
+    sources = [call]
+    for assignment in analysis.facts.assignments:
+        target = assignment.targets[0] if len(assignment.targets) == 1 else None
+        if assignment.scope is scope and isinstance(target, cst.Name) and target.value in passed:
+            sources.append(assignment.value)
+    return [receiver for source in sources for receiver in parameter_receivers(source)]
+
+
 def _model_binding(analysis: Analysis, scope: Scope, receiver: cst.BaseExpression) -> Binding | None:
     key = dotted_name(receiver)
     if key is None:
@@ -307,7 +319,7 @@ def _find_direct_roles(analysis: Analysis) -> None:
             continue
         if symbols.is_optimizer(qualified):
             _set_role(analysis, binding, OPTIMIZER, assignment)
-            for receiver in parameter_receivers(value):
+            for receiver in optimizer_parameter_receivers(analysis, scope, value):
                 model = _model_binding(analysis, scope, receiver)
                 if model is not None:
                     _set_role(analysis, model, MODEL, analysis.creations.get(model))

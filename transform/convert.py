@@ -7,17 +7,17 @@ import ast
 import libcst as cst
 
 from accel_convert.access import locate
-from accel_convert.analysis import parameter_receivers, analyse
+from accel_convert.analysis import analyse
 from accel_convert.context import Context
 from accel_convert.model import ConvertError, Options, Result
 from accel_convert.plan import Plan
 from accel_convert.prefilter import may_need_conversion
 from accel_convert.rewrite import hot_nodes, rewrite
 from accel_convert.rules import PLANNING_ORDER
-from accel_convert.rules.unconverted import UnconvertedPatterns
+from accel_convert.rules.prepare import self_training_models
+from accel_convert.rules.unconverted import UnconvertedPatterns, apex_amp
 
 SETUP = "AC001"
-PREPARE = "AC002"
 
 
 def convert_source(text: str, options: Options = Options()) -> Result:
@@ -62,17 +62,6 @@ def _report_unrecognised_loop(analysis, plan: Plan, text: str | None) -> None:
     plan.diagnostics = context.resolve([context.diagnostic(SETUP, site.node, message)], text or analysis.facts.module.code)
 
 
-def _model_owns_its_optimizer(analysis) -> cst.CSTNode | None:
-    """The anchor optimizer when it is built from ``self.parameters()`` inside a model class: the module trains itself
-    (minimalRL's shape), and preparing ``self`` from its own ``__init__`` cannot work."""
-    anchor = analysis.anchor
-    self_name = anchor.scope.self_name
-    if self_name is None or anchor.scope.class_name not in analysis.model_classes:
-        return None
-    receivers = parameter_receivers(anchor.value)
-    return anchor.node if any(isinstance(r, cst.Name) and r.value == self_name for r in receivers) else None
-
-
 def _parse(text: str) -> cst.Module:
     try:
         return cst.parse_module(text)
@@ -100,19 +89,14 @@ def plan_module(module: cst.Module, options: Options = Options(), text: str | No
     analysis = analyse(module)
     if analysis.has_accelerator:
         return plan
+    context = Context(analysis, None, options)
+    declined = [*apex_amp(context), *self_training_models(context)]  # each leaves the whole file as it is
+    if declined:
+        plan.diagnostics = sorted(context.resolve(declined, text or module.code), key=lambda item: item.line)
+        return plan
     if analysis.anchor is None:
         _report_unrecognised_loop(analysis, plan, text)
         _report_hidden_training(analysis, plan, options, text)
-        return plan
-    owner = _model_owns_its_optimizer(analysis)
-    if owner is not None:
-        message = (
-            f"the model class `{analysis.anchor.scope.class_name}` creates its own optimizer from `self.parameters()` "
-            "and trains itself: nothing converted (create the optimizer outside the class and prepare both, "
-            "or prepare them by hand)"
-        )
-        context = Context(analysis, None, options)
-        plan.diagnostics = context.resolve([context.diagnostic(PREPARE, owner, message)], text or module.code)
         return plan
     rules = [rule for rule in PLANNING_ORDER if options.enabled(rule.code)]
     access = locate(analysis, [scope for rule in rules for scope in rule.needs(analysis)])

@@ -325,7 +325,11 @@ def main():
     if accelerator.is_local_main_process:
         accelerator.save(accelerator.unwrap_model(model).state_dict(), "model.pt")
 ''',
-        [],
+        [
+            "7: AC002 the training loop iterates `loader`, which is not prepared (it is not a `torch.utils.data.DataLoader`"
+            " that this file assigns to a name), so every process goes through all of it; if it is a DataLoader, pass"
+            " `loader` through `accelerator.prepare` as well"
+        ],
         id="local-rank-option",
     ),
     pytest.param(

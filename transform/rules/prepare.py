@@ -5,7 +5,17 @@ from __future__ import annotations
 import libcst as cst
 
 from accel_convert import symbols
-from accel_convert.analysis import LOADER, MODEL, OPTIMIZER, PREPARED_ROLES, SCHEDULER, Analysis, connected
+from accel_convert.analysis import (
+    LOADER,
+    MODEL,
+    OPTIMIZER,
+    PREPARED_ROLES,
+    SCHEDULER,
+    Analysis,
+    connected,
+    optimizer_parameter_receivers,
+    parameter_receivers,
+)
 from accel_convert.context import common_level
 from accel_convert.imports import dotted_name
 from accel_convert.plan import ReplaceWith, SwapKeyword
@@ -121,6 +131,125 @@ class Prepare(Rule):
                 _drop_distributed_sampler(context, plan, assignment, self.code)
         models = [analysis.binding(owner, key) for key, role, _ in objects if role == MODEL]
         _unwrap_model_attributes(context, plan, self.code, models, (block_id, location[depth][1]))
+        _report_partly_optimized_models(context, plan, self.code, objects)
+        _report_unprepared_batches(context, plan, self.code)
+
+
+def _report_partly_optimized_models(context, plan, code, objects) -> None:
+    """``optim.Adam(encoder.head.parameters())`` with ``encoder`` prepared whole: DistributedDataParallel stops at
+    the next step when the parameters left out get no gradient, unless the script freezes them."""
+    analysis = context.analysis
+    if _freezes_parameters(analysis):
+        return
+    models = [key for key, role, _ in objects if role == MODEL]
+    parts: dict[str, tuple[list[str], object]] = {}
+    whole = set()
+    for _, role, optimizer in objects:
+        if role != OPTIMIZER or optimizer is None or not isinstance(optimizer.value, cst.Call):
+            continue
+        for receiver in optimizer_parameter_receivers(analysis, optimizer.scope, optimizer.value):
+            key = dotted_name(receiver)
+            model = next((m for m in models if key is not None and (key == m or key.startswith(m + "."))), None)
+            if model is None:
+                continue
+            if key == model:
+                whole.add(model)
+            else:
+                parts.setdefault(model, ([], optimizer))[0].append(key)
+    for model, (keys, optimizer) in parts.items():
+        if model in whole:
+            continue
+        named = ", ".join(f"`{key}`" for key in dict.fromkeys(keys))
+        message = (
+            f"`{model}` is prepared whole, but the optimizer gets only the parameters of {named}: under several "
+            f"processes DistributedDataParallel stops at the second step if the other parameters of `{model}` get no "
+            "gradient (e.g. used under `torch.no_grad()`): freeze those with `requires_grad_(False)`, or create the "
+            "accelerator with `kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)]`"
+        )
+        plan.diagnostics.append(context.diagnostic(code, optimizer.value, message, optimizer.statement))
+
+
+def _freezes_parameters(analysis: Analysis) -> bool:
+    """``p.requires_grad = False`` or ``x.requires_grad_(False)`` anywhere in the file."""
+    for site in analysis.facts.calls:
+        func = site.node.func
+        if isinstance(func, cst.Attribute) and func.attr.value == "requires_grad_" and site.node.args:
+            if isinstance(site.node.args[0].value, cst.Name) and site.node.args[0].value.value == "False":
+                return True
+    return any(
+        isinstance(target, cst.Attribute) and target.attr.value == "requires_grad"
+        for assignment in analysis.facts.assignments
+        for target in assignment.targets
+    )
+
+
+def _report_unprepared_batches(context, plan, code) -> None:
+    """The loop that steps the optimizer iterates something that is not a DataLoader of this file (a loader from
+    another module's ``get_loader(...)``, a generator): it is not sharded, every process sees all of it."""
+    analysis = context.analysis
+    reach = connected(analysis, analysis.binding(analysis.anchor.scope, dotted_name(analysis.anchor.targets[0])))
+    reported = set()
+    for site in analysis.facts.calls:
+        func = site.node.func
+        if not (isinstance(func, cst.Attribute) and func.attr.value == "step" and site.loops):
+            continue
+        key = dotted_name(func.value)
+        loop = site.loops[-1]
+        if key is None or analysis.binding(site.scope, key) not in reach or id(loop) in reported:
+            continue
+        iterated = _iterated_name(analysis, loop)
+        if iterated is None or loop in analysis.batch_loops or analysis.role_of(loop.scope, iterated) is not None:
+            continue
+        reported.add(id(loop))
+        name = context.code(iterated)
+        message = (
+            f"the training loop iterates `{name}`, which is not prepared (it is not a `torch.utils.data.DataLoader` "
+            f"that this file assigns to a name), so every process goes through all of it; if it is a DataLoader, "
+            f"pass `{name}` through `accelerator.prepare` as well"
+        )
+        plan.diagnostics.append(context.diagnostic(code, loop.node.iter, message, loop.node))
+
+
+def _iterated_name(analysis: Analysis, loop) -> cst.BaseExpression | None:
+    """``x`` for ``for ... in x``, ``enumerate(x)``, ``tqdm(x)`` or ``bar`` assigned ``tqdm(x)``, when ``x`` is a
+    (dotted) name."""
+    if not isinstance(loop.node, cst.For):
+        return None
+    node = loop.node.iter
+    followed = set()
+    while True:
+        if isinstance(node, cst.Call):
+            if not (_is_iteration_wrapper(analysis, node) and node.args and node.args[0].keyword is None):
+                return None
+            node = node.args[0].value
+            continue
+        key = dotted_name(node)
+        if key is None:
+            return None
+        binding = analysis.binding(loop.scope, key)
+        wrapper = next(
+            (
+                a.value
+                for a in analysis.facts.assignments
+                if a.scope is loop.scope
+                and len(a.targets) == 1
+                and dotted_name(a.targets[0]) == key
+                and isinstance(a.value, cst.Call)
+                and _is_iteration_wrapper(analysis, a.value)
+            ),
+            None,
+        )
+        if wrapper is None or analysis.roles.get(binding) is not None or key in followed:
+            return node
+        followed.add(key)
+        node = wrapper
+
+
+def _is_iteration_wrapper(analysis: Analysis, call: cst.Call) -> bool:
+    """``enumerate(...)`` or a tqdm progress bar."""
+    if isinstance(call.func, cst.Name) and call.func.value == "enumerate":
+        return True
+    return (analysis.qualify(call.func) or "").startswith("tqdm.")
 
 
 # what a prepared (possibly DistributedDataParallel-wrapped) model answers like the model itself
@@ -359,3 +488,45 @@ def _prepare_statement(keys: list[str], accelerator: str, indent: str, unit: str
         # continuation lines are written relative to the block's indentation
         line = f"{names} = {accelerator}.prepare(\n{unit}{names}\n)"
     return cst.parse_statement(line + "\n")
+
+
+def self_training_models(context) -> list:
+    """AC002 diagnostics for model classes that build an optimizer from ``self.parameters()`` and step it themselves
+    (minimalRL's shape), when the training run is such a class or no other was recognised: preparing ``self`` from
+    its own ``__init__`` cannot work, so the file is left as it is. Empty when the file can be converted."""
+    analysis = context.analysis
+    anchor = analysis.anchor
+    candidates = [anchor] if anchor is not None else _stepped_optimizers(analysis)
+    found = {}
+    for assignment in candidates:
+        scope = assignment.scope
+        if scope.self_name is None or scope.class_name not in analysis.model_classes:
+            continue
+        receivers = parameter_receivers(assignment.value)
+        if any(isinstance(r, cst.Name) and r.value == scope.self_name for r in receivers):
+            found.setdefault(scope.class_name, assignment)
+    return [
+        context.diagnostic(
+            Prepare.code,
+            assignment.node,
+            f"the model class `{name}` creates its own optimizer from `self.parameters()` and trains itself: nothing "
+            "converted (create the optimizer outside the class and prepare both, or prepare them by hand)",
+            assignment.statement,
+        )
+        for name, assignment in found.items()
+    ]
+
+
+def _stepped_optimizers(analysis: Analysis) -> list:
+    """The assignments creating an optimizer whose ``step()`` is called somewhere (in a loop or not)."""
+    stepped = set()
+    for site in analysis.facts.calls:
+        func = site.node.func
+        key = dotted_name(func.value) if isinstance(func, cst.Attribute) and func.attr.value == "step" else None
+        if key is not None:
+            stepped.add(analysis.binding(site.scope, key))
+    return [
+        assignment
+        for binding, assignment in analysis.creations.items()
+        if analysis.roles.get(binding) == OPTIMIZER and connected(analysis, binding) & stepped
+    ]

@@ -6,7 +6,9 @@ import libcst as cst
 
 from accel_convert import symbols
 from accel_convert.analysis import OPTIMIZER
+from accel_convert.imports import dotted_name
 from accel_convert.rules.base import Rule
+from accel_convert.traverse import Walker
 
 
 class UnconvertedPatterns(Rule):
@@ -77,6 +79,8 @@ class UnconvertedPatterns(Rule):
             plan.diagnostics.append(context.diagnostic(self.code, site.node, message))
         if context.access is not None:
             return  # a training run was found: AC004 handles each backward call
+        if not any(role == OPTIMIZER for role in analysis.roles.values()):
+            _report_training_without_optimizer(context, plan, self.code)
         for site in analysis.backward_calls:
             owner = site.scope.class_name
             if owner is None or owner in analysis.model_classes:
@@ -91,6 +95,115 @@ class UnconvertedPatterns(Rule):
                     "and call `accelerator.backward(...)` there",
                 )
             )
+
+
+def _report_training_without_optimizer(context, plan, code) -> None:
+    """``.backward()`` but no ``torch.optim`` optimizer: say why nothing changed (one diagnostic, at the hand-written
+    update of the parameters when there is one)."""
+    analysis = context.analysis
+    if not analysis.backward_calls or _unrecognised_loop(analysis) or any(
+        site.scope.class_name not in (None, *analysis.model_classes) for site in analysis.backward_calls
+    ):
+        return  # AC001 or the helper-class diagnostic above says why
+    why = (
+        "nothing converted: there is nothing to prepare, and under several processes each one would train its own "
+        "copy of the parameters; use an optimizer from `torch.optim` and accel-convert converts the script"
+    )
+    update = _hand_written_update(analysis)
+    if update is not None:
+        shown = context.code(update).strip()
+        shown = f"`{shown}`" if len(shown) <= 60 and "\n" not in shown else "this statement"
+        plan.diagnostics.append(context.diagnostic(code, update, f"{shown} updates the parameters by hand, without a `torch.optim` optimizer; {why}"))
+        return
+    site = analysis.backward_calls[0]
+    receiver = context.code(site.node.func.value)
+    message = f"`{receiver}.backward()` is called, but no `torch.optim` optimizer is created in this file; {why}"
+    plan.diagnostics.append(context.diagnostic(code, site.node, message))
+
+
+def _unrecognised_loop(analysis) -> bool:
+    """``.backward()`` and some ``.step()`` in loops: the converter's AC001 "training loop not recognised" case."""
+    steps = any(
+        site.loops and isinstance(site.node.func, cst.Attribute) and site.node.func.attr.value == "step"
+        for site in analysis.facts.calls
+    )
+    return steps and any(site.loops for site in analysis.backward_calls)
+
+
+def _hand_written_update(analysis) -> cst.CSTNode | None:
+    """The first statement that changes a tensor from its ``.grad``: ``w -= lr * w.grad``,
+    ``p.data.add_(-lr * p.grad)``, ``w = w - lr * w.grad``."""
+    found = []
+
+    class _Finder(Walker):
+        def visit_AugAssign(self, node: cst.AugAssign) -> None:
+            if _reads_grad(node.value):
+                found.append(node)
+
+        def visit_Assign(self, node: cst.Assign) -> None:
+            targets = {dotted_name(target.target) for target in node.targets} - {None}
+            if _reads_grad(node.value) and targets & _names_in(node.value):
+                found.append(node)
+
+        def visit_Call(self, node: cst.Call) -> None:
+            func = node.func
+            in_place = isinstance(func, cst.Attribute) and func.attr.value.endswith("_") and func.attr.value != "zero_"
+            if in_place and any(_reads_grad(arg.value) for arg in node.args):
+                found.append(node)
+
+    finder = _Finder()
+    for statement in analysis.facts.module.body:
+        finder.walk(statement)
+        if found:
+            return found[0]
+    return None
+
+
+def _reads_grad(node: cst.CSTNode) -> bool:
+    found = []
+
+    class _Finder(Walker):
+        def visit_Attribute(self, attribute: cst.Attribute) -> None:
+            if attribute.attr.value == "grad":
+                found.append(attribute)
+
+    _Finder().walk(node)
+    return bool(found)
+
+
+def _names_in(node: cst.CSTNode) -> set[str]:
+    """Dotted names read in ``node`` (``p.data``, ``p``, ``w``)."""
+    names = set()
+
+    class _Finder(Walker):
+        def visit_Attribute(self, attribute: cst.Attribute) -> None:
+            key = dotted_name(attribute)
+            if key is not None:
+                names.add(key)
+
+        def visit_Name(self, name: cst.Name) -> None:
+            names.add(name.value)
+
+    _Finder().walk(node)
+    return names
+
+
+def apex_amp(context) -> list:
+    """An AC021 diagnostic when the script uses NVIDIA apex's AMP (``amp.initialize``, ``amp.scale_loss``): it must
+    run before any wrapper and owns the backward pass, so the file is left as it is. Empty otherwise."""
+    analysis = context.analysis
+    site = next(
+        (site for site in analysis.facts.calls if (analysis.qualify(site.node.func) or "").startswith("apex.amp.")),
+        None,
+    )
+    if site is None:
+        return []
+    message = (
+        f"`{context.code(site.node.func)}` is NVIDIA apex's mixed precision, which must wrap the model before "
+        "`accelerator.prepare` and runs its own backward pass: nothing converted; replace apex AMP with `torch.amp` "
+        "(`torch.autocast` and `torch.amp.GradScaler`) first, then run accel-convert again, which converts that"
+    )
+    return [context.diagnostic(UnconvertedPatterns.code, site.node, message)]
 
 
 def _is_optimizer_class(analysis, info) -> bool:
