@@ -21,11 +21,14 @@ def split_lines(text: str) -> list[str]:
 
 
 def diff_path(path: str) -> str:
-    """The path as a diff header shows it: an absolute path relative to the working directory (``git apply``
-    needs ``--unsafe-paths`` for one that climbs out of it with ``..``; ``patch -p1`` takes it as it is)."""
-    if os.path.isabs(path):
-        path = os.path.relpath(path)
-    return path.replace(os.sep, "/")
+    """The path as a diff header shows it: relative to the working directory when the file lies below it, else
+    its absolute path without the leading slash, as ``git diff --no-index`` writes it (a ``../`` path is refused
+    by ``git apply`` and ``patch`` alike; this one applies from the root: ``patch -p1 -d /``)."""
+    absolute = os.path.abspath(path)
+    relative = os.path.relpath(absolute)
+    if relative == os.pardir or relative.startswith(os.pardir + os.sep):
+        relative = os.path.splitdrive(absolute)[1].lstrip(os.sep)
+    return relative.replace(os.sep, "/")
 
 
 def unified_diff(before: str, after: str, path: str, context: int = 3) -> str:

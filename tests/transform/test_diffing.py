@@ -1,5 +1,6 @@
 """Unified diffs: git-style headers, applicable with `git apply`, including files without a final newline."""
 
+import shutil
 import subprocess
 
 import click
@@ -44,13 +45,30 @@ def test_equal_texts_give_an_empty_diff():
     assert unified_diff("x = 1\n", "x = 1\n", "train.py") == ""
 
 
-def test_absolute_paths_are_shown_relative_to_the_working_directory(tmp_path, monkeypatch):
+def test_paths_below_the_working_directory_are_relative_and_others_absolute_as_git_writes_them(tmp_path, monkeypatch):
     (tmp_path / "work").mkdir()
     monkeypatch.chdir(tmp_path / "work")
     diff = unified_diff("a\n", "b\n", str(tmp_path / "work" / "sub" / "train.py"))
     assert diff.splitlines()[:2] == ["--- a/sub/train.py", "+++ b/sub/train.py"]
-    outside = unified_diff("a\n", "b\n", str(tmp_path / "other" / "train.py"))
-    assert outside.splitlines()[0] == "--- a/../other/train.py"
+    assert unified_diff("a\n", "b\n", "./sub/../sub/train.py") == diff
+    rooted = str(tmp_path / "other" / "train.py").lstrip("/")
+    for given in (str(tmp_path / "other" / "train.py"), "../other/train.py"):
+        outside = unified_diff("a\n", "b\n", given)
+        assert outside.splitlines()[:2] == [f"--- a/{rooted}", f"+++ b/{rooted}"]
+
+
+def test_diff_of_a_file_outside_the_working_directory_applies_from_the_root(tmp_path, monkeypatch):
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    script = tmp_path / "other" / "train.py"
+    script.parent.mkdir()
+    script.write_text("a = 1\nb = 2\n")
+    diff = unified_diff("a = 1\nb = 2\n", "a = 1\nb = 3\n", "../other/train.py")
+    subprocess.run(["git", "apply", "-"], input=diff.encode(), cwd="/", check=True)
+    assert script.read_text() == "a = 1\nb = 3\n"
+    if shutil.which("patch"):
+        subprocess.run(["patch", "-R", "-p1", "-s", "-d", "/"], input=diff.encode(), check=True)
+        assert script.read_text() == "a = 1\nb = 2\n"
 
 
 def test_split_lines_breaks_only_at_newlines():
