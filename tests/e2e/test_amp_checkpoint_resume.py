@@ -121,3 +121,14 @@ def test_without_fp16_the_checkpoint_holds_an_empty_scaler_state_as_before(runs,
     for name in ("before", "after"):
         checkpoint = torch.load(folder / name / "last.pt")
         assert checkpoint["epoch"] == 3 and checkpoint["scaler"] == {}, name
+
+
+@pytest.mark.gpu
+def test_fp16_resumed_run_matches_before_on_cuda(tmp_path):
+    """On CUDA the original's GradScaler is active: the converted script must resume it to the same numbers."""
+    before = _interrupted_and_resumed(CASE / "before.py", tmp_path / "before", "--amp")
+    after = _interrupted_and_resumed(CASE / "after.py", tmp_path / "after", "--amp")
+    assert _epochs(before) == ["epoch 0", "epoch 1", *RESUMED, "epoch 2", "epoch 3"]
+    assert after == before
+    for name in ("before", "after"):
+        assert torch.load(tmp_path / name / "last.pt")["scaler"]["scale"] > 0, name
