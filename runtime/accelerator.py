@@ -282,8 +282,8 @@ class Accelerator:
         """``gather``, minus the samples the data loader repeated to even out its last batch."""
         tensors = not use_gather_object and ops.is_tensor_structure(input_data)
         data = ops.gather(self.backend, input_data) if tensors else ops.gather_object(self.backend, input_data)
-        keep = self.gradient_state.remainder
-        if keep > 0 and self.gradient_state.end_of_dataloader:
+        keep = self.gradient_state.real_samples_in_batch
+        if keep > 0:
             return ops.apply_to_tensors(lambda t: t[:keep], data) if tensors else data[:keep]
         return data
 

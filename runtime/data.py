@@ -6,7 +6,9 @@ index stream of the original batch sampler, in the same shuffled order everywher
 from process 0), and keeps every N-th batch (or, with ``split_batches``, its N-th of every batch). With
 ``even_batches`` the last round is completed with indices from the start of the epoch so that every process
 gets the same number of equally sized batches; ``remainder`` tells ``gather_for_metrics`` how many gathered
-samples of that last round are real.
+samples of that last round are real. A map-style dataset's remainder follows from its length; an iterable
+dataset's is counted as it is read (its length may be unknown or wrong): each batch comes with the number of
+real samples in its round.
 """
 
 from __future__ import annotations
@@ -120,6 +122,11 @@ class ShardedIterableDataset(IterableDataset):
         self.even_batches = even_batches
 
     def __iter__(self):
+        for samples, _ in self.slices():
+            yield from samples
+
+    def slices(self):
+        """Per round: (this process's samples of it, how many samples of the round are real, not filler)."""
         lo, hi = self.process_index * self.share, (self.process_index + 1) * self.share
         first: list = []
         buffer: list = []
@@ -128,13 +135,37 @@ class ShardedIterableDataset(IterableDataset):
             if len(first) < self.round_size:
                 first.append(item)
             if len(buffer) == self.round_size:
-                yield from buffer[lo:hi]
+                yield buffer[lo:hi], self.round_size
                 buffer = []
         if buffer and not self.drop_last:
+            real = len(buffer)
             if self.even_batches:
                 filler = itertools.cycle(first)
                 buffer += [next(filler) for _ in range(self.round_size - len(buffer))]
-            yield from buffer[lo:hi]
+            yield buffer[lo:hi], real
+
+
+class RoundBatches(IterableDataset):
+    """The non-empty slices of a ``ShardedIterableDataset``, each one sample: (samples, real samples in its round).
+    A DataLoader reads it with ``batch_size=None`` and a ``CollateRound`` (so one slice is one batch)."""
+
+    def __init__(self, sharded: ShardedIterableDataset):
+        self.sharded = sharded
+
+    def __iter__(self):
+        return ((samples, real) for samples, real in self.sharded.slices() if samples)
+
+
+class CollateRound:
+    """Collate the samples of one ``RoundBatches`` item with the loader's ``collate_fn``, keeping the count of real
+    samples beside the batch (picklable, for worker processes)."""
+
+    def __init__(self, collate_fn: Callable):
+        self.collate_fn = collate_fn
+
+    def __call__(self, item):
+        samples, real = item
+        return self.collate_fn(samples), real
 
 
 def _loader_kwargs(loader: DataLoader) -> dict[str, Any]:
@@ -173,7 +204,9 @@ class _SkipBatches(Sampler):
 
 class PreparedDataLoader(DataLoader):
     """What ``Accelerator.prepare`` returns for a DataLoader: iterates the (sharded) loader, moves each batch to
-    the device, and tells the gradient state when the last batch is reached.
+    the device, and tells the gradient state when the last batch is reached. With ``counts_rounds`` the loader
+    yields (batch, real samples in its round) pairs (see ``RoundBatches``): any batch may then hold filler (each
+    DataLoader worker evens out its own last round), and ``remainder`` is set from the last one.
 
     It is a ``DataLoader`` for ``isinstance`` checks, but holds no loading machinery of its own (``DataLoader``'s
     constructor is not called): attributes not defined here (``dataset``, ``sampler``, ``collate_fn``, ...) come
@@ -192,14 +225,17 @@ class PreparedDataLoader(DataLoader):
         epoch_targets: tuple = (),
         position: DataPosition | None = None,
         skip: int = 0,
+        counts_rounds: bool = False,
     ):
         self.base_loader = loader
+        self.counts_rounds = counts_rounds
         self.gradient_state = gradient_state
         self.device = device
         self.batch_size = batch_size
         self.total_batch_size = total_batch_size
         self.remainder = remainder
         self.end_of_dataloader = False
+        self._batch_real = -1  # counted rounds: real samples of the current batch's round when it was evened out
         self._sync_seed = sync_seed
         self._epoch_targets = epoch_targets
         self.position = position if position is not None else DataPosition(order_generators(loader))
@@ -217,6 +253,14 @@ class PreparedDataLoader(DataLoader):
     def __len__(self) -> int:
         return max(len(self.base_loader) - self._skip, 0)
 
+    @property
+    def real_samples_in_batch(self) -> int:
+        """How many of the samples gathered from the current batch are real when it was completed with samples
+        from the start of the epoch (to even out the last round), else -1."""
+        if self.counts_rounds:
+            return self._batch_real
+        return self.remainder if self.end_of_dataloader else -1
+
     def set_epoch(self, epoch: int) -> None:
         """Forward the epoch to the original sampler / batch sampler / dataset where they have ``set_epoch``."""
         for target in self._epoch_targets:
@@ -225,6 +269,7 @@ class PreparedDataLoader(DataLoader):
     def __iter__(self):
         iterator = self._start_pass()
         self.end_of_dataloader = False
+        self._batch_real = -1
         self.gradient_state.begin_loader(self)
         try:
             if not isinstance(self.base_loader.dataset, IterableDataset):
@@ -270,20 +315,19 @@ class PreparedDataLoader(DataLoader):
 
     def _iter_lookahead(self, iterator):
         # an iterable dataset's length is unknown or approximate: read one batch ahead to find the last one
-        move, position = self._move, self.position
-        try:
-            upcoming = next(iterator)
-        except StopIteration:
-            return
-        while True:
-            batch = upcoming
-            try:
-                upcoming = next(iterator)
-            except StopIteration:
+        move, position, total = self._move, self.position, self.total_batch_size
+        if not self.counts_rounds:
+            iterator = ((batch, None) for batch in iterator)
+        upcoming = next(iterator, None)
+        while upcoming is not None:
+            batch, real = upcoming
+            upcoming = next(iterator, None)
+            if real is not None:
+                self._batch_real = real if real < total else -1
+            if upcoming is None:
                 self.end_of_dataloader = True
-                position.advance()
-                yield batch if move is None else move(batch)
-                return
+                if real is not None:
+                    self.remainder = self._batch_real
             position.advance()
             yield batch if move is None else move(batch)
 
@@ -328,25 +372,25 @@ def prepare_data_loader(
     per_process = size // num_processes if (split_batches and size) else size
     total = size if split_batches else (size * num_processes if size else None)
     kwargs = _loader_kwargs(loader)
-    sync = None
     if isinstance(loader.dataset, IterableDataset):
         if size is None:
             raise ValueError("a DataLoader over an IterableDataset needs a batch_size to be sharded across processes")
         dataset = ShardedIterableDataset(
             loader.dataset, total, num_processes, process_index, loader.drop_last, even_batches
         )
-        sharded = DataLoader(dataset, batch_size=per_process, drop_last=loader.drop_last, **kwargs)
-        length = len(loader.dataset) if hasattr(loader.dataset, "__len__") else None
-    else:
-        if batch_sampler is None:
-            raise ValueError("a DataLoader with batch_size=None cannot be sharded across processes; give it a batch_size")
-        sync = _seed_synchroniser(batch_sampler.sampler, broadcast_seed) if hasattr(batch_sampler, "sampler") else None
-        shard = ShardedBatchSampler(batch_sampler, num_processes, process_index, split_batches, even_batches)
-        sharded = DataLoader(loader.dataset, batch_sampler=shard, **kwargs)
-        source = getattr(batch_sampler, "sampler", None)
-        length = len(source) if source is not None else len(loader.dataset)
+        kwargs["collate_fn"] = CollateRound(loader.collate_fn)
+        sharded = DataLoader(RoundBatches(dataset), batch_size=None, **kwargs)
+        return PreparedDataLoader(sharded, gradient_state, device, per_process, total, -1, None, targets, position,
+                                  counts_rounds=True)
+    if batch_sampler is None:
+        raise ValueError("a DataLoader with batch_size=None cannot be sharded across processes; give it a batch_size")
+    sync = _seed_synchroniser(batch_sampler.sampler, broadcast_seed) if hasattr(batch_sampler, "sampler") else None
+    shard = ShardedBatchSampler(batch_sampler, num_processes, process_index, split_batches, even_batches)
+    sharded = DataLoader(loader.dataset, batch_sampler=shard, **kwargs)
+    source = getattr(batch_sampler, "sampler", None)
+    length = len(source) if source is not None else len(loader.dataset)
     remainder = -1
-    if even_batches and not loader.drop_last and total and length is not None and length % total:
+    if even_batches and not loader.drop_last and total and length % total:
         remainder = length % total
     return PreparedDataLoader(sharded, gradient_state, device, per_process, total, remainder, sync, targets, position)
 
@@ -366,5 +410,5 @@ def skip_first_batches(loader: PreparedDataLoader, num_batches: int) -> Prepared
     )
 
 
-__all__ = ["PreparedDataLoader", "ShardedBatchSampler", "ShardedIterableDataset",
+__all__ = ["CollateRound", "PreparedDataLoader", "RoundBatches", "ShardedBatchSampler", "ShardedIterableDataset",
            "prepare_data_loader", "skip_first_batches"]

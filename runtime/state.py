@@ -105,7 +105,7 @@ class GradientState:
     ``sync_gradients`` is False on the micro-batches of an accumulation window where gradients are only
     accumulated locally; optimizers and schedulers do nothing then. The prepared data loaders being iterated
     form a stack: the innermost one tells whether the current batch is its last one (``end_of_dataloader``)
-    and how many real samples its last gathered batch holds (``remainder``).
+    and how many real samples its last gathered batch holds (``remainder``, ``real_samples_in_batch``).
     """
 
     def __init__(self, gradient_accumulation_steps: int):
@@ -135,6 +135,13 @@ class GradientState:
         """Real samples in the last gathered batch of the active loader, -1 when nothing must be dropped."""
         loader = self.active_dataloader
         return -1 if loader is None else loader.remainder
+
+    @property
+    def real_samples_in_batch(self) -> int:
+        """Real samples among those gathered from the active loader's current batch when it holds samples added to
+        even out a round (``gather_for_metrics`` keeps only these), -1 when nothing must be dropped."""
+        loader = self.active_dataloader
+        return -1 if loader is None else loader.real_samples_in_batch
 
     def advance(self) -> None:
         """Count one micro-batch and decide whether its gradients are synchronised and applied."""
