@@ -16,6 +16,9 @@ import libcst as cst
 from accel_convert.analysis import LOADER, MODEL, Analysis, connected, root_name
 from accel_convert.facts import Assignment, Location, Loop, Scope, target_names
 from accel_convert.imports import dotted_name
+from accel_convert.batch_means import batch_mean_loss
+from accel_convert.metric_fit import fit_to_metrics, free_name
+from accel_convert.metric_flow import metric_flow
 from accel_convert.traverse import Walker
 
 NO_GRAD = frozenset({"torch.no_grad", "torch.inference_mode", "torch.set_grad_enabled", "torch.enable_grad"})
@@ -39,6 +42,13 @@ class EvaluationLoop:
     problem: str | None = None  # why the loop is left as it is
     problem_node: cst.CSTNode | None = None
     mean_sums: list[cst.AugAssign] = field(default_factory=list)  # ``total += loss.item()`` of a batch-mean loss
+    gathered_as: list[str] = field(default_factory=list)  # the names the gather binds, in the order of ``gathered``
+    renamed: list[tuple[cst.Name, cst.CSTNode]] = field(default_factory=list)  # metric reads of a gathered name
+    inline_as: str | None = None  # the name that replaces an inline model call
+
+    def set_problem(self, problem: str, node: cst.CSTNode) -> EvaluationLoop:
+        self.problem, self.problem_node = problem, node
+        return self
 
 
 def evaluation_loops(analysis: Analysis, owner: Scope) -> list[EvaluationLoop]:
@@ -202,7 +212,7 @@ def _describe(analysis: Analysis, loop: Loop) -> EvaluationLoop:
         if len(sites) > 1 or not isinstance(site.statement, cst.SimpleStatementLine) or site.comprehensions:
             found.problem, found.problem_node = "the model is called more than once, or inside a compound statement", site.node
             return found
-        outputs = [_free_name(loop.scope, "outputs")]
+        outputs = [free_name(loop.scope, "outputs")]
         here = _index_path(site.location)
         read = {load.name for load in facts.loads if _in_loop_after(loop, load, here)} | _names_outside(site.statement, site.node)
     samples, derived = _batch_values(loop, assignments, here)
@@ -216,7 +226,10 @@ def _describe(analysis: Analysis, loop: Loop) -> EvaluationLoop:
     targets = _batch_targets(loop)
     order = targets + sorted(samples - set(targets))
     found.gathered += [name for name in order if name in read and name not in found.gathered]
-    return found
+    found.gathered_as = list(found.gathered)
+    found.inline_as = found.gathered[0] if found.inline is not None else None
+    flow = metric_flow(loop.node, found.statement, forward_included=found.inline is not None)
+    return fit_to_metrics(analysis, loop, found, flow, outputs, assignments)
 
 
 def _in_loop_after(loop: Loop, load, here: tuple[int, ...]) -> bool:
@@ -231,17 +244,19 @@ def _batch_values(loop: Loop, assignments: list[Assignment], here: tuple[int, ..
         if _index_path(assignment.location) >= here:
             break
         names = {n for target in assignment.targets for n in target_names(target)}
-        if _per_sample(assignment.value, samples):
+        if _per_sample(assignment.value, samples) or _unpacks_samples(assignment, samples):
             samples |= names
         elif root_name(assignment.value) in samples | derived:
             derived |= names
     return samples, derived
 
 
-def _free_name(scope: Scope, name: str) -> str:
-    while name in scope.assigned or name in scope.params:
-        name += "_"
-    return name
+def _unpacks_samples(assignment: Assignment, samples: set[str]) -> bool:
+    """``inputs, targets = batch[0], batch[1]``: each target takes a per-sample view of the batch."""
+    value = assignment.value
+    if not isinstance(value, (cst.Tuple, cst.List)) or len(value.elements) != len(assignment.targets):
+        return False
+    return all(isinstance(e, cst.Element) and _per_sample(e.value, samples) for e in value.elements)
 
 
 def _names_outside(statement: cst.CSTNode, call: cst.Call) -> set[str]:
@@ -263,12 +278,6 @@ def _names_outside(statement: cst.CSTNode, call: cst.Call) -> set[str]:
     return names
 
 
-_FUNCTIONAL_LOSSES = frozenset(
-    "cross_entropy nll_loss mse_loss l1_loss smooth_l1_loss huber_loss binary_cross_entropy"
-    " binary_cross_entropy_with_logits kl_div poisson_nll_loss".split()
-)
-
-
 def _mean_sums(analysis: Analysis, loop: Loop, assignments: list[Assignment], here) -> list[cst.AugAssign]:
     """``total += loss.item()`` after the forward pass, where ``loss`` is a loss averaged over the batch."""
     found = []
@@ -278,7 +287,7 @@ def _mean_sums(analysis: Analysis, loop: Loop, assignments: list[Assignment], he
                 value = small.value
                 if isinstance(value, cst.Call) and isinstance(value.func, cst.Attribute) and value.func.attr.value == "item":
                     value = value.func.value
-                if _batch_mean_loss(analysis, loop, assignments, value):
+                if batch_mean_loss(analysis, loop, assignments, value):
                     found.append(small)
     return found
 
@@ -289,35 +298,3 @@ def _statements_after(analysis: Analysis, loop: Loop, here):
             statement = analysis.facts.statement_at(*location[-1])
             if isinstance(statement, cst.SimpleStatementLine):
                 yield statement
-
-
-def _batch_mean_loss(analysis: Analysis, loop: Loop, assignments: list[Assignment], node, depth: int = 0) -> bool:
-    if isinstance(node, cst.Name) and depth == 0:
-        bound = [a for a in assignments if any(n == node.value for t in a.targets for n in target_names(t))]
-        return len(bound) == 1 and _batch_mean_loss(analysis, loop, assignments, bound[0].value, 1)
-    if not isinstance(node, cst.Call):
-        return False
-    if any(a.keyword is not None and a.keyword.value in ("reduction", "reduce", "size_average") for a in node.args):
-        return False
-    qualified = analysis.qualify(node.func) or ""
-    if qualified.startswith("torch.nn.functional.") and qualified.rsplit(".", 1)[1] in _FUNCTIONAL_LOSSES:
-        return True
-    key = dotted_name(node.func)
-    if key is None:
-        return False
-    binding = analysis.binding(loop.scope, key)
-    for binding_source in connected(analysis, binding, upstream=True):
-        creation = analysis.creations.get(binding_source) or _assignment_of(analysis, binding_source)
-        if creation is not None and isinstance(creation.value, cst.Call):
-            made = analysis.qualify(creation.value.func) or ""
-            if made.startswith("torch.nn.") and made.endswith("Loss"):
-                return not any(a.keyword is not None and a.keyword.value == "reduction" for a in creation.value.args)
-    return False
-
-
-def _assignment_of(analysis: Analysis, binding) -> Assignment | None:
-    holder, key = binding
-    for assignment in analysis.facts.assignments:
-        if assignment.scope is holder and len(assignment.targets) == 1 and dotted_name(assignment.targets[0]) == key:
-            return assignment
-    return None

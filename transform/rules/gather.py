@@ -88,17 +88,21 @@ class GatherForMetrics(Rule):
                 message = f"evaluation loop not gathered: {found.problem}; its metrics cover one process's batches"
                 plan.diagnostics.append(context.diagnostic(self.code, found.problem_node, message))
                 continue
+            if not found.gathered:
+                continue
             names = ", ".join(found.gathered)
             argument = f"({names})" if len(found.gathered) > 1 else names
-            gather = cst.parse_statement(f"{names} = {accelerator}.gather_for_metrics({argument})\n")
+            bound = ", ".join(found.gathered_as)
+            gather = cst.parse_statement(f"{bound} = {accelerator}.gather_for_metrics({argument})\n")
             edit = plan.statement(found.statement)
             if found.inline is None:
                 edit.after.append(gather)
             else:
-                output = found.gathered[0]
                 forward = context.code(found.inline.with_changes(lpar=[], rpar=[]))
-                edit.before += [cst.parse_statement(f"{output} = {forward}\n"), gather]
-                plan.expression(found.inline, ReplaceWith(output), found.statement)
+                edit.before += [cst.parse_statement(f"{found.gathered[0]} = {forward}\n"), gather]
+                plan.expression(found.inline, ReplaceWith(found.inline_as), found.statement)
+            for name, statement in found.renamed:
+                plan.expression(name, ReplaceWith(found.gathered_as[found.gathered.index(name.value)]), statement)
             context.use(scope, found.location)
             plan.changes.append(context.change(self.code, found.statement, f"gather {names} for the metrics"))
             for total in found.mean_sums:
