@@ -32,6 +32,8 @@ class Context:
     uses: list[tuple[Scope, Location]] = field(default_factory=list)  # where rules' edits name the accelerator
     # arguments other rules give ``Accelerator(...)``: (code, names the code reads)
     accelerator_arguments: list[tuple[str, set[str]]] = field(default_factory=list)
+    # names other rules' arguments need imported from the runtime next to ``Accelerator``
+    accelerator_imports: list[str] = field(default_factory=list)
     _call_statements: dict[int, cst.CSTNode] | None = None
 
     @property

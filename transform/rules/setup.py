@@ -87,12 +87,13 @@ class Setup(Rule):
         self._create(context, plan)
         anchor, after = _import_anchor(analysis.facts.module)
         module = "accel" if context.options.target == "accel" else "accelerate"
-        statement = cst.parse_statement(f"from {module} import Accelerator\n")
+        names = ", ".join(["Accelerator", *dict.fromkeys(context.accelerator_imports)])
+        statement = cst.parse_statement(f"from {module} import {names}\n")
         if after:
             plan.statement(anchor).after.append(statement)
         else:
             plan.statement(anchor).before.append(statement)
-        plan.changes.append(context.change(self.code, anchor, f"import `Accelerator` from `{module}`"))
+        plan.changes.append(context.change(self.code, anchor, f"import `{names}` from `{module}`"))
 
     def _replace_devices(self, context, plan) -> None:
         for definition in context.analysis.device_definitions:
