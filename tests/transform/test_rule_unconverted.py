@@ -1,6 +1,9 @@
-"""AC021 unconverted-patterns: the exact diagnostics for optimizer wrappers and backward passes in helper classes."""
+"""AC021 unconverted-patterns: the exact diagnostics for optimizer wrappers, backward passes in helper classes,
+hand-written parameter updates without an optimizer, and apex AMP."""
 
 from __future__ import annotations
+
+import pytest
 
 from accel_convert.convert import convert_source
 from accel_convert.model import Diagnostic
@@ -160,4 +163,86 @@ def test_with_a_training_run_the_helpers_backward_is_left_to_ac004():
     text = HIDDEN.replace("    optimizer = Lookahead(base)\n", "    optimizer = base\n")
     assert list(convert_source(text).diagnostics) == [
         Diagnostic("AC004", 22, 9, "`loss.backward()` left as is: `train_step` cannot reach the accelerator")
+    ]
+
+
+NO_OPTIMIZER = '''\
+import torch
+
+model = torch.nn.Linear(3, 1)
+for step in range(10):
+    model.zero_grad()
+    loss = model(torch.randn(8, 3)).pow(2).mean()
+    loss.backward()
+    for param in model.parameters():
+        param.data.add_(-0.1 * param.grad)
+'''
+NOTHING_CONVERTED = (
+    "nothing converted: there is nothing to prepare, and under several processes each one would train its own copy "
+    "of the parameters; use an optimizer from `torch.optim` and accel-convert converts the script"
+)
+
+
+@pytest.mark.parametrize(
+    ("update", "shown", "position"),
+    [
+        ("        param.data.add_(-0.1 * param.grad)\n", "`param.data.add_(-0.1 * param.grad)`", (9, 9)),
+        ("        param.data = param.data - 0.1 * param.grad\n", "`param.data = param.data - 0.1 * param.grad`", (9, 9)),
+        ("        with torch.no_grad():\n            param -= 0.1 * param.grad\n", "`param -= 0.1 * param.grad`", (10, 13)),
+    ],
+    ids=["in-place-call", "rebinding", "augmented"],
+)
+def test_hand_written_updates_without_an_optimizer_are_named_and_the_file_is_unchanged(update, shown, position):
+    text = NO_OPTIMIZER.replace("        param.data.add_(-0.1 * param.grad)\n", update)
+    result = convert_source(text)
+    assert result.text == text
+    message = f"{shown} updates the parameters by hand, without a `torch.optim` optimizer; {NOTHING_CONVERTED}"
+    assert list(result.diagnostics) == [Diagnostic("AC021", *position, message)]
+
+
+def test_a_backward_without_any_optimizer_or_update_says_why_nothing_changed():
+    text = NO_OPTIMIZER.replace("    for param in model.parameters():\n        param.data.add_(-0.1 * param.grad)\n", "")
+    assert list(convert_source(text).diagnostics) == [
+        Diagnostic(
+            "AC021",
+            7,
+            5,
+            f"`loss.backward()` is called, but no `torch.optim` optimizer is created in this file; {NOTHING_CONVERTED}",
+        )
+    ]
+
+
+def test_a_script_without_backward_stays_silent_and_identical():
+    text = NO_OPTIMIZER.replace("    loss.backward()\n", "").replace("param.grad", "param")
+    result = convert_source(text)
+    assert (result.text, result.diagnostics) == (text, ())
+
+
+APEX = '''\
+import torch
+import apex
+
+model = torch.nn.Linear(3, 1).cuda()
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+model, optimizer = apex.amp.initialize(model, optimizer, opt_level="O1")
+for x in torch.randn(4, 8, 3):
+    optimizer.zero_grad()
+    with apex.amp.scale_loss(model(x.cuda()).sum(), optimizer) as scaled:
+        scaled.backward()
+    optimizer.step()
+'''
+
+
+def test_apex_amp_leaves_the_file_unchanged_with_one_diagnostic():
+    result = convert_source(APEX)
+    assert result.text == APEX
+    assert list(result.diagnostics) == [
+        Diagnostic(
+            "AC021",
+            6,
+            20,
+            "`apex.amp.initialize` is NVIDIA apex's mixed precision, which must wrap the model before "
+            "`accelerator.prepare` and runs its own backward pass: nothing converted; replace apex AMP with `torch.amp` "
+            "(`torch.autocast` and `torch.amp.GradScaler`) first, then run accel-convert again, which converts that",
+        )
     ]

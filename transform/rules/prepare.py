@@ -54,12 +54,27 @@ class Prepare(Rule):
 
     A model wrapped by hand in `nn.DataParallel` or `DistributedDataParallel` is unwrapped by AC017.
 
+    The optimizer's parameters may come through a name: with
+    `params = list(decoder.parameters()) + list(encoder.fc.parameters())` and `optim.Adam(params)`, both `decoder`
+    and `encoder` are models to prepare.
+
     A `DistributedSampler` in a prepared loader would shard the data a second time: it is replaced by the
     loader's `shuffle=` (carrying the sampler's `shuffle` setting over), and the sampler with its `set_epoch`
     calls is removed when nothing else uses it.
 
     **Unsafe** (in ruff's sense): under several processes each one sees only its share of every prepared loader,
     so per-epoch sums and counts computed in the loop cover that share.
+
+    ## Diagnostics
+    - a model of which the optimizer gets only some sub-modules' parameters (`encoder.fc` above), when the file
+      freezes nothing with `requires_grad_(False)`: parameters that get no gradient (used under `torch.no_grad()`)
+      make `DistributedDataParallel` fail at the second step under several processes. Freeze them, or create the
+      accelerator with `kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)]`.
+    - a training loop that iterates something other than a `DataLoader` this file assigns to a name (a loader
+      returned by `get_loader(...)` from another module, a generator, or a `tqdm` bar over one): it is not prepared,
+      so every process goes through all of its batches.
+    - a model class that creates its optimizer from `self.parameters()` and steps it in its own methods (the
+      module trains itself): `prepare` cannot be inserted into the class, so the whole file is left unchanged.
 
     ## Example
     ```python

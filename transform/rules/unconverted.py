@@ -12,12 +12,13 @@ from accel_convert.traverse import Walker
 
 
 class UnconvertedPatterns(Rule):
-    """Report training code hidden in helper classes, which the converter leaves as it is.
+    """Report training code the converter leaves as it is: helper classes, hand-written updates, apex AMP.
 
     ## Why
     The converter follows models, optimizers and losses through plain functions. Code that wraps them in an object
     of the script's own making can hide a step or a backward pass from it: the converted script then runs, but
-    does not do what `accelerate` would do there.
+    does not do what `accelerate` would do there. Some scripts have nothing it can prepare, or train in a way it
+    must not convert around; they are left unchanged, and the diagnostic says why.
 
     ## What it does
     Nothing is rewritten; a diagnostic names each of these shapes:
@@ -29,6 +30,14 @@ class UnconvertedPatterns(Rule):
       method of a class that is not an `nn.Module`. The helper must use the prepared model and optimizer and call
       `accelerator.backward(loss)`: give it the accelerator. (Where a training run is recognised, AC004 converts
       such a call or says why not.)
+    - **hand-written parameter updates** with no `torch.optim` optimizer in the file (`w -= lr * w.grad`,
+      `p.data.add_(-lr * p.grad)`), or a `.backward()` with no optimizer at all: there is nothing to prepare, and
+      under several processes each one would train its own copy of the parameters. The file is left unchanged; with
+      an optimizer from `torch.optim` it converts. A file with no `.backward()` (evaluation, data preparation) gets
+      no diagnostic.
+    - **NVIDIA apex AMP** (`amp.initialize`, `amp.scale_loss`): apex must wrap the model before any other wrapper and
+      runs its own scaled backward, so the whole file is left unchanged. Replace it with `torch.amp` (`autocast`
+      and `GradScaler`), which AC014 converts, and run the converter again.
 
     ## Example
     ```python
@@ -50,7 +59,7 @@ class UnconvertedPatterns(Rule):
 
     code = "AC021"
     name = "unconverted-patterns"
-    summary = "Report training code hidden in helper classes, which the converter leaves as it is."
+    summary = "Report training code the converter leaves as it is: helper classes, hand-written updates, apex AMP."
 
     def plan(self, context, plan):
         analysis = context.analysis
