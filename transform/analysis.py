@@ -276,7 +276,9 @@ def parameter_receivers(node: cst.CSTNode) -> list[cst.BaseExpression]:
 def optimizer_parameter_receivers(analysis: Analysis, scope: Scope, call: cst.Call) -> list[cst.BaseExpression]:
     """Receivers of the ``.parameters()`` calls that feed an optimizer: in its arguments, and in the value of a name
     passed to it that this scope assigns (``params = list(a.parameters()) + list(b.fc.parameters())``)."""
-    passed = {arg.value.value for arg in call.args if isinstance(arg.value, cst.Name)}
+    given = [arg for arg in call.args if arg.keyword is None][:1]
+    given += [arg for arg in call.args if arg.keyword is not None and arg.keyword.value == "params"]
+    passed = {arg.value.value for arg in given if isinstance(arg.value, cst.Name)}
     sources = [call]
     for assignment in analysis.facts.assignments:
         target = assignment.targets[0] if len(assignment.targets) == 1 else None
