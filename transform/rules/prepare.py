@@ -261,8 +261,8 @@ def _iterated_name(analysis: Analysis, loop) -> cst.BaseExpression | None:
 
 
 def _is_iteration_wrapper(analysis: Analysis, call: cst.Call) -> bool:
-    """``enumerate(...)`` or a tqdm progress bar."""
-    if isinstance(call.func, cst.Name) and call.func.value == "enumerate":
+    """``enumerate(...)``, ``iter(...)`` or a tqdm progress bar."""
+    if isinstance(call.func, cst.Name) and call.func.value in ("enumerate", "iter"):
         return True
     return (analysis.qualify(call.func) or "").startswith("tqdm.")
 
