@@ -73,12 +73,16 @@ def log(board, value):
     board.add_scalar("loss", value)
 
 
+def attach(handler):
+    logging.getLogger().addHandler(handler)
+
+
 def main():
     logging.basicConfig(filename="train.log")
     model = torch.nn.Linear(2, 1)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     handler = logging.FileHandler("debug.log")
-    logging.getLogger().addHandler(handler)
+    attach(handler)
     board = Board()
     for x in torch.randn(4, 3, 2):
         optimizer.zero_grad()
@@ -90,6 +94,66 @@ def main():
 
 main()
 '''
+HANDLERS = '''\
+import logging
+
+import torch
+
+
+def main():
+    model = torch.nn.Linear(2, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    logger = logging.getLogger("train")
+    handler = logging.FileHandler("train.log")
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    logger.addHandler(handler)
+    logging.getLogger("eval").addHandler(logging.FileHandler("eval.log", mode="w"))
+    for x in torch.randn(4, 3, 2):
+        optimizer.zero_grad()
+        loss = model(x).sum()
+        loss.backward()
+        optimizer.step()
+        logger.info("loss %.4f", loss.item())
+
+    logger.removeHandler(handler)
+    handler.close()
+
+
+main()
+'''
+HANDLERS_AFTER = '''\
+import logging
+
+import torch
+from accel import Accelerator
+
+
+def main():
+    accelerator = Accelerator()
+    model = torch.nn.Linear(2, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    logger = logging.getLogger("train")
+    if accelerator.is_main_process:
+        handler = logging.FileHandler("train.log")
+        handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+        logger.addHandler(handler)
+        logging.getLogger("eval").addHandler(logging.FileHandler("eval.log", mode="w"))
+    for x in torch.randn(4, 3, 2):
+        optimizer.zero_grad()
+        loss = model(x).sum()
+        accelerator.backward(loss)
+        optimizer.step()
+        logger.info("loss %.4f", loss.item())
+
+    if accelerator.is_main_process:
+        logger.removeHandler(handler)
+        handler.close()
+
+
+main()
+'''
+
 UNMOVED = (
     "is created on every process and could not be moved to the main process; "
     "create and use it under `if accelerator.is_main_process:`"
@@ -113,10 +177,35 @@ def test_writers_passed_on_or_created_before_the_accelerator_get_diagnostics():
     assert [d for d in result.diagnostics if d.code == "AC020"] == [
         Diagnostic(
             "AC020",
-            12,
+            16,
             5,
             "`logging.basicConfig(...)` runs on every process; configure logging under `if accelerator.is_main_process:`",
         ),
-        Diagnostic("AC020", 15, 15, f"`logging.FileHandler(...)` {UNMOVED}"),
-        Diagnostic("AC020", 17, 13, f"`Board(...)` {UNMOVED}"),
+        Diagnostic("AC020", 19, 15, f"`logging.FileHandler(...)` {UNMOVED}"),
+        Diagnostic("AC020", 21, 13, f"`Board(...)` {UNMOVED}"),
     ]
+
+
+def test_file_handler_attached_to_a_logger_moves_with_its_uses():
+    """The usual shape: create, set a formatter, attach; also one created inside the `addHandler(...)` call."""
+    result = convert_source(HANDLERS)
+    assert result.text == HANDLERS_AFTER
+    assert [(c.line, c.message) for c in result.changes if c.code == "AC020"] == [
+        (10, "`logging.FileHandler` created and used on the main process only"),
+        (13, "`logging.FileHandler` created and used on the main process only"),
+    ]
+    assert result.diagnostics == ()
+    assert convert_source(result.text).text == result.text
+
+
+def test_file_handler_inside_basic_config_moves_with_it():
+    source = (
+        "import logging\n\nimport torch\n\nmodel = torch.nn.Linear(2, 1)\n"
+        "optimizer = torch.optim.SGD(model.parameters(), lr=0.1)\n"
+        'logging.basicConfig(handlers=[logging.FileHandler("train.log")])\n'
+        "for x in torch.randn(4, 3, 2):\n    optimizer.zero_grad()\n    model(x).sum().backward()\n    optimizer.step()\n"
+    )
+    result = convert_source(source)
+    guarded = 'if accelerator.is_main_process:\n    logging.basicConfig(handlers=[logging.FileHandler("train.log")])\n'
+    assert guarded in result.text
+    assert result.diagnostics == ()

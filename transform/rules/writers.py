@@ -12,6 +12,7 @@ _WRITERS = frozenset(
     {"torch.utils.tensorboard.SummaryWriter", "torch.utils.tensorboard.writer.SummaryWriter", "tensorboardX.SummaryWriter", "logging.FileHandler"}
 )
 _CONFIGURE = "logging.basicConfig"
+_HANDLER_METHODS = ("addHandler", "removeHandler")  # `logger.addHandler(handler)` attaches a handler where it runs
 
 
 class MainProcessWriters(Rule):
@@ -81,6 +82,8 @@ class MainProcessWriters(Rule):
     def _writer(self, context, plan, site, start, guards):
         facts = context.analysis.facts
         label = context.code(site.node.func)
+        if any(statement is site.statement for statement, _ in guards):
+            return  # created inside a statement already moved to the main process (`logging.basicConfig(handlers=[...])`)
         accelerator = reachable(context, site.scope, site.location, start)
         statements = _uses(context, plan, site) if accelerator is not None else None
         if statements is None:
@@ -105,6 +108,9 @@ def _uses(context, plan, site) -> list[cst.CSTNode] | None:
     statement = site.statement
     if not (isinstance(statement, cst.SimpleStatementLine) and len(statement.body) == 1):
         return None
+    attaching = _single_call(statement)
+    if attaching is not None and _attaches(attaching, lambda value: value is site.node):
+        return [statement] if _guardable(plan, statement, attaching) else None
     assign = statement.body[0]
     if not (isinstance(assign, cst.Assign) and assign.value is site.node and len(assign.targets) == 1):
         return None
@@ -124,13 +130,34 @@ def _uses(context, plan, site) -> list[cst.CSTNode] | None:
             return None
         used = facts.statement_at(*load.location[-1])
         call = _single_call(used)
-        if call is None or not (isinstance(call.func, cst.Attribute) and isinstance(call.func.value, cst.Name) and call.func.value.value == name):
+        if call is None or not (_method_call_on(call, name) or _attaches(call, lambda value: _is_name(value, name))):
             return None
-        if any(isinstance(n, cst.Name) and n.value == name for n in _argument_names(call)) or not _guardable(plan, used, call):
+        if not _guardable(plan, used, call):
             return None
         if used not in result:
             result.append(used)
     return result
+
+
+def _is_name(node: cst.CSTNode, name: str) -> bool:
+    return isinstance(node, cst.Name) and node.value == name
+
+
+def _method_call_on(call: cst.Call, name: str) -> bool:
+    """``name.method(...)`` with ``name`` nowhere in the arguments."""
+    func = call.func
+    if not (isinstance(func, cst.Attribute) and _is_name(func.value, name)):
+        return False
+    return not any(n.value == name for n in _argument_names(call))
+
+
+def _attaches(call: cst.Call, is_handler) -> bool:
+    """``<logger>.addHandler(h)`` / ``.removeHandler(h)`` whose one argument passes ``is_handler``."""
+    func = call.func
+    if not (isinstance(func, cst.Attribute) and func.attr.value in _HANDLER_METHODS and len(call.args) == 1):
+        return False
+    argument = call.args[0]
+    return argument.keyword is None and not argument.star and is_handler(argument.value)
 
 
 def _argument_names(call: cst.Call) -> list[cst.Name]:
