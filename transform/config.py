@@ -13,11 +13,6 @@ from dataclasses import dataclass
 
 from accel_convert.model import TARGETS
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:
-    import tomli as tomllib
-
 TABLE = "tool.accel-convert"
 RULE_CODE = re.compile(r"[A-Z]+[0-9]*")
 
@@ -107,6 +102,10 @@ def common_base(paths: list[str]) -> str:
 
 
 def _read_toml(path: str) -> dict:
+    if sys.version_info >= (3, 11):  # imported here: a run without a pyproject.toml does not pay for it
+        import tomllib
+    else:
+        import tomli as tomllib
     try:
         with open(path, "rb") as f:
             return tomllib.load(f)
