@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import difflib
 import os
-
-import click
 
 NO_NEWLINE = "\\ No newline at end of file\n"
 
@@ -38,6 +35,8 @@ def unified_diff(before: str, after: str, path: str, context: int = 3) -> str:
     """
     if before == after:
         return ""
+    import difflib  # only paid for by --diff
+
     name = diff_path(path)
     out = []
     for line in difflib.unified_diff(
@@ -51,6 +50,8 @@ def unified_diff(before: str, after: str, path: str, context: int = 3) -> str:
 
 def colorize(diff: str) -> str:
     """Add ANSI colours to the diff of one file: bold headers, cyan hunk markers, red removals, green additions."""
+    import click
+
     styled = []
     in_hunk = False
     for line in split_lines(diff):

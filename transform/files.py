@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import io
 import os
-import shlex
-import tempfile
 import tokenize
 from dataclasses import dataclass
 
@@ -72,6 +70,8 @@ def encode_source(text: str, encoding: str) -> bytes:
 def refuse_notebook(path: str) -> None:
     """Raise for a Jupyter notebook: its code lives in JSON cells, which the converter does not rewrite."""
     if path.lower().endswith(".ipynb"):
+        import shlex
+
         raise SourceError(
             "Jupyter notebooks are not converted: export the notebook as a script"
             f" (`jupyter nbconvert --to script {shlex.quote(path)}`) and convert the .py file"
@@ -95,6 +95,8 @@ def write_atomic(path: str, data: bytes) -> None:
     leaves either the old or the new file, never a half-written one. A symbolic link is followed: the file it
     points to is replaced, the link stays.
     """
+    import tempfile  # only paid for by runs that write
+
     target = os.path.realpath(path)
     directory, name = os.path.split(target)
     try:

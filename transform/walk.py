@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import os
-import subprocess
 from collections.abc import Iterable
 
 DEFAULT_EXCLUDE = (
@@ -91,6 +90,8 @@ def _python_files(directory: str, excluder: Excluder) -> list[str]:
 
 def _git_listed_files(directory: str) -> list[str] | None:
     """Tracked and untracked-but-not-ignored files below ``directory``, or None outside a git work tree."""
+    import subprocess  # only paid for by runs that walk a directory
+
     try:
         listing = subprocess.run(
             ["git", "-C", directory, "ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", "*.py"],
