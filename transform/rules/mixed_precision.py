@@ -68,9 +68,17 @@ class MixedPrecision(Rule):
       becomes `optimizer.step()` (a prepared optimizer skips the step when fp16 gradients overflow),
       `scaler.update()` and `scaler.unscale_(optimizer)` go away (`accelerator.clip_grad_norm_` unscales, AC013),
       and so does `scaler = GradScaler(...)`.
-    - A scaler used in any other way (its `state_dict()` in a checkpoint, `get_scale()`) keeps the whole script's
-      mixed precision as it is, with a diagnostic: the accelerator's own scaler is `accelerator.scaler`, which is
-      `None` without fp16.
+    - The scaler's state in checkpoints goes to the accelerator's scaler, `accelerator.scaler`, which exists only
+      under fp16 (it is `None` without it, under DeepSpeed, which scales the loss itself, and under Hugging Face
+      Accelerate on the CPU). `scaler.state_dict()` (in a checkpoint dictionary, given to `torch.save`)
+      becomes `accelerator.scaler.state_dict() if accelerator.scaler is not None else {}`: `{}` is what a
+      disabled `GradScaler` saves. `scaler.load_state_dict(state)`, a statement of its own, becomes the same call
+      on `accelerator.scaler` under `if accelerator.scaler is not None:`, as a disabled `GradScaler` ignores what
+      it is given. A checkpoint saved without fp16 and resumed with it fails as it did before (an enabled
+      `GradScaler` refuses the empty state).
+    - A scaler used in any other way (`get_scale()`, a `load_state_dict(...)` whose result is used, its state
+      saved or loaded where the accelerator does not exist yet) keeps the whole script's mixed precision as it
+      is, with a diagnostic.
     - So does an `enabled=` flag that reads names set after the accelerator must be created (typically
       `enabled=device_type == "cuda"` with `device_type` derived from the device), or names the accelerator's scope
       does not have (a helper's `amp` parameter when the accelerator is created in `__main__`): the precision would
@@ -99,7 +107,19 @@ class MixedPrecision(Rule):
         accelerator.backward(loss)
         optimizer.step()
     ```
-    with `accelerator = Accelerator(mixed_precision="fp16")`.
+    with `accelerator = Accelerator(mixed_precision="fp16")`, and a checkpoint that holds the scaler's state
+    ```python
+    torch.save({"model": model.state_dict(), "scaler": scaler.state_dict()}, path)
+    ...
+    scaler.load_state_dict(checkpoint["scaler"])
+    ```
+    becomes
+    ```python
+    accelerator.save({"model": accelerator.unwrap_model(model).state_dict(), "scaler": accelerator.scaler.state_dict() if accelerator.scaler is not None else {}}, path)
+    ...
+    if accelerator.scaler is not None:
+        accelerator.scaler.load_state_dict(checkpoint["scaler"])
+    ```
     """
 
     code = "AC014"

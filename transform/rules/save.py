@@ -29,6 +29,8 @@ class Save(Rule):
     - `model.state_dict()` and `model.load_state_dict(...)` on a model become
       `accelerator.unwrap_model(model).state_dict()` / `.load_state_dict(...)`, in checkpoint dictionaries too, so
       the saved keys and the keys loaded back are those of the plain model, with any number of processes.
+    - A `GradScaler`'s `state_dict()` / `load_state_dict(...)` in the same checkpoint goes to
+      `accelerator.scaler` (AC014).
 
     ## Example
     ```python

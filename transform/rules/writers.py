@@ -25,11 +25,15 @@ class MainProcessWriters(Rule):
     ## What it does
     A `SummaryWriter(...)` (from `torch.utils.tensorboard` or `tensorboardX`, however imported) or a
     `logging.FileHandler(...)` assigned to a name, together with every statement that uses that name, moves under
-    `if accelerator.is_main_process:`. This is done only when each use is a statement of its own calling a method
-    of the object (`writer.add_scalar(...)`, `handler.setFormatter(...)`); a writer that is passed on, returned
+    `if accelerator.is_main_process:`. This is done only when each use is a statement of its own that calls a
+    method of the object (`writer.add_scalar(...)`, `handler.setFormatter(...)`) or attaches the handler to a
+    logger (`logger.addHandler(handler)`, `logger.removeHandler(handler)`): the other processes then never open
+    the file, and their logger has no handler for it. A `FileHandler(...)` created inside
+    `logger.addHandler(...)` moves with that statement. A writer that is passed on in any other way, returned
     or stored elsewhere gets a diagnostic instead, since guarding its creation alone would leave the other
-    processes with a name that is not defined. A `logging.basicConfig(...)` statement moves under the same guard.
-    The accelerator must exist where the line runs (as for AC011); otherwise a diagnostic names the line.
+    processes with a name that is not defined. A `logging.basicConfig(...)` statement moves under the same
+    guard, with any `FileHandler` among its `handlers=`. The accelerator must exist where the line runs (as for
+    AC011); otherwise a diagnostic names the line.
 
     ## Example
     ```python
@@ -49,6 +53,19 @@ class MainProcessWriters(Rule):
             writer.add_scalar("loss", loss.item(), epoch)
     if accelerator.is_main_process:
         writer.close()
+    ```
+    and
+    ```python
+    handler = logging.FileHandler(os.path.join(out_dir, "train.log"))
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    logger.addHandler(handler)
+    ```
+    becomes
+    ```python
+    if accelerator.is_main_process:
+        handler = logging.FileHandler(os.path.join(out_dir, "train.log"))
+        handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+        logger.addHandler(handler)
     ```
     """
 
