@@ -8,7 +8,9 @@ from accel_convert.analysis import MODEL, _option_dest, strip_moves
 from accel_convert.imports import dotted_name
 from accel_convert.plan import ReplaceWith
 from accel_convert.rules.base import Rule
+from accel_convert.rules.mixed_precision import _free_names
 from accel_convert.rules.prepare import _drop_unused_import
+from accel_convert.rules.setup import accelerator_position, defined_after
 
 # the launcher's environment variables and the accelerator property holding the same number
 _ENVIRONMENT = {"LOCAL_RANK": "local_process_index", "RANK": "process_index", "WORLD_SIZE": "num_processes"}
@@ -19,6 +21,12 @@ _GUARDS = {"RANK": "is_main_process", "LOCAL_RANK": "is_local_main_process"}
 _SETUP = frozenset({"torch.cuda.set_device", "torch.distributed.init_process_group"})
 _RENDEZVOUS = frozenset({"MASTER_ADDR", "MASTER_PORT"})
 _SPAWN = frozenset({"torch.multiprocessing.spawn", "torch.multiprocessing.spawn.spawn"})
+_TORCH_DDP = frozenset({"torch.nn.parallel.DistributedDataParallel", "torch.nn.parallel.distributed.DistributedDataParallel"})
+# DistributedDataParallel's arguments: those the accelerator sets itself, and the options DistributedDataParallelKwargs holds
+_PLACEMENT = ("module", "device_ids", "output_device")  # also the order of the first positional arguments
+_DDP_OPTIONS = frozenset({"dim", "broadcast_buffers", "bucket_cap_mb", "find_unused_parameters", "check_reduction",
+                          "gradient_as_bucket_view", "static_graph"})
+_HANDLER = "DistributedDataParallelKwargs"
 
 
 class HandWrittenDDP(Rule):
@@ -35,6 +43,14 @@ class HandWrittenDDP(Rule):
       `model = nn.DataParallel(model)` are removed
       (the model is prepared instead, and an `if` left empty goes too); `ddp_model = DDP(model)` becomes
       `ddp_model = model`, `model = nn.DataParallel(model).to(device)` `model = model.to(device)`.
+    - The options of a removed torch `DistributedDataParallel` are carried over to the accelerator, which passes
+      them to the wrapper it creates: `DDP(model, device_ids=[rank], find_unused_parameters=True)` gives
+      `Accelerator(kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])`, with
+      `DistributedDataParallelKwargs` imported next to `Accelerator` (from `accelerate` with `--target
+      accelerate`). Without it, a model whose loss leaves some parameters unused stops at the second step under
+      several processes. Carried: `find_unused_parameters`, `broadcast_buffers`, `bucket_cap_mb`,
+      `gradient_as_bucket_view`, `static_graph`, `check_reduction`, `dim`; `device_ids` and `output_device` go (the
+      accelerator sets them for the process's device).
     - `int(os.environ["LOCAL_RANK"])` (also `os.environ.get(...)`, `os.getenv(...)`) becomes
       `accelerator.local_process_index`; `RANK` becomes `accelerator.process_index`, `WORLD_SIZE`
       `accelerator.num_processes`.
@@ -51,22 +67,27 @@ class HandWrittenDDP(Rule):
     A rank read in a function that cannot reach the accelerator keeps reading the environment, with the value
     the variable has without a launcher as default (`os.environ.get("LOCAL_RANK", "0")`), and a diagnostic. A
     wrapper that is not assigned on its own line (or wraps no model the converter knows), and a spawn whose function or arguments are not plain (`args=`
-    not a tuple, options passed by position, other keywords) are left as they are, with a diagnostic. The
+    not a tuple, options passed by position, other keywords) are left as they are, with a diagnostic. A wrapper
+    option `DistributedDataParallelKwargs` lacks (`process_group=`), one passed as `**options`, and one whose
+    value reads names not set where the accelerator is created are not carried, with a diagnostic. The
     `torch.distributed` calls themselves (`init_process_group`, `barrier`, `all_reduce`, ...) are AC016's.
 
     **Unsafe** (in ruff's sense): a number the script computes for itself (`world_size =
-    torch.cuda.device_count()`) is kept and may differ from the launcher's process count.
+    torch.cuda.device_count()`) is kept and may differ from the launcher's process count. One accelerator has one
+    set of wrapper options: those of all removed wrappers together apply to every model it prepares (an option two
+    wrappers set differently keeps the first value, with a diagnostic).
 
     ## Example
     ```python
     local_rank = int(os.environ["LOCAL_RANK"])
-    model = DDP(model, device_ids=[local_rank])
+    model = DDP(model, device_ids=[local_rank], find_unused_parameters=True)
     ...
     if local_rank == 0:
         print(f"loss {loss:.4f}")
     ```
     becomes
     ```python
+    accelerator = Accelerator(kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
     local_rank = accelerator.local_process_index
     ...
     if accelerator.is_local_main_process:
@@ -86,12 +107,17 @@ class HandWrittenDDP(Rule):
 
     def plan(self, context, plan):
         analysis = context.analysis
+        unwrapped, removed_lines = [], {}  # wrapper calls gone; wrapper name -> (its func, statements removed)
         for site in analysis.facts.calls:
             qualified = analysis.qualify(site.node.func)
             if qualified in symbols.MODEL_WRAPPERS:
-                _unwrap(context, plan, self.code, site, qualified)
+                if _unwrap(context, plan, self.code, site, qualified, removed_lines) and qualified in _TORCH_DDP:
+                    unwrapped.append(site)
             elif qualified in _SPAWN:
                 _spawn(context, plan, self.code, site)
+        for func, statements in removed_lines.values():
+            _drop_unused_import(context, plan, func, statements, inline=False)
+        _carry_options(context, plan, self.code, unwrapped)
         _drop_rendezvous(context, plan, self.code)
         guarded = set()
         for node, subject, scope, location, statement in _guards(analysis):
@@ -130,9 +156,10 @@ def _with_default(context, plan, code, site, name) -> None:
     plan.diagnostics.append(context.diagnostic(code, site.node, message))
 
 
-def _unwrap(context, plan, code, site, qualified) -> None:
-    """``model = DDP(model, ...)`` removed; ``ddp_model = DDP(model)`` -> ``ddp_model = model``;
-    ``model = DataParallel(model).to(device)`` -> ``model = model.to(device)``."""
+def _unwrap(context, plan, code, site, qualified, removed_lines) -> bool:
+    """``model = DDP(model, ...)`` removed (its line recorded in ``removed_lines``, for the import);
+    ``ddp_model = DDP(model)`` -> ``ddp_model = model``; ``model = DataParallel(model).to(device)`` ->
+    ``model = model.to(device)``. True when the wrapper goes."""
     analysis, call, statement = context.analysis, site.node, site.statement
     name = qualified.rsplit(".", 1)[1]
     positional = [arg.value for arg in call.args if arg.keyword is None and not arg.star]
@@ -141,15 +168,63 @@ def _unwrap(context, plan, code, site, qualified) -> None:
     if not wrapped or not positional or not _is_model(analysis, site.scope, positional[0], assign.targets[0].target):
         message = f"`{name}` wraps the model by hand; remove it: `accelerator.prepare` distributes the model"
         plan.diagnostics.append(context.diagnostic(code, call, message))
-        return
+        return False
     target, model = context.code(assign.targets[0].target), context.code(positional[0])
     if target == model and assign.value is call:
         plan.statement(statement).remove = True
-        _drop_unused_import(context, plan, call.func, [statement], inline=False)
+        removed_lines.setdefault(context.code(call.func), (call.func, []))[1].append(statement)
         plan.changes.append(context.change(code, call, f"`{name}` wrapper removed: `accelerator.prepare` distributes the model"))
     else:
         plan.expression(call, ReplaceWith(model), statement)
         plan.changes.append(context.change(code, call, f"`{name}({model}, ...)` -> `{model}`: `accelerator.prepare` distributes it"))
+    return True
+
+
+def _carry_options(context, plan, code, sites) -> None:
+    """The options of the removed ``DistributedDataParallel`` wrappers (``find_unused_parameters=True``, ...) become
+    ``Accelerator(kwargs_handlers=[DistributedDataParallelKwargs(...)])``; ``device_ids`` / ``output_device`` go
+    (the accelerator sets them). One accelerator has one set of options, the union of the wrappers'; an option
+    given two values, one DistributedDataParallelKwargs lacks, or one the accelerator's scope cannot read is
+    reported, not carried."""
+    analysis, home = context.analysis, context.access.home
+    position = accelerator_position(context)
+    carried: dict[str, str] = {}
+    names: set[str] = set()
+    for site in sites:
+        call = site.node
+        unknown, unreadable, conflicting = [], [], []
+        for index, arg in enumerate(call.args):
+            keyword = arg.keyword.value if arg.keyword is not None else None
+            if keyword in _PLACEMENT or (keyword is None and not arg.star and index < len(_PLACEMENT)):
+                continue
+            text = context.code(arg).rstrip(", ")
+            value_names = _free_names(arg.value) - {"True", "False", "None"}
+            if arg.star or (value_names and (site.scope is not home or defined_after(analysis, home, value_names, *position))):
+                unreadable.append(text)
+            elif keyword not in _DDP_OPTIONS:
+                unknown.append(text)
+            elif carried.setdefault(keyword, context.code(arg.value)) != context.code(arg.value):
+                conflicting.append(text)
+            else:
+                names |= value_names
+        problems = (
+            (unknown, f"dropped: `{_HANDLER}` has no such option (the accelerator's own process group is used)"),
+            (unreadable, f"not carried over: it cannot be read where the accelerator is created; pass `{_HANDLER}(...)` "
+                         "to `Accelerator(kwargs_handlers=[...])` by hand"),
+            (conflicting, "not carried over: another `DistributedDataParallel` of the file sets it differently, and the "
+                          "accelerator gives every model the same options"),
+        )
+        for texts, reason in problems:
+            if texts:
+                message = f"`{', '.join(texts)}` of the removed `DistributedDataParallel` {reason}"
+                plan.diagnostics.append(context.diagnostic(code, call, message))
+    if not carried:
+        return
+    options = ", ".join(f"{keyword}={value}" for keyword, value in carried.items())
+    argument = f"kwargs_handlers=[{_HANDLER}({options})]"
+    context.accelerator_arguments.append((argument, names))
+    context.accelerator_imports.append(_HANDLER)
+    plan.changes.append(context.change(code, sites[0].node, f"`{options}` -> `Accelerator({argument})`"))
 
 
 def _is_model(analysis, scope, *nodes) -> bool:
