@@ -108,3 +108,22 @@ def test_files_without_training_code_do_not_load_libcst_and_torch_is_never_loade
     loaded = _modules_loaded_after("sub0/train_0.py", tree)
     assert "libcst" in loaded
     assert not any(m.split(".")[0] == "torch" for m in loaded)
+
+
+def test_check_of_one_file_loads_nothing_that_only_diffs_writes_walks_or_configs_need(tree):
+    """``--check file.py`` is a pre-commit hook's hot path: what only --diff, writing, walking a directory, a
+    pyproject.toml or several workers need stays unloaded (measured against what the bare interpreter loads)."""
+    listing = "import sys; print(' '.join(sys.modules))"
+    bare = set(subprocess.run([sys.executable, "-c", listing], capture_output=True, text=True).stdout.split())
+    code = (
+        "import sys\n"
+        "from accel_convert.cli import main\n"
+        "try:\n    main(['--check', 'sub0/train_0.py'])\n"
+        "except SystemExit:\n    pass\n"
+        f"{listing}\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=tree, capture_output=True, text=True, timeout=60)
+    loaded = set(done.stdout.split()) - bare
+    assert "libcst" in loaded, done.stderr
+    unneeded = {"difflib", "tomllib", "tempfile", "concurrent.futures", "pathspec", "shlex"}
+    assert not unneeded & loaded
