@@ -73,3 +73,57 @@ def test_a_load_whose_result_is_used_keeps_the_scripts_own_amp():
         "x.py:6:11: AC014 mixed precision left as is: the `GradScaler` is used beyond scale/step/update/unscale_ and its "
         "state in checkpoints (use `accelerator.scaler`)"
     ]
+
+
+TRAINER = '''\
+import torch
+
+
+class Trainer:
+    def __init__(self, model, loader):
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.model = model.to(self.device)
+        self.loader = loader
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.1)
+        self.scaler = torch.cuda.amp.GradScaler()
+
+    def train_epoch(self):
+        for x in self.loader:
+            self.optimizer.zero_grad()
+            with torch.cuda.amp.autocast():
+                loss = self.model(x.to(self.device)).sum()
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+
+    def save(self, path):
+        torch.save({"model": self.model.state_dict(), "scaler": self.scaler.state_dict()}, path)
+
+    def load(self, path):
+        self.scaler.load_state_dict(torch.load(path)["scaler"])
+
+
+trainer = Trainer(torch.nn.Linear(3, 1), torch.utils.data.DataLoader(torch.randn(8, 3), batch_size=4))
+trainer.train_epoch()
+'''
+
+
+def test_scaler_kept_in_an_attribute_goes_to_the_accelerator_too():
+    result = convert_source(TRAINER)
+    assert result.diagnostics == ()
+    assert "GradScaler" not in result.text and "self.scaler" not in result.text
+    assert '        self.accelerator = Accelerator(mixed_precision="fp16")\n' in result.text
+    assert (
+        '"scaler": self.accelerator.scaler.state_dict() if self.accelerator.scaler is not None else {}}, path)\n'
+        in result.text
+    )
+    assert (
+        "        if self.accelerator.scaler is not None:\n"
+        '            self.accelerator.scaler.load_state_dict(torch.load(path)["scaler"])\n'
+    ) in result.text
+
+
+def test_scaler_attribute_read_through_another_object_keeps_the_scripts_own_amp():
+    result = convert_source(TRAINER + "print(trainer.scaler.get_scale())\n")
+    assert "self.scaler = torch.cuda.amp.GradScaler()" in result.text and "accelerator.scaler" not in result.text
+    assert [(d.code, d.line) for d in result.diagnostics] == [("AC014", 10)]

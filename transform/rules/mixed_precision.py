@@ -151,6 +151,7 @@ class MixedPrecision(Rule):
             else:
                 odd.append(site)
         loads = [load for load in analysis.facts.loads if any(_names_load(analysis, load, s) for s in scalers)]
+        loads += _attribute_reads(analysis, scalers)
         if odd or len(loads) != sum(len(v) for v in uses.values()):
             node = odd[0].node if odd else scalers[0].statement
             message = (
@@ -280,6 +281,18 @@ def _names_load(analysis, load, scaler: _Scaler) -> bool:
     if load.location == analysis.facts.statement_locations.get(id(scaler.statement)):
         return False
     return analysis.binding(load.scope, root) == analysis.binding(scaler.scope, root)
+
+
+def _attribute_reads(analysis, scalers: list[_Scaler]) -> list:
+    """Reads of a scaler kept in an attribute (``self.scaler``), and reads of any attribute of that name through
+    another object (``trainer.scaler``), which the rewrite cannot follow: both count as uses to account for."""
+    attributes = {s.name.rsplit(".", 1)[1] for s in scalers if "." in s.name}
+    return [
+        read
+        for read in analysis.facts.attribute_reads
+        if read.node.attr.value in attributes
+        and (dotted_name(read.node) not in {s.name for s in scalers} or any(_names(analysis, read.scope, read.node, s) for s in scalers))
+    ]
 
 
 def _autocasts(analysis):
