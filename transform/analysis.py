@@ -57,10 +57,12 @@ class Flag:
 
 @dataclass(eq=False)
 class Move:
-    """A ``.to(<device>)`` or ``.cuda()`` call; ``kind`` is "batch", "model" or "other"."""
+    """A ``.to(<device>)`` or ``.cuda()`` call; ``kind`` is "batch", "model" or "other". ``sources``: the model's
+    binding for a model move, the loaders the batch comes from for a batch move."""
 
     site: CallSite
     kind: str
+    sources: frozenset = frozenset()
 
     @property
     def call(self) -> cst.Call:
@@ -113,7 +115,9 @@ class Analysis:
     model_classes: set[str] = field(default_factory=set)
     candidates: set[Binding] = field(default_factory=set)  # constructed like a model; a model if used as one
     batch_loops: dict[Loop, set[str]] = field(default_factory=dict)
-    batch_parameters: set[tuple[Scope, str]] = field(default_factory=set)  # (function, parameter) given batches
+    batch_sources: dict[Loop, set[Binding]] = field(default_factory=dict)  # the loaders a batch loop iterates
+    # (function, parameter) given batches at every call -> the loaders they come from
+    batch_parameters: dict[tuple[Scope, str], set[Binding]] = field(default_factory=dict)
     device_definitions: list[DeviceDefinition] = field(default_factory=list)
     flags: list[Flag] = field(default_factory=list)
     moves: list[Move] = field(default_factory=list)
@@ -121,7 +125,9 @@ class Analysis:
     option_devices: dict[Binding, cst.Call] = field(default_factory=dict)  # args.device -> its add_argument call
     has_accelerator: bool = False
     anchor: Assignment | None = None  # the first optimizer stepped in a loop: its scope owns the training run
-    _model_moves: set[int] = field(default_factory=set)
+    # what AC002 passes through accelerator.prepare, with every binding it flows into (convert.plan_module fills it)
+    prepared: set[Binding] = field(default_factory=set)
+    _model_moves: dict[int, Binding] = field(default_factory=dict)  # id(move chained on a model's assignment) -> model
 
     # names ----------------------------------------------------------------------------------------------------------
     def binding(self, scope: Scope, key: str) -> Binding:
@@ -170,6 +176,8 @@ class Analysis:
         if any(arg.keyword is not None and arg.keyword.value == "device" for arg in call.args):
             return True
         positional = [arg for arg in call.args if arg.keyword is None and not arg.star]
+        if positional and isinstance(positional[0].value, cst.Integer):
+            return True  # .to(0): the GPU of that index
         return bool(positional) and self.is_device_expression(positional[0].value, scope)
 
     def _strip(self, node: cst.BaseExpression, scope: Scope) -> cst.BaseExpression:
@@ -480,21 +488,27 @@ def connected(analysis: Analysis, binding: Binding, upstream: bool = False) -> s
     return seen
 
 
-def _iterates_loader(analysis: Analysis, scope: Scope, node: cst.BaseExpression) -> bool:
-    if analysis.role_of(scope, node) == LOADER:
-        return True
+def _iterated_loaders(analysis: Analysis, scope: Scope, node: cst.BaseExpression) -> set[Binding]:
+    """The loaders ``node`` iterates: ``loader``, ``enumerate(loader)``, ``zip(a, b)``; empty for anything else."""
+    key = dotted_name(node)
+    if key is not None and analysis.roles.get(analysis.binding(scope, key)) == LOADER:
+        return {analysis.binding(scope, key)}
+    found: set[Binding] = set()
     if isinstance(node, cst.Call):
-        return any(
-            arg.keyword is None and not arg.star and _iterates_loader(analysis, scope, arg.value) for arg in node.args
-        )
-    return False
+        for arg in node.args:
+            if arg.keyword is None and not arg.star:
+                found |= _iterated_loaders(analysis, scope, arg.value)
+    return found
 
 
 def _find_batch_loops(analysis: Analysis) -> None:
     analysis.batch_loops.clear()
+    analysis.batch_sources.clear()
     for loop in analysis.facts.loops:
-        if isinstance(loop.node, cst.For) and _iterates_loader(analysis, loop.scope, loop.node.iter):
+        loaders = _iterated_loaders(analysis, loop.scope, loop.node.iter) if isinstance(loop.node, cst.For) else set()
+        if loaders:
             analysis.batch_loops[loop] = set(loop.target_names)
+            analysis.batch_sources[loop] = loaders
     for assignment in analysis.facts.assignments:
         for loop in assignment.loops:
             names = analysis.batch_loops.get(loop)
@@ -780,24 +794,28 @@ def _find_flags(analysis: Analysis) -> None:
             analysis.flags.append(Flag(key, assignment))
 
 
-def _is_batch_value(analysis: Analysis, site: CallSite, receiver: cst.BaseExpression) -> bool:
-    """True when ``receiver`` is (derived from) what a loop over a prepared loader yields: a loop or
-    comprehension target, or a parameter of a helper that every call passes such a value."""
+def batch_loaders(analysis: Analysis, site: CallSite, receiver: cst.BaseExpression) -> set[Binding] | None:
+    """The loaders ``receiver`` comes from when it is (derived from) what a loop over a loader yields: a loop or
+    comprehension target, or a parameter of a helper that every call passes such a value; None otherwise."""
     root = root_name(receiver)
     if root is None:
-        return False
-    batch_names: set[str] = {param for scope, param in analysis.batch_parameters if scope is site.scope}
+        return None
+    sources: dict[str, set[Binding]] = {
+        param: set(loaders) for (scope, param), loaders in analysis.batch_parameters.items() if scope is site.scope
+    }
     for loop in site.loops:
-        batch_names |= analysis.batch_loops.get(loop, set())
+        for name in analysis.batch_loops.get(loop, ()):
+            sources.setdefault(name, set()).update(analysis.batch_sources[loop])
     for names, iterable in site.comprehensions:
-        if root_name(iterable) in batch_names or _iterates_loader(analysis, site.scope, iterable):
-            batch_names |= set(names)
-    return root in batch_names
+        loaders = sources.get(root_name(iterable)) or _iterated_loaders(analysis, site.scope, iterable)
+        for name in names if loaders else ():
+            sources.setdefault(name, set()).update(loaders)
+    return sources.get(root)
 
 
 def _find_batch_parameters(analysis: Analysis) -> None:
     """Parameters of the file's functions that every call fills with a batch value."""
-    passed: dict[tuple[Scope, str], bool] = {}
+    passed: dict[tuple[Scope, str], set[Binding] | None] = {}
     for site in analysis.facts.calls:
         callee = _callee(analysis, site)
         if callee is None:
@@ -813,8 +831,10 @@ def _find_batch_parameters(analysis: Analysis) -> None:
             else:
                 continue
             key = (function, name)
-            passed[key] = passed.get(key, True) and _is_batch_value(analysis, site, arg.value)
-    analysis.batch_parameters = {key for key, always in passed.items() if always}
+            loaders = batch_loaders(analysis, site, arg.value)
+            previous = passed.get(key, set())
+            passed[key] = None if previous is None or loaders is None else previous | loaders
+    analysis.batch_parameters = {key: loaders for key, loaders in passed.items() if loaders}
 
 
 def _find_moves(analysis: Analysis) -> None:
@@ -822,24 +842,27 @@ def _find_moves(analysis: Analysis) -> None:
         if len(assignment.targets) != 1:
             continue
         key = dotted_name(assignment.targets[0])
-        if key is None or analysis.roles.get(analysis.binding(assignment.scope, key)) != MODEL:
+        binding = analysis.binding(assignment.scope, key) if key is not None else None
+        if binding is None or analysis.roles.get(binding) != MODEL:
             continue
         node = assignment.value
         while isinstance(node, cst.Call) and analysis.is_move_call(node, assignment.scope):
-            analysis._model_moves.add(id(node))
+            analysis._model_moves[id(node)] = binding
             node = node.func.value
     for site in analysis.facts.calls:
         call = site.node
         if not analysis.is_move_call(call, site.scope):
             continue
         receiver = call.func.value
-        if id(call) in analysis._model_moves or analysis.role_of(site.scope, receiver) == MODEL:
-            kind = "model"
-        elif _is_batch_value(analysis, site, receiver):
-            kind = "batch"
+        key = dotted_name(receiver)
+        model = analysis._model_moves.get(id(call)) or (analysis.binding(site.scope, key) if key is not None else None)
+        loaders = batch_loaders(analysis, site, receiver)
+        if analysis.roles.get(model) == MODEL:
+            analysis.moves.append(Move(site, "model", frozenset({model})))
+        elif loaders is not None:
+            analysis.moves.append(Move(site, "batch", frozenset(loaders)))
         else:
-            kind = "other"
-        analysis.moves.append(Move(site, kind))
+            analysis.moves.append(Move(site, "other"))
 
 
 def _find_backward_calls(analysis: Analysis) -> None:

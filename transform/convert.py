@@ -14,7 +14,7 @@ from accel_convert.plan import Plan
 from accel_convert.prefilter import may_need_conversion
 from accel_convert.rewrite import hot_nodes, rewrite
 from accel_convert.rules import PLANNING_ORDER
-from accel_convert.rules.prepare import self_training_models
+from accel_convert.rules.prepare import prepared_bindings, self_training_models
 from accel_convert.rules.unconverted import UnconvertedPatterns, apex_amp
 
 SETUP = "AC001"
@@ -98,6 +98,7 @@ def plan_module(module: cst.Module, options: Options = Options(), text: str | No
         _report_unrecognised_loop(analysis, plan, text)
         _report_hidden_training(analysis, plan, options, text)
         return plan
+    analysis.prepared = prepared_bindings(analysis)
     rules = [rule for rule in PLANNING_ORDER if options.enabled(rule.code)]
     access = locate(analysis, [scope for rule in rules for scope in rule.needs(analysis)])
     context = Context(analysis, access, options)

@@ -412,7 +412,7 @@ from accel import Accelerator
 
 class Trainer:
     def __init__(self, model, optimizer):
-        self.model = model.to(0)
+        self.model = model
         self.optimizer = optimizer
 
 

@@ -159,7 +159,7 @@ def main():
         id='schedulers',
     ),
     pytest.param(
-        # AC002 declines when a loop uses the objects before the last one is created
+        # AC002 declines when a loop uses the objects before the last one is created; the backward calls stay
         '''\
 import torch
 from torch.utils.data import DataLoader
@@ -183,14 +183,18 @@ accelerator = Accelerator()
 model = torch.nn.Linear(4, 2)
 optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
 for x in DataLoader(data):
-    accelerator.backward(model(x).sum())
+    model(x).sum().backward()
     optimizer.step()
 loader = DataLoader(data)
 for x in loader:
-    accelerator.backward(model(x).sum())
+    model(x).sum().backward()
     optimizer.step()
 ''',
-        ['x.py:9:1: AC002 a loop uses the model or optimizer before the last object is created; `accelerator.prepare` not added'],
+        [
+            'x.py:7:5: AC004 `model(x).sum().backward()` left as is: `accelerator.prepare` is not added (see AC002), and `accelerator.backward` needs the prepared optimizer',
+            'x.py:9:1: AC002 a loop uses the model or optimizer before the last object is created; `accelerator.prepare` not added',
+            'x.py:11:5: AC004 `model(x).sum().backward()` left as is: `accelerator.prepare` is not added (see AC002), and `accelerator.backward` needs the prepared optimizer',
+        ],
         id='late_objects',
     ),
     pytest.param(
@@ -243,7 +247,8 @@ def main():
         id='module_device',
     ),
     pytest.param(
-        # AC001: cpu= from the user's switch; a second run the accelerator cannot reach is reported, not guessed
+        # AC001: cpu= from the user's switch; a second run the accelerator cannot reach is reported, not guessed (and
+        # keeps its own device moves: nothing prepares its model)
         '''\
 import torch
 from torch.utils.data import DataLoader
@@ -289,13 +294,13 @@ def main(args):
 
 def run(opts):
     device = "cpu" if opts.cpu else "cuda"
-    model = torch.nn.Linear(4, 2)
+    model = torch.nn.Linear(4, 2).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     while True:
         model(torch.ones(4, device=device)).sum().backward()
         optimizer.step()
 ''',
-        ['x.py:17:5: AC001 device `device` left as is: `run` cannot reach the accelerator', 'x.py:21:9: AC004 `model(torch.ones(4, device=device)).sum().backward()` left as is: `run` cannot reach the accelerator'],
+        ['x.py:17:5: AC001 device `device` left as is: `run` cannot reach the accelerator', 'x.py:21:9: AC004 `model(torch.ones(4, device=device)).sum().backward()` left as is: it trains `model`, which `accelerator.prepare` does not hold; prepare it to train it with the accelerator'],
         id='cpu_flags',
     ),
     pytest.param(

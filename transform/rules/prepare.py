@@ -505,6 +505,22 @@ def _prepare_statement(keys: list[str], accelerator: str, indent: str, unit: str
     return cst.parse_statement(line + "\n")
 
 
+def prepared_bindings(analysis: Analysis) -> set:
+    """The bindings holding an object this rule passes through `accelerator.prepare`, with every binding the object
+    flows into (helpers' parameters, aliases); empty when it declines. AC003 and AC004 rewrite only around these."""
+    owner = analysis.anchor.scope
+    objects = _objects(analysis, owner)
+    created = [assignment for _, _, assignment in objects if assignment is not None]
+    if created:
+        _, block_id, indices = common_level([assignment.location for assignment in created])
+        if _used_in_an_earlier_loop(analysis, owner, objects, block_id, max(indices)):
+            return set()
+    reach: set = set()
+    for key, _, _ in objects:
+        reach |= connected(analysis, analysis.binding(owner, key))
+    return reach
+
+
 def self_training_models(context) -> list:
     """AC002 diagnostics for model classes that build an optimizer from ``self.parameters()`` and step it themselves
     (minimalRL's shape), when the training run is such a class or no other was recognised: preparing ``self`` from
