@@ -67,7 +67,7 @@ class MixedPrecision(Rule):
     - `scaler.scale(loss).backward()` becomes `accelerator.backward(loss)` (with AC004), `scaler.step(optimizer)`
       becomes `optimizer.step()` (a prepared optimizer skips the step when fp16 gradients overflow),
       `scaler.update()` and `scaler.unscale_(optimizer)` go away (`accelerator.clip_grad_norm_` unscales, AC013),
-      and so does `scaler = GradScaler(...)`.
+      and so does `scaler = GradScaler(...)` (or `self.scaler = GradScaler(...)` in a trainer class).
     - The scaler's state in checkpoints goes to the accelerator's scaler, `accelerator.scaler`, which exists only
       under fp16 (it is `None` without it, under DeepSpeed, which scales the loss itself, and under Hugging Face
       Accelerate on the CPU). `scaler.state_dict()` (in a checkpoint dictionary, given to `torch.save`)
@@ -76,8 +76,8 @@ class MixedPrecision(Rule):
       on `accelerator.scaler` under `if accelerator.scaler is not None:`, as a disabled `GradScaler` ignores what
       it is given. A checkpoint saved without fp16 and resumed with it fails as it did before (an enabled
       `GradScaler` refuses the empty state).
-    - A scaler used in any other way (`get_scale()`, a `load_state_dict(...)` whose result is used, its state
-      saved or loaded where the accelerator does not exist yet) keeps the whole script's mixed precision as it
+    - A scaler used in any other way (`get_scale()`, passed to a function, a `load_state_dict(...)` whose result
+      is used, its state saved or loaded where the accelerator does not exist yet) keeps the whole script's mixed precision as it
       is, with a diagnostic.
     - So does an `enabled=` flag that reads names set after the accelerator must be created (typically
       `enabled=device_type == "cuda"` with `device_type` derived from the device), or names the accelerator's scope
