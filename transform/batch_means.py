@@ -7,6 +7,9 @@ from accel_convert.analysis import Analysis, connected
 from accel_convert.facts import Assignment, Loop, target_names
 from accel_convert.imports import dotted_name
 
+# Methods that leave a scalar loss's value as it is (``loss.sum().item()`` is ``loss``).
+_SCALAR_KEEPING = frozenset({"item", "sum", "mean", "detach", "cpu", "float", "double"})
+
 _FUNCTIONAL_LOSSES = frozenset(
     "cross_entropy nll_loss mse_loss l1_loss smooth_l1_loss huber_loss binary_cross_entropy"
     " binary_cross_entropy_with_logits kl_div poisson_nll_loss".split()
@@ -44,3 +47,15 @@ def _assignment_of(analysis: Analysis, binding) -> Assignment | None:
         if assignment.scope is holder and len(assignment.targets) == 1 and dotted_name(assignment.targets[0]) == key:
             return assignment
     return None
+
+
+def without_scalar_methods(node: cst.BaseExpression) -> cst.BaseExpression:
+    """``loss.detach().item()`` -> ``loss``: what a chain of value-keeping methods on a scalar is called on."""
+    while (
+        isinstance(node, cst.Call)
+        and not node.args
+        and isinstance(node.func, cst.Attribute)
+        and node.func.attr.value in _SCALAR_KEEPING
+    ):
+        node = node.func.value
+    return node

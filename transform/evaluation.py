@@ -16,7 +16,7 @@ import libcst as cst
 from accel_convert.analysis import LOADER, MODEL, Analysis, connected, root_name
 from accel_convert.facts import Assignment, Location, Loop, Scope, target_names
 from accel_convert.imports import dotted_name
-from accel_convert.batch_means import batch_mean_loss
+from accel_convert.batch_means import batch_mean_loss, without_scalar_methods
 from accel_convert.metric_fit import fit_to_metrics, free_name
 from accel_convert.metric_flow import metric_flow
 from accel_convert.traverse import Walker
@@ -284,10 +284,7 @@ def _mean_sums(analysis: Analysis, loop: Loop, assignments: list[Assignment], he
     for statement in _statements_after(analysis, loop, here):
         for small in statement.body:
             if isinstance(small, cst.AugAssign) and isinstance(small.operator, cst.AddAssign):
-                value = small.value
-                if isinstance(value, cst.Call) and isinstance(value.func, cst.Attribute) and value.func.attr.value == "item":
-                    value = value.func.value
-                if batch_mean_loss(analysis, loop, assignments, value):
+                if batch_mean_loss(analysis, loop, assignments, without_scalar_methods(small.value)):
                     found.append(small)
     return found
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import libcst as cst
-from accel_convert.batch_means import batch_mean_loss
+from accel_convert.batch_means import batch_mean_loss, without_scalar_methods
 from accel_convert.facts import Assignment, Loop, Scope, target_names
 from accel_convert.metric_flow import MetricFlow, Unit, names_read
 from accel_convert.traverse import Walker
@@ -132,19 +132,13 @@ def _calls_and_subscripts(unit: Unit) -> list[cst.CSTNode]:
     return found
 
 
-def _without_item(node: cst.BaseExpression) -> cst.BaseExpression:
-    if isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute) and node.func.attr.value == "item":
-        return node.func.value
-    return node
-
-
 def _sums_batch_means(analysis, loop, assignments, value) -> bool:
     """``loss.item()``, ``loss.item() * y.size(0)``, ``loss / n``: a batch-mean loss itself, weighted or scaled
     (the first is reported as a mean of batch means; the others are sums that the gather keeps right)."""
     operands = [value]
     if isinstance(value, cst.BinaryOperation) and isinstance(value.operator, (cst.Multiply, cst.Divide)):
         operands = [value.left, value.right]
-    return any(batch_mean_loss(analysis, loop, assignments, _without_item(node)) for node in operands)
+    return any(batch_mean_loss(analysis, loop, assignments, without_scalar_methods(node)) for node in operands)
 
 
 def _batch_mean_source(analysis, loop, assignments, node, seen: set[str]) -> cst.CSTNode | None:

@@ -16,7 +16,9 @@ class GatherForMetrics(Rule):
     A prepared data loader gives each process its own share of the batches. Metrics summed in an evaluation loop
     (correct predictions, loss sums, sample counts) would cover that share only, and differ with the number of
     processes. `accelerator.gather_for_metrics` collects a value from every process and drops the samples the
-    loader repeated to give every process the same number of batches.
+    loader repeated to give every process the same number of batches. A gathered value holds one batch of every
+    process, so the gather fits only code that works on any number of samples: the rule finds out which code
+    after the forward pass computes the metrics and which does something else with this process's batch.
 
     ## What it does
     In a loop over a prepared data loader that runs no `backward()` and no `step()` and runs without gradients
@@ -28,8 +30,26 @@ class GatherForMetrics(Rule):
     out, y = accelerator.gather_for_metrics((out, y))
     ```
 
-    naming the output and every batch value (`y`, `batch`, `labels = batch["labels"]`) that the rest of the loop
-    body reads. Everything computed after that line sees the full batch of every process, once.
+    naming the output and every batch value (`y`, `batch`, `labels = batch["labels"]`, both names of
+    `inputs, targets = batch[0], batch[1]`) that the rest of the loop body reads. Everything computed after that
+    line sees the full batch of every process, once.
+
+    ### Metric code and other code
+    A *metric statement* adds to something that outlives the loop: `total += ...` on a name the loop does not
+    assign, or `.append(...)`, `.extend(...)`, `.update(...)`, `.add_batch(...)` on such a name. The statements
+    whose results it reads (`loss = criterion(out, y)`, a `for` or `if` around it) compute the metric too. Any
+    other code after the forward pass that reads the output or a batch value, such as saving the first batch's
+    reconstructions with `recon.view(args.batch_size, 1, 28, 28)`, needs this process's batch: under two
+    processes a gathered batch has twice the rows and that `view` fails. In that case the gather binds new names
+    that only the metric code reads, and the other code keeps the local tensors:
+
+    ```python
+    recon, mu = model(data)
+    all_recon, all_mu, all_data = accelerator.gather_for_metrics((recon, mu, data))
+    test_loss += loss_function(all_recon, all_data, all_mu).item()
+    if i == 0:
+        save_image(recon.view(args.batch_size, 1, 28, 28)[:8], "reconstruction.png")
+    ```
 
     ### Loss sums
     The loss is computed *after* the gather, on the gathered outputs and targets, so one scheme works for every
@@ -41,11 +61,25 @@ class GatherForMetrics(Rule):
     a loss with `reduction="sum"`, and divide by the number of samples.
 
     When the output is used inline (`correct += (model(x).argmax(1) == y).sum().item()`), it is first
-    assigned to `outputs`, gathered, and the statement reads `outputs` instead. The loop is left as it is, with a
-    diagnostic, when the model is called more than once without assigning its output, or when a value computed
-    from the batch before the forward pass (`n = y.size(0)`) is read after it.
+    assigned to `outputs`, gathered, and the statement reads `outputs` instead.
 
-    **Unsafe** (in ruff's sense): the body of the loop after the forward pass now runs on N batches at once.
+    ### Loops left as they are
+    Gathering these would crash or give numbers that change with the number of processes, so the loop keeps its
+    per-process metrics and a diagnostic says why:
+
+    - a value that goes through `pack_padded_sequence` / `pad_packed_sequence` in the metric code: it is padded to
+      the longest sequence of its own process's batch, so processes hold different shapes (pad it with
+      `accelerator.pad_across_processes` before gathering);
+    - an output of the model used as an index (`allcaps[sort_ind]`): positions within one process's batch do not
+      address the gathered batch (gather the indexed value instead);
+    - a metric that adds up a nonlinear function of a batch-mean loss (`psnr = 10 * log10(1 / mse.item())`,
+      `math.exp(loss.item())`): it depends on which samples share a batch;
+    - a value that feeds the metrics and is also used by other code, a gathered name reassigned after the
+      forward pass while other code reads it, or no metric statement at all while other code reads the batch;
+    - the model called more than once without assigning its output, or a value computed from the batch before
+      the forward pass (`n = y.size(0)`) read after it.
+
+    **Unsafe** (in ruff's sense): the metric code after the forward pass now runs on N batches at once.
 
     ## Example
     ```python
