@@ -46,3 +46,14 @@ def test_the_remainder_is_counted_while_reading_not_taken_from_a_length():
     batches = [index.tolist() for index, _, _ in loader]
     assert batches == [[3, 4, 5], [9, 0, 1]]  # the last round: 6..9 real, then the epoch's first samples again
     assert loader.remainder == 4
+
+
+@pytest.mark.parametrize(("split", "drop_last", "batches", "remainder"), [
+    (True, False, [[2, 3], [6, 7], [0, 1]], 2),  # rounds of one batch of 4, split in halves: 8, 9 real, then 0, 1
+    (False, True, [[3, 4, 5]], -1),  # the short last round is dropped: nothing to trim
+])
+def test_split_batches_and_drop_last_count_rounds_too(split, drop_last, batches, remainder):
+    loader = DataLoader(Stream(10), batch_size=4 if split else 3, drop_last=drop_last)
+    prepared = prepare_data_loader(loader, GradientState(1), 2, 1, None, lambda s: s, split_batches=split)
+    assert [index.tolist() for index, _, _ in prepared] == batches
+    assert prepared.remainder == remainder
