@@ -13,7 +13,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 
-def main(find_unused):
+def main(find_unused, group):
     local_rank = int(os.environ["LOCAL_RANK"])
     model = torch.nn.Linear(2, 1)
     head = torch.nn.Linear(1, 1)
@@ -58,11 +58,11 @@ def test_a_wrapper_without_options_adds_no_handler():
 
 
 def test_what_cannot_be_carried_is_named():
-    text, messages = convert("find_unused_parameters=find_unused, process_group=None",
+    text, messages = convert("find_unused_parameters=find_unused, process_group=group",
                              head_options="static_graph=False, **extra")
     assert "kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=find_unused, static_graph=False)]" in text
     assert messages == [
-        "11: AC017 `process_group=None` of the removed `DistributedDataParallel` dropped: "
+        "11: AC017 `process_group=group` of the removed `DistributedDataParallel` dropped: "
         "`DistributedDataParallelKwargs` has no such option (the accelerator's own process group is used)",
         "12: AC017 `**extra` of the removed `DistributedDataParallel` not carried over: it cannot be read where the "
         "accelerator is created; pass `DistributedDataParallelKwargs(...)` to `Accelerator(kwargs_handlers=[...])` by hand",

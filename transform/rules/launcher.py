@@ -199,10 +199,10 @@ def _carry_options(context, plan, code, sites) -> None:
                 continue
             text = context.code(arg).rstrip(", ")
             value_names = _free_names(arg.value) - {"True", "False", "None"}
-            if arg.star or (value_names and (site.scope is not home or defined_after(analysis, home, value_names, *position))):
-                unreadable.append(text)
-            elif keyword not in _DDP_OPTIONS:
+            if keyword not in _DDP_OPTIONS and not arg.star:
                 unknown.append(text)
+            elif arg.star or (value_names and (site.scope is not home or defined_after(analysis, home, value_names, *position))):
+                unreadable.append(text)
             elif carried.setdefault(keyword, context.code(arg.value)) != context.code(arg.value):
                 conflicting.append(text)
             else:
