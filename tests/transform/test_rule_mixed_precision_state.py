@@ -127,3 +127,16 @@ def test_scaler_attribute_read_through_another_object_keeps_the_scripts_own_amp(
     result = convert_source(TRAINER + "print(trainer.scaler.get_scale())\n")
     assert "self.scaler = torch.cuda.amp.GradScaler()" in result.text and "accelerator.scaler" not in result.text
     assert [(d.code, d.line) for d in result.diagnostics] == [("AC014", 10)]
+
+
+def test_state_loaded_before_the_accelerator_exists_keeps_the_scripts_own_amp():
+    source = (
+        "import torch\n\nscaler = torch.cuda.amp.GradScaler()\nscaler.load_state_dict(torch.load('scaler.pt'))\n"
+        "model = torch.nn.Linear(2, 1)\noptimizer = torch.optim.SGD(model.parameters(), lr=0.1)\n" + LOOP
+    )
+    result = convert_source(source)
+    assert "scaler = torch.cuda.amp.GradScaler()" in result.text and "accelerator.scaler" not in result.text
+    assert [d.format("x.py") for d in result.diagnostics] == [
+        "x.py:4:1: AC014 mixed precision left as is: the `GradScaler`'s state is saved or loaded where the accelerator "
+        "does not exist yet (use `accelerator.scaler` once it does)"
+    ]

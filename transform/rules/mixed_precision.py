@@ -158,6 +158,11 @@ class MixedPrecision(Rule):
                 "mixed precision left as is: the `GradScaler` is used beyond scale/step/update/unscale_ and its "
                 "state in checkpoints (use `accelerator.scaler`)"
             )
+            if odd and _state_shape(odd[0]):
+                message = (
+                    "mixed precision left as is: the `GradScaler`'s state is saved or loaded where the accelerator "
+                    "does not exist yet (use `accelerator.scaler` once it does)"
+                )
             plan.diagnostics.append(context.diagnostic(self.code, node, message))
             return
         mode, enabled = _mode(analysis, scalers, [call for _, call in autocasts])
@@ -219,22 +224,22 @@ class MixedPrecision(Rule):
 
 
 def _state_use(context, site, start) -> str | None:
-    """The accelerator's expression when ``site`` saves or restores the scaler's state in a way that can be rewritten.
+    """The accelerator's expression when ``site`` saves or restores the scaler's state (``_state_shape``) where the
+    accelerator exists."""
+    return reachable(context, site.scope, site.location, start) if _state_shape(site) else None
 
-    ``scaler.state_dict()`` anywhere, ``scaler.load_state_dict(x)`` as a statement of its own; the accelerator must
-    exist where the line runs."""
+
+def _state_shape(site) -> bool:
+    """``scaler.state_dict()`` anywhere, or ``scaler.load_state_dict(x)`` as a statement of its own."""
     call = site.node
     method = call.func.attr.value
-    if method == "state_dict" and call.args:
-        return None
-    if method == "load_state_dict":
-        statement = site.statement
-        single = isinstance(statement, cst.SimpleStatementLine) and len(statement.body) == 1
-        if not (single and isinstance(statement.body[0], cst.Expr) and statement.body[0].value is call and len(call.args) == 1):
-            return None
-    elif method != "state_dict":
-        return None
-    return reachable(context, site.scope, site.location, start)
+    if method == "state_dict":
+        return not call.args
+    if method != "load_state_dict":
+        return False
+    statement = site.statement
+    single = isinstance(statement, cst.SimpleStatementLine) and len(statement.body) == 1
+    return single and isinstance(statement.body[0], cst.Expr) and statement.body[0].value is call and len(call.args) == 1
 
 
 def _parent(statement: cst.CSTNode, node: cst.CSTNode) -> cst.CSTNode | None:
