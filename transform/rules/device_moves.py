@@ -101,10 +101,10 @@ class DeviceMoves(Rule):
                 context.use(move.site.scope, move.site.location)
                 plan.changes.append(context.change(self.code, call, f"hard-coded device -> `{device}`"))
             elif _unknown_device(analysis, _device_argument(call), move.site.scope):
-                plan.diagnostics.append(context.diagnostic(self.code, call, _unknown_message(context, move.site, call, False)))
+                plan.diagnostics.append(context.diagnostic(self.code, call, _unknown_message(context, call, None)))
         for site in _unclassified_conversions(analysis):
-            prepared = _placed_by_prepare(analysis, site, site.node.func.value)
-            plan.diagnostics.append(context.diagnostic(self.code, site.node, _unknown_message(context, site, site.node, prepared)))
+            placed = _placed_by_prepare(analysis, site, site.node.func.value)
+            plan.diagnostics.append(context.diagnostic(self.code, site.node, _unknown_message(context, site.node, placed)))
         for site, arg in _device_keywords(analysis):
             device = self._device(context, site.scope)
             if device is None:
@@ -250,28 +250,32 @@ def _unclassified_conversions(analysis: Analysis):
             yield site
 
 
-def _placed_by_prepare(analysis: Analysis, site: CallSite, receiver: cst.BaseExpression) -> bool:
+def _placed_by_prepare(analysis: Analysis, site: CallSite, receiver: cst.BaseExpression) -> str | None:
+    """"model" for a prepared model, "batch" for what a prepared loader yields, else None."""
     key = dotted_name(receiver)
     if key is not None and analysis.binding(site.scope, key) in analysis.prepared:
-        return True
+        return "model"
     loaders = batch_loaders(analysis, site, receiver)
-    return bool(loaders) and loaders <= analysis.prepared
+    return "batch" if loaders and loaders <= analysis.prepared else None
 
 
-def _unknown_message(context, site: CallSite, call: cst.Call, prepared: bool) -> str:
+def _unknown_message(context, call: cst.Call, placed: str | None) -> str:
     device = context.code(_device_argument(call))
     receiver = context.code(call.func.value)
-    if prepared:
-        advice = (
-            f"`{receiver}` is already on `accelerator.device` (placed by `accelerator.prepare`): if `{device}` is a "
-            "device, remove the move"
-        )
+    if call.func.attr.value == "cuda" or any(arg.keyword is not None and arg.keyword.value == "device" for arg in call.args):
+        head = f"cannot tell which device `{device}` is"
+    else:
+        head = f"cannot tell whether `{device}` is a device"
+    if placed == "model":
+        advice = f"`accelerator.prepare` places `{receiver}` on `accelerator.device`, so a move to a device should go"
+    elif placed == "batch":
+        advice = f"the prepared loader yields `{receiver}` on `accelerator.device` already, so a move to a device should go"
     else:
         advice = (
-            "if it is, check that it is the device this process trains on (under `accel launch` each process has its "
-            "own, `accelerator.device`)"
+            "check that it is the device this process trains on (`accelerator.device`: under `accel launch` each "
+            "process has its own)"
         )
-    return f"`{context.code(call)}` left as is: cannot tell whether `{device}` is a device; {advice}"
+    return f"`{context.code(call)}` left as is: {head}; {advice}"
 
 
 def _device_keywords(analysis: Analysis):
