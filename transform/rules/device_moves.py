@@ -211,7 +211,7 @@ def _unknown_device(analysis: Analysis, node: cst.BaseExpression | None, scope: 
         return False
     if isinstance(node, cst.Attribute) and node.attr.value in ("device", "dtype"):
         # another tensor's (or module's) device or dtype; ``self.device`` of a class is a value of its own
-        return node.attr.value == "dtype" or not (isinstance(node.value, cst.Name) and node.value.value == scope.self_name)
+        return node.attr.value == "device" and isinstance(node.value, cst.Name) and node.value.value == scope.self_name
     return not _is_dtype(analysis, node, scope)
 
 
