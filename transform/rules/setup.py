@@ -38,8 +38,9 @@ class Setup(Rule):
       args.no_cuda and torch.cuda.is_available()` the accelerator is created as `Accelerator(cpu=args.no_cuda)`;
       with `"cuda" if args.backend == "gpu" and torch.cuda.is_available() else "cpu"`, as
       `Accelerator(cpu=args.backend != "gpu")`; with `torch.device(args.device)` or a `--device` option used
-      as `args.device`, as `Accelerator(cpu=args.device == "cpu")`. A choice that depends on availability
-      alone (`True if torch.cuda.is_available() else False`) gives a plain `Accelerator()`.
+      as `args.device`, as `Accelerator(cpu=args.device == "cpu")`; with `if args.cpu: device =
+      torch.device("cpu")` after the definition, as `Accelerator(cpu=args.cpu)`. A choice that depends on
+      availability alone (`True if torch.cuda.is_available() else False`) gives a plain `Accelerator()`.
     - A device definition that a later one surely replaces before anything reads it (a module-level default
       that `if __name__ == "__main__":` sets again from the parsed options) stays as written: the accelerator
       is created at the later one, whose switch is the one the run obeys.
@@ -216,18 +217,43 @@ def _cpu_argument(analysis: Analysis, home) -> tuple[str, set[str]] | None:
     )
     flags = [flag for flag in analysis.flags if flag.assignment.scope is home]
     if definitions:
-        definition = definitions[0]
-        if definition.device_argument is not None:
-            node = definition.device_argument
-            return f'{analysis.code(node)} == "cpu"', _names(node)
-        if definition.cpu_literal:
-            return "True", set()
-        condition = definition.cuda_condition
-    elif flags:
-        condition = flags[0].assignment.value
-    else:
-        option = next((key for (owner, key) in analysis.option_devices if owner is home), None)
-        return (f'{option} == "cpu"', {option.split(".")[0]}) if option is not None else None
+        cpu = _definition_cpu(analysis, home, definitions[0])
+        for later in definitions[1:]:
+            guard = _cpu_guard(analysis, definitions[0], later)
+            if guard is None or (cpu is not None and cpu[0] == "True"):
+                continue
+            text = analysis.code(guard)
+            text = f"({text})" if isinstance(guard, (cst.IfExp, cst.Lambda)) else text
+            cpu = (text, _names(guard)) if cpu is None else (f"{text} or {cpu[0]}", _names(guard) | cpu[1])
+        return cpu
+    if flags:
+        return _condition_cpu(analysis, home, flags[0].assignment.value)
+    option = next((key for (owner, key) in analysis.option_devices if owner is home), None)
+    return (f'{option} == "cpu"', {option.split(".")[0]}) if option is not None else None
+
+
+def _definition_cpu(analysis: Analysis, home, definition: DeviceDefinition) -> tuple[str, set[str]] | None:
+    if definition.device_argument is not None:
+        node = definition.device_argument
+        return f'{analysis.code(node)} == "cpu"', _names(node)
+    if definition.cpu_literal:
+        return "True", set()
+    return _condition_cpu(analysis, home, definition.cuda_condition)
+
+
+def _cpu_guard(analysis: Analysis, first: DeviceDefinition, later: DeviceDefinition) -> cst.BaseExpression | None:
+    """``G`` when ``later`` is ``device = "cpu"`` alone under ``if G:`` (no ``else``), in the block of ``first``."""
+    location, block = later.location, first.location[-1][0]
+    if not later.cpu_literal or len(location) < 2 or location[-2][0] != block or location[:-2] != first.location[:-1]:
+        return None
+    statement = analysis.facts.statement_at(*location[-2])
+    if not (isinstance(statement, cst.If) and statement.orelse is None and id(statement.body) == location[-1][0]):
+        return None
+    return statement.test
+
+
+def _condition_cpu(analysis: Analysis, home, condition: cst.BaseExpression | None) -> tuple[str, set[str]] | None:
+    """``cpu=`` for a device that is an accelerator when ``condition`` holds, minus the availability checks."""
     if condition is None:
         return None
     disjuncts = _split(condition, cst.Or)
