@@ -13,6 +13,7 @@ _EXPORTS = {
     "FullyShardedDataParallelPlugin": "plugins",
     "DeepSpeedPlugin": "plugins",
     "DistributedDataParallelKwargs": "kwargs_handlers",
+    "DDPCommunicationHookType": "kwargs_handlers",
     "load_checkpoint_in_model": "model_files",
 }
 

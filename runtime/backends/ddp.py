@@ -31,7 +31,10 @@ class DDPBackend(Backend):
             return model  # nothing to synchronise (e.g. a frozen teacher); DDP would refuse it
         device_ids = [self.state.device] if self.state.device.type == "cuda" else None
         options = self.plugin.to_kwargs() if self.plugin is not None else {}
-        return DistributedDataParallel(model, device_ids=device_ids, **options)
+        wrapped = DistributedDataParallel(model, device_ids=device_ids, **options)
+        if self.plugin is not None and self.plugin.comm_hook != "no":
+            _register_comm_hook(wrapped, self.plugin)
+        return wrapped
 
     def no_sync(self, model: nn.Module) -> contextlib.AbstractContextManager:
         if isinstance(model, DistributedDataParallel):
@@ -43,3 +46,23 @@ class DDPBackend(Backend):
         if isinstance(model, DistributedDataParallel):
             model = unwrap_compiled(model.module)
         return model
+
+
+def _register_comm_hook(model: DistributedDataParallel, options) -> None:
+    """Install the gradient communication hook ``options`` (a DistributedDataParallelKwargs) asks for."""
+    from torch.distributed.algorithms.ddp_comm_hooks import default_hooks, powerSGD_hook
+
+    hooks = {
+        "fp16": default_hooks.fp16_compress_hook,
+        "bf16": default_hooks.bf16_compress_hook,
+        "power_sgd": powerSGD_hook.powerSGD_hook,
+        "batched_power_sgd": powerSGD_hook.batched_powerSGD_hook,
+    }
+    wrappers = {"fp16": default_hooks.fp16_compress_wrapper, "bf16": default_hooks.bf16_compress_wrapper}
+    hook = hooks[options.comm_hook.value]
+    state = None
+    if options.comm_hook.value in ("power_sgd", "batched_power_sgd"):
+        state = powerSGD_hook.PowerSGDState(process_group=None, **options.comm_state_option)
+        if options.comm_wrapper != "no":
+            hook = wrappers[options.comm_wrapper.value](hook)
+    model.register_comm_hook(state=state, hook=hook)

@@ -1,13 +1,14 @@
 """``DistributedDataParallelKwargs`` through ``Accelerator(kwargs_handlers=...)``: checked options, and two gloo
 processes training a model with an unused branch (workers/unused_parameters.py, one launch for all)."""
 
+import re
 from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
-from accel import Accelerator, DistributedDataParallelKwargs
+from accel import Accelerator, DDPCommunicationHookType, DistributedDataParallelKwargs
 from tests.launching import launch
 
 WORKER = Path(__file__).parent / "workers" / "unused_parameters.py"
@@ -15,16 +16,26 @@ WORKER = Path(__file__).parent / "workers" / "unused_parameters.py"
 
 def test_only_options_changed_from_their_default_reach_ddp():
     assert DistributedDataParallelKwargs().to_kwargs() == {}
-    options = DistributedDataParallelKwargs(find_unused_parameters=True, bucket_cap_mb=50, broadcast_buffers=True)
-    assert options.to_kwargs() == {"find_unused_parameters": True, "bucket_cap_mb": 50}
+    options = DistributedDataParallelKwargs(find_unused_parameters=True, bucket_cap_mb=50, broadcast_buffers=True,
+                                            comm_hook="power_sgd", comm_state_option={"start_powerSGD_iter": 2})
+    assert options.to_kwargs() == {"find_unused_parameters": True, "bucket_cap_mb": 50}  # hooks are registered apart
+    assert options.comm_hook is DDPCommunicationHookType.POWER_SGD
 
 
 @pytest.mark.parametrize(("field", "value", "expected"), [
-    ("find_unused_parameters", "yes", "True or False"), ("bucket_cap_mb", 0, "a number > 0"), ("dim", 1.5, "an integer"),
+    ("find_unused_parameters", "yes", "expected True or False"), ("bucket_cap_mb", 0, "expected a number > 0"),
+    ("dim", 1.5, "expected an integer"),
+    ("comm_hook", "fp8", "allowed: 'no', 'fp16', 'bf16', 'power_sgd', 'batched_power_sgd'"),
 ])
 def test_a_bad_option_is_named(field, value, expected):
-    with pytest.raises(ValueError, match=rf"DistributedDataParallelKwargs\.{field}={value!r} is not allowed; expected {expected}"):
+    with pytest.raises(ValueError, match=re.escape(f"DistributedDataParallelKwargs.{field}={value!r} is not allowed; {expected}")):
         DistributedDataParallelKwargs(**{field: value})
+
+
+def test_hook_settings_need_a_power_sgd_hook():
+    with pytest.raises(ValueError, match="comm_wrapper and comm_state_option apply to comm_hook='power_sgd' or "
+                                         "'batched_power_sgd'; got comm_hook='fp16'"):
+        DistributedDataParallelKwargs(comm_hook="fp16", comm_wrapper="bf16")
 
 
 def test_kwargs_handlers_are_checked():
@@ -72,6 +83,15 @@ def test_find_unused_parameters_reaches_ddp_and_trains_like_one_process(ranks):
         assert result["params"].keys() == expected.keys()
         for key, value in expected.items():
             torch.testing.assert_close(result["params"][key], value, rtol=0, atol=1e-6)
+
+
+def test_an_fp16_communication_hook_is_installed_and_trains_within_fp16_rounding(ranks):
+    expected = _one_process_reference()
+    for result in ranks:
+        assert result["fp16_hook"] == "fp16_compress_hook"
+        for key, value in expected.items():
+            torch.testing.assert_close(result["fp16_params"][key], value, rtol=0, atol=1e-3)
+        torch.testing.assert_close(result["fp16_params"], ranks[0]["fp16_params"], rtol=0, atol=0)
 
 
 def test_without_the_option_ddp_names_the_unused_parameters(ranks):

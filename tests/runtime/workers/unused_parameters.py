@@ -27,6 +27,7 @@ def data(n=16):
 
 
 def train(accelerator):
+    """The trained weights, and the communication hook DDP reports."""
     torch.manual_seed(0)
     model = Branchy()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
@@ -36,11 +37,17 @@ def train(accelerator):
         accelerator.backward(loss)
         optimizer.step()
         optimizer.zero_grad()
-    return {k: v.detach().clone() for k, v in accelerator.unwrap_model(model).state_dict().items()}
+    weights = {k: v.detach().clone() for k, v in accelerator.unwrap_model(model).state_dict().items()}
+    return weights, model._get_ddp_logging_data().get("comm_hook")
 
 
-with_option = Accelerator(kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
-results = {"params": train(with_option), "find_unused": with_option.prepare(nn.Linear(1, 1)).find_unused_parameters}
+def accelerator(**options):
+    return Accelerator(kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True, **options)])
+
+
+with_option = accelerator()
+results = {"params": train(with_option)[0], "find_unused": with_option.prepare(nn.Linear(1, 1)).find_unused_parameters}
+results["fp16_params"], results["fp16_hook"] = train(accelerator(comm_hook="fp16"))
 try:
     train(Accelerator())
     results["error"] = None
