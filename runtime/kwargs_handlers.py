@@ -1,7 +1,8 @@
 """Options for the objects the Accelerator creates, passed as ``Accelerator(kwargs_handlers=[...])``.
 
-Each handler is a dataclass whose fields are keyword arguments of one torch constructor; only the fields set to
-something other than their default are passed on, so torch's own defaults apply to the rest.
+Each handler is a dataclass whose fields are keyword arguments of one torch constructor (plus, for DDP, the
+communication hook to register); only the fields set to something other than their default are passed on, so
+torch's own defaults apply to the rest.
 """
 
 from __future__ import annotations
