@@ -168,6 +168,42 @@ def run(args):
         [],
         id="backward_kinds",
     ),
+    pytest.param(
+        # AC004: a loss gathered through list.append(...) is followed into the appended values (the model)
+        '''\
+import torch
+from torch.utils.data import DataLoader
+
+model = torch.nn.Linear(4, 1)
+optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+for inputs in DataLoader(torch.randn(8, 4), batch_size=4):
+    losses = []
+    for row in inputs:
+        losses.append(model(row).sum())
+    total = torch.stack(losses).sum()
+    total.backward()
+    optimizer.step()
+''',
+        '''\
+import torch
+from torch.utils.data import DataLoader
+from accel import Accelerator
+
+accelerator = Accelerator()
+model = torch.nn.Linear(4, 1)
+optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+model, optimizer = accelerator.prepare(model, optimizer)
+for inputs in DataLoader(torch.randn(8, 4), batch_size=4):
+    losses = []
+    for row in inputs:
+        losses.append(model(row).sum())
+    total = torch.stack(losses).sum()
+    accelerator.backward(total)
+    optimizer.step()
+''',
+        [],
+        id="backward_through_list",
+    ),
 ]
 
 

@@ -6,7 +6,7 @@ import builtins
 
 import libcst as cst
 
-from accel_convert.analysis import ACCELERATOR, DEVICE, MODEL, OPTIMIZER, PREPARED_ROLES, Analysis
+from accel_convert.analysis import ACCELERATOR, DEVICE, MODEL, OPTIMIZER, PREPARED_ROLES, Analysis, root_name
 from accel_convert.facts import CallSite, Scope, target_names
 from accel_convert.imports import dotted_name
 from accel_convert.plan import BackwardThrough
@@ -27,7 +27,8 @@ class Backward(Rule):
     imported modules (`torch.autograd.backward(...)`) are left alone. A helper function that cannot see the
     accelerator gets it as a parameter (see AC001).
 
-    The differentiated tensor is followed back through the assignments of its function: it is rewritten when it is
+    The differentiated tensor is followed back through the assignments of its function (and what method calls such
+    as `losses.append(loss)` put into the names it reads): it is rewritten when it is
     computed from a prepared model or optimizer, or from something the tool cannot follow (a parameter, a loop
     variable, an attribute, a function of the file). It is left as is, with no diagnostic, when it is computed only
     from literals and library calls (an autograd demonstration: `y = (x ** 2).sum(); y.backward()`), and with a
@@ -145,6 +146,13 @@ class _Trace:
             return
         for assignment in assignments:
             self.expression(holder, assignment.value)
+        for site in analysis.facts.calls:  # what a method call may put in it: losses.append(loss)
+            func = site.node.func
+            if not (isinstance(func, cst.Attribute) and root_name(func.value) == root):
+                continue
+            if analysis.binding(site.scope, root) == (holder, root):
+                for arg in site.node.args:
+                    self.expression(site.scope, arg.value)
 
     def _bound_otherwise(self, scope: Scope) -> set[str]:
         names = self._other_binders.get(scope)
