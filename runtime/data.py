@@ -155,6 +155,14 @@ class RoundBatches(IterableDataset):
     def __iter__(self):
         return ((samples, real) for samples, real in self.sharded.slices() if samples)
 
+    def __len__(self) -> int:
+        """This process's number of batches, from the dataset's own ``len()`` (a TypeError without one)."""
+        sharded = self.sharded
+        rounds, rest = divmod(len(sharded.dataset), sharded.round_size)
+        if rest and not sharded.drop_last and (sharded.even_batches or sharded.process_index * sharded.share < rest):
+            rounds += 1
+        return rounds
+
 
 class CollateRound:
     """Collate the samples of one ``RoundBatches`` item with the loader's ``collate_fn``, keeping the count of real

@@ -57,3 +57,23 @@ def test_split_batches_and_drop_last_count_rounds_too(split, drop_last, batches,
     prepared = prepare_data_loader(loader, GradientState(1), 2, 1, None, lambda s: s, split_batches=split)
     assert [index.tolist() for index, _, _ in prepared] == batches
     assert prepared.remainder == remainder
+
+
+class SizedStream(Stream):
+    def __len__(self):
+        return self.n
+
+
+@pytest.mark.parametrize(("n", "rank", "even", "drop_last"), [
+    (10, 1, True, False), (7, 1, False, False), (7, 0, False, False), (7, 1, True, True), (12, 1, True, False),
+])
+def test_len_is_the_number_of_batches_when_the_dataset_has_a_length(n, rank, even, drop_last):
+    loader = DataLoader(SizedStream(n), batch_size=3, drop_last=drop_last)
+    prepared = prepare_data_loader(loader, GradientState(1), 2, rank, None, lambda s: s, even_batches=even)
+    assert len(prepared) == len(list(prepared))
+
+
+def test_len_without_a_dataset_length_is_a_type_error_as_in_pytorch():
+    prepared = prepare_data_loader(DataLoader(Stream(4), batch_size=3), GradientState(1), 2, 0, None, lambda s: s)
+    with pytest.raises(TypeError, match="has no len"):
+        len(prepared)
