@@ -228,7 +228,7 @@ def _describe(analysis: Analysis, loop: Loop) -> EvaluationLoop:
     found.gathered += [name for name in order if name in read and name not in found.gathered]
     found.gathered_as = list(found.gathered)
     found.inline_as = found.gathered[0] if found.inline is not None else None
-    flow = metric_flow(loop.node, found.statement, forward_included=found.inline is not None)
+    flow = metric_flow(loop.node, found.statement, found.inline)
     return fit_to_metrics(analysis, loop, found, flow, outputs, assignments)
 
 

@@ -41,16 +41,16 @@ def fit_to_metrics(
     problem = _unfit(analysis, loop, flow, set(outputs) & tracked, tracked, assignments)
     if problem is not None:
         return found.set_problem(*problem)
-    if not local_reads & tracked:
-        return found
     shared = sorted(local_reads & flow.feeder_binds())
     if shared:
         unit = flow.first_local_reading({shared[0]})
         return found.set_problem(
-            f"`{shared[0]}` feeds the metrics and is also used by code after the forward pass that needs this process's "
-            "batch; compute the metrics from names of their own, then gather those",
+            f"`{shared[0]}` feeds the metrics and is also used by other code after the forward pass, which would see "
+            "every process's batch; compute the metrics from names of their own",
             unit.node,
         )
+    if not local_reads & tracked:
+        return found
     rebound = sorted(flow.feeder_binds() & tracked)
     if rebound:
         return found.set_problem(

@@ -1,9 +1,9 @@
 """What the statements after an evaluation loop's forward pass do with the batch: add up metrics, or something else.
 
-A *metric* statement adds to something that outlives the loop: ``total += ...`` on a name the loop does not bind,
-or ``results.append(...)`` / ``.extend`` / ``.update`` / ``.add_batch`` on one. Its *feeders* are the statements
-whose results it reads (``loss = criterion(out, y)``, ``for j in range(...)`` around it), found backwards to a fixed
-point. Everything else after the forward pass (saving an image, a reshape to the loader's batch size) is *local*:
+A *metric* statement adds to something that outlives the loop: ``total += ...`` (or ``total = total + ...``) on a
+name the loop does not otherwise bind, or ``results.append(...)`` / ``.extend`` / ``.update`` / ``.add_batch`` on
+one. Its *feeders* are the statements whose results it reads (``loss = criterion(out, y)``, ``for j in ...:``
+around it), found backwards to a fixed point. Everything else after the forward pass (saving an image, a reshape to the loader's batch size) is *local*:
 it works on this process's batch.
 """
 
@@ -30,10 +30,11 @@ class Unit:
     expressions: list[cst.CSTNode] = field(default_factory=list)  # what the unit evaluates (a header: not its body)
     binds: set[str] = field(default_factory=set)
     inner: list[Unit] = field(default_factory=list)  # units nested under a header
+    skip: cst.CSTNode | None = None  # an inline model call: what it reads is the forward pass's, not the unit's
 
     @property
     def reads(self) -> list[cst.Name]:
-        return names_read(*self.expressions)
+        return names_read(*self.expressions, skip=self.skip)
 
     def read_names(self) -> set[str]:
         return {name.value for name in self.reads}
@@ -61,13 +62,13 @@ class MetricFlow:
         return next(unit for unit in self.local if unit.read_names() & names)
 
 
-def metric_flow(loop: cst.For | cst.While, forward: cst.CSTNode, forward_included: bool) -> MetricFlow:
+def metric_flow(loop: cst.For | cst.While, forward: cst.CSTNode, inline: cst.Call | None) -> MetricFlow:
     """Split the statements after ``forward`` in ``loop``'s body into metric computation and local uses.
 
-    ``forward_included``: the forward statement itself counts as after the forward pass (its model call is used
-    inline and becomes a name assigned just before it)."""
+    ``inline``: the model call, when ``forward`` uses it inline; the call becomes a name assigned just before
+    ``forward``, so ``forward`` itself counts as after the forward pass."""
     bound = _loop_bound(loop)
-    collector = _Units(bound, forward, forward_included)
+    collector = _Units(bound, forward, inline)
     collector.block(loop.body)
     units = collector.after
     flat = [unit for top in units for unit in _flatten(top)]
@@ -97,8 +98,10 @@ def _loop_bound(loop: cst.For | cst.While) -> set[str]:
     bound = set(target_names(loop.target)) if isinstance(loop, cst.For) else set()
 
     class _Binds(Walker):
-        def visit_AssignTarget(self, node: cst.AssignTarget) -> None:
-            bound.update(target_names(node.target))
+        def visit_Assign(self, node: cst.Assign) -> None:
+            if _accumulated(node) is None:
+                for target in node.targets:
+                    bound.update(target_names(target.target))
 
         def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
             bound.update(target_names(node.target))
@@ -119,10 +122,10 @@ def _loop_bound(loop: cst.For | cst.While) -> set[str]:
 class _Units:
     """Collects the units of a loop body in source order, keeping those after the forward statement."""
 
-    def __init__(self, bound: set[str], forward: cst.CSTNode, forward_included: bool) -> None:
+    def __init__(self, bound: set[str], forward: cst.CSTNode, inline: cst.Call | None) -> None:
         self.bound = bound
         self.forward = forward
-        self.forward_included = forward_included
+        self.inline = inline
         self.seen_forward = False
         self.after: list[Unit] = []
 
@@ -138,7 +141,7 @@ class _Units:
     def statement(self, statement: cst.CSTNode, into: list[Unit]) -> None:
         if statement is self.forward:
             self.seen_forward = True
-            if not self.forward_included:
+            if self.inline is None:
                 return
         if isinstance(statement, cst.SimpleStatementLine):
             if self.seen_forward:
@@ -154,6 +157,14 @@ class _Units:
             into.extend(header.inner)
 
     def _small(self, small: cst.BaseSmallStatement, line: cst.CSTNode) -> Unit:
+        unit = self._classify(small, line)
+        unit.skip = self.inline
+        return unit
+
+    def _classify(self, small: cst.BaseSmallStatement, line: cst.CSTNode) -> Unit:
+        total = _accumulated(small) if isinstance(small, cst.Assign) else None
+        if total is not None and total not in self.bound:  # ``total = total + loss.item()``
+            return Unit(small, line, _METRIC, [small.value])
         if isinstance(small, (cst.Assign, cst.AnnAssign)):
             targets = [t.target for t in small.targets] if isinstance(small, cst.Assign) else [small.target]
             plain = [n for t in targets for n in target_names(t)]
@@ -173,6 +184,15 @@ class _Units:
                 if root is not None and root not in self.bound:
                     return Unit(small, line, _METRIC, [small.value])
         return Unit(small, line, _OTHER, [small])
+
+
+def _accumulated(assign: cst.Assign) -> str | None:
+    """``total = total + x``: the one name an assignment binds from its own value, else None."""
+    if len(assign.targets) == 1 and isinstance(assign.targets[0].target, cst.Name):
+        name = assign.targets[0].target.value
+        if name in {read.value for read in names_read(assign.value)}:
+            return name
+    return None
 
 
 def _header(statement: cst.CSTNode) -> Unit:
@@ -208,11 +228,15 @@ def _suites(statement: cst.CSTNode) -> list[cst.BaseSuite]:
     return suites
 
 
-def names_read(*nodes: cst.CSTNode) -> list[cst.Name]:
-    """The variable names the expressions read (not attribute names, keywords or a lambda's own parameters)."""
+def names_read(*nodes: cst.CSTNode, skip: cst.CSTNode | None = None) -> list[cst.Name]:
+    """The variable names the expressions read (not attribute names, keywords, a lambda's own parameters, or
+    anything inside ``skip``)."""
     found: list[cst.Name] = []
 
     class _Reads(Walker):
+        def visit_Call(self, node: cst.Call) -> bool:
+            return node is not skip
+
         def visit_Name(self, node: cst.Name) -> None:
             found.append(node)
 

@@ -35,8 +35,9 @@ class GatherForMetrics(Rule):
     line sees the full batch of every process, once.
 
     ### Metric code and other code
-    A *metric statement* adds to something that outlives the loop: `total += ...` on a name the loop does not
-    assign, or `.append(...)`, `.extend(...)`, `.update(...)`, `.add_batch(...)` on such a name. The statements
+    A *metric statement* adds to something that outlives the loop: `total += ...` (or `total = total + ...`) on a
+    name the loop does not otherwise assign, or `.append(...)`, `.extend(...)`, `.update(...)`, `.add_batch(...)`
+    on such a name. The statements
     whose results it reads (`loss = criterion(out, y)`, a `for` or `if` around it) compute the metric too. Any
     other code after the forward pass that reads the output or a batch value, such as saving the first batch's
     reconstructions with `recon.view(args.batch_size, 1, 28, 28)`, needs this process's batch: under two
