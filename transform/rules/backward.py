@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import weakref
 
 import libcst as cst
 
@@ -84,7 +85,14 @@ class Backward(Rule):
 def _trains_prepared(analysis: Analysis, site: CallSite) -> bool | str | None:
     """True when the backward is to be rewritten; a reason (str) when it is left with a diagnostic; None when it is
     left silently (a tensor computed from literals and library calls only)."""
-    trace = _Trace(analysis)
+    index = _Index.of(analysis)
+    if site not in index.verdicts:
+        index.verdicts[site] = _verdict(analysis, index, site)
+    return index.verdicts[site]
+
+
+def _verdict(analysis: Analysis, index: _Index, site: CallSite) -> bool | str | None:
+    trace = _Trace(analysis, index)
     trace.expression(site.scope, site.node.func.value)
     if trace.prepared:
         return True
@@ -96,16 +104,54 @@ def _trains_prepared(analysis: Analysis, site: CallSite) -> bool | str | None:
     return True if trace.unknown else None
 
 
+_INDEXES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # Analysis -> _Index
+
+
+class _Index:
+    """What the traces of one module look up, built once for ``needs()`` and ``plan()``: assignments and method
+    calls by the root name they change, names bound otherwise than by assignment, and the verdicts."""
+
+    def __init__(self, analysis: Analysis) -> None:
+        self.assignments: dict[tuple[Scope, str], list] = {}
+        for assignment in analysis.facts.assignments:
+            for root in _assigned_roots(assignment):
+                self.assignments.setdefault((assignment.scope, root), []).append(assignment)
+        self.method_calls: dict[str, list[CallSite]] = {}
+        for site in analysis.facts.calls:
+            if isinstance(site.node.func, cst.Attribute) and site.node.args:
+                root = root_name(site.node.func.value)
+                if root is not None:
+                    self.method_calls.setdefault(root, []).append(site)
+        self.local_callables = set(analysis.facts.functions) | set(analysis.facts.classes)
+        self.other_binders: dict[Scope, set[str]] = {}
+        self.verdicts: dict[CallSite, bool | str | None] = {}
+
+    @classmethod
+    def of(cls, analysis: Analysis) -> _Index:
+        index = _INDEXES.get(analysis)
+        if index is None:
+            index = _INDEXES[analysis] = cls(analysis)
+        return index
+
+    def bound_otherwise(self, scope: Scope) -> set[str]:
+        names = self.other_binders.get(scope)
+        if names is None:
+            finder = _OtherBinders(scope.node)
+            finder.walk(scope.node)
+            names = self.other_binders[scope] = finder.names | self.local_callables
+        return names
+
+
 class _Trace:
     """Follows a tensor back through the plain assignments of its scope to the objects it is computed from."""
 
-    def __init__(self, analysis: Analysis) -> None:
+    def __init__(self, analysis: Analysis, index: _Index) -> None:
         self.analysis = analysis
+        self.index = index
         self.prepared: set = set()  # bindings of prepared objects it is computed from
         self.unprepared: set = set()  # models and optimizers it is computed from that are not prepared
         self.unknown = False  # computed (also) from something this cannot follow
         self._seen: set[int] = set()
-        self._other_binders: dict[Scope, set[str]] = {}
 
     def expression(self, scope: Scope, node: cst.BaseExpression) -> None:
         if id(node) in self._seen:
@@ -137,30 +183,19 @@ class _Trace:
         if analysis.qualify(cst.Name(root)) is not None or (hasattr(builtins, root) and root not in scope.assigned):
             return  # an imported module or function, or a builtin
         holder, _ = analysis.binding(scope, root)
-        if not isinstance(holder, Scope) or root in holder.params or root in self._bound_otherwise(holder):
+        if not isinstance(holder, Scope) or root in holder.params or root in self.index.bound_otherwise(holder):
             self.unknown = True
             return
-        assignments = [a for a in analysis.facts.assignments if a.scope is holder and root in _assigned_roots(a)]
+        assignments = self.index.assignments.get((holder, root), [])
         if not assignments or any(root not in _plain_targets(a) for a in assignments):
             self.unknown = True  # not assigned here, or changed through an attribute or item (x[0] = ...)
             return
         for assignment in assignments:
             self.expression(holder, assignment.value)
-        for site in analysis.facts.calls:  # what a method call may put in it: losses.append(loss)
-            func = site.node.func
-            if not (isinstance(func, cst.Attribute) and root_name(func.value) == root):
-                continue
+        for site in self.index.method_calls.get(root, ()):  # what a method call may put in it: losses.append(loss)
             if analysis.binding(site.scope, root) == (holder, root):
                 for arg in site.node.args:
                     self.expression(site.scope, arg.value)
-
-    def _bound_otherwise(self, scope: Scope) -> set[str]:
-        names = self._other_binders.get(scope)
-        if names is None:
-            finder = _OtherBinders(scope.node)
-            finder.walk(scope.node)
-            names = self._other_binders[scope] = finder.names | set(self.analysis.facts.functions) | set(self.analysis.facts.classes)
-        return names
 
 
 def _assigned_roots(assignment) -> set[str]:
@@ -196,7 +231,7 @@ class _Reads(Walker):
 
 
 class _OtherBinders(Walker):
-    """Names a scope binds other than by a one-target assignment (loops, ``+=``, ``with ... as``, ``:=``, ...)."""
+    """Names a scope's statements bind other than by a one-target assignment (loops, ``+=``, ``with ... as``, ...)."""
 
     def __init__(self, root: cst.CSTNode) -> None:
         self.root = root
@@ -208,15 +243,15 @@ class _OtherBinders(Walker):
     def visit_ClassDef(self, node: cst.ClassDef) -> bool:
         return False
 
-    def visit_Lambda(self, node: cst.Lambda) -> bool:
-        return False
-
-    def visit_Assign(self, node: cst.Assign) -> None:
-        if len(node.targets) > 1:
-            self.names.update(name for target in node.targets for name in target_names(target.target))
-
-    def visit_AugAssign(self, node: cst.AugAssign) -> None:
-        self.names.update(target_names(node.target))
+    def visit_SimpleStatementLine(self, node: cst.SimpleStatementLine) -> bool:
+        for small in node.body:
+            if isinstance(small, cst.Assign) and len(small.targets) > 1:
+                self.names.update(name for target in small.targets for name in target_names(target.target))
+            elif isinstance(small, cst.AugAssign):
+                self.names.update(target_names(small.target))
+            elif isinstance(small, (cst.Global, cst.Nonlocal)):
+                self.names.update(item.name.value for item in small.names)
+        return False  # no need to look into expressions
 
     def visit_For(self, node: cst.For) -> None:
         self.names.update(target_names(node.target))
@@ -225,14 +260,7 @@ class _OtherBinders(Walker):
         if node.asname is not None:
             self.names.update(target_names(node.asname.name))
 
-    def visit_NamedExpr(self, node: cst.NamedExpr) -> None:
-        self.names.update(target_names(node.target))
-
     def visit_ExceptHandler(self, node: cst.ExceptHandler) -> None:
         if node.name is not None:
             self.names.update(target_names(node.name.name))
 
-    def visit_Global(self, node: cst.Global) -> None:
-        self.names.update(item.name.value for item in node.names)
-
-    visit_Nonlocal = visit_Global
