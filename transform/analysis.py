@@ -125,6 +125,9 @@ class Analysis:
     option_devices: dict[Binding, cst.Call] = field(default_factory=dict)  # args.device -> its add_argument call
     has_accelerator: bool = False
     anchor: Assignment | None = None  # the first optimizer stepped in a loop: its scope owns the training run
+    anchor_binding: Binding | None = None  # the binding the anchor assigns that holds that optimizer
+    optimizer_models: dict[Binding, set[Binding]] = field(default_factory=dict)  # optimizer -> models it steps
+    _factories: dict[Scope, list | None] = field(default_factory=dict)  # function -> what it returns (factory_returns)
     # what AC002 passes through accelerator.prepare, with every binding it flows into (convert.plan_module fills it)
     prepared: set[Binding] = field(default_factory=set)
     _model_moves: dict[int, Binding] = field(default_factory=dict)  # id(move chained on a model's assignment) -> model
@@ -195,6 +198,7 @@ def analyse(module: cst.Module, imports: ImportTable | None = None) -> Analysis:
     _find_models_called_in_loops(analysis)
     _propagate(analysis)
     _find_batch_loops(analysis)
+    _find_anchor(analysis)
     _find_device_definitions(analysis)
     _drop_overwritten_devices(analysis)
     _find_option_devices(analysis)
@@ -202,7 +206,6 @@ def analyse(module: cst.Module, imports: ImportTable | None = None) -> Analysis:
     _find_batch_parameters(analysis)
     _find_moves(analysis)
     _find_backward_calls(analysis)
-    _find_anchor(analysis)
     return analysis
 
 
@@ -229,15 +232,90 @@ def _find_anchor(analysis: Analysis) -> None:
                 key = dotted_name(stepped_node)
                 if key is not None:
                     stepped.add(analysis.binding(site.scope, key))
+    candidates: list[tuple[Binding, Assignment | None]] = []
     for assignment in analysis.facts.assignments:
         key = dotted_name(assignment.targets[0]) if len(assignment.targets) == 1 else None
         if key is None:
             continue
         binding = analysis.binding(assignment.scope, key)
-        created_here = analysis.creations.get(binding) is assignment and analysis.origins.get(binding) == binding
-        if created_here and analysis.roles.get(binding) == OPTIMIZER and connected(analysis, binding) & stepped:
-            analysis.anchor = assignment
-            return
+        if analysis.creations.get(binding) is assignment and analysis.origins.get(binding) == binding:
+            candidates.append((binding, assignment))
+    # optimizers a factory creates in its return statement (return torch.optim.SGD(...))
+    candidates += [(binding, None) for binding in analysis.roles if binding[1].startswith("return[")]
+    for binding, assignment in candidates:
+        if analysis.roles.get(binding) != OPTIMIZER or not connected(analysis, binding) & stepped:
+            continue
+        binding, assignment, models = _hand_out(analysis, binding, assignment, stepped)
+        if assignment is None:
+            continue
+        analysis.anchor, analysis.anchor_binding = assignment, binding
+        for model in models:
+            _set_role(analysis, model, MODEL, _creation_of(analysis, model))
+        _propagate(analysis)
+        return
+
+
+def _hand_out(analysis: Analysis, binding: Binding, assignment: Assignment | None, stepped: set[Binding]):
+    """Follow an optimizer that a factory of the file creates and returns to the one call of it that receives it
+    (``model, optimizer = load_objects()``), as long as every ``step()`` of it happens downstream of that call and the
+    models it steps reach the caller too (returned with it, or passed in as arguments): the caller owns the
+    training run and prepares what it receives. Returns the optimizer's binding and creating assignment where the
+    run is prepared, with the bindings of its models there."""
+    models = set(analysis.optimizer_models.get(binding, ()))
+    while True:
+        function = binding[0]
+        if not isinstance(function, Scope) or function.parent is None or factory_returns(analysis, function) is None:
+            break
+        outs = [(t, via) for t, source, alias, via in analysis.edges if source == binding and not alias and via]
+        calls = [site for site in analysis.facts.calls if _callee(analysis, site) == (function, 0)]
+        if len(outs) != 1 or len(calls) != 1 or analysis.creations.get(outs[0][0]) is not outs[0][1]:
+            break
+        target, via = outs[0]
+        if not connected(analysis, binding) & stepped <= connected(analysis, target):
+            break  # stepped inside the factory too
+        received = _models_received(analysis, function, models, via, calls[0])
+        if received is None:
+            break
+        binding, assignment, models = target, via, received
+    return binding, assignment, models
+
+
+def _models_received(analysis: Analysis, function: Scope, models: set[Binding], via: Assignment, site: CallSite):
+    """The caller's bindings of the ``models`` a factory's optimizer steps: returned by the call ``via`` assigns,
+    or passed to it as arguments (module-level models stay as they are); None when one cannot be followed."""
+    received = set()
+    for model in models:
+        holder, key = model
+        if holder is analysis.facts.module_scope:
+            received.add(model)
+            continue
+        if holder is not function:
+            return None
+        if key in function.params:
+            argument = _argument_for(site.node, function.params.index(key), key)
+            argument_key = dotted_name(argument) if argument is not None else None
+            if argument_key is None:
+                return None
+            received.add(analysis.binding(site.scope, argument_key))
+            continue
+        returned = [t for t, source, alias, a in analysis.edges if source == model and not alias and a is via]
+        if len(returned) != 1:
+            return None
+        received.add(returned[0])
+    return received
+
+
+def _argument_for(call: cst.Call, position: int, name: str) -> cst.BaseExpression | None:
+    """The expression a call passes for the parameter ``name`` at ``position``."""
+    for index, arg in enumerate(call.args):
+        if arg.star:
+            return None
+        if arg.keyword is not None:
+            if arg.keyword.value == name:
+                return arg.value
+        elif index == position:
+            return arg.value
+    return None
 
 
 def _find_model_classes(analysis: Analysis) -> None:
@@ -317,32 +395,11 @@ def _find_direct_roles(analysis: Analysis) -> None:
         if target is None:
             continue
         scope = assignment.scope
-        binding = analysis.binding(scope, target)
-        value = analysis._strip(assignment.value, scope)
-        if not isinstance(value, cst.Call):
-            continue
-        qualified = analysis.qualify(value.func)
-        if qualified is None:
-            if isinstance(value.func, cst.Name) and value.func.value in analysis.model_classes:
-                analysis.candidates.add(binding)
-                analysis.creations.setdefault(binding, assignment)
-            continue
-        if symbols.is_optimizer(qualified):
-            _set_role(analysis, binding, OPTIMIZER, assignment)
-            for receiver in optimizer_parameter_receivers(analysis, scope, value):
-                model = _model_binding(analysis, scope, receiver)
-                if model is not None:
-                    _set_role(analysis, model, MODEL, analysis.creations.get(model))
-        elif qualified in symbols.DATALOADERS:
-            _set_role(analysis, binding, LOADER, assignment)
-        elif symbols.is_scheduler(qualified):
-            _set_role(analysis, binding, SCHEDULER, assignment)
-        elif qualified in symbols.ACCELERATOR_CLASSES:
-            analysis.has_accelerator = True
-            _set_role(analysis, binding, ACCELERATOR, assignment)
-        elif symbols.is_model_constructor(qualified):
-            analysis.candidates.add(binding)
-            analysis.creations.setdefault(binding, assignment)
+        _classify(analysis, analysis.binding(scope, target), scope, assignment.value, assignment)
+    for function in list(analysis.facts.functions.values()):
+        for index, element in enumerate(factory_returns(analysis, function) or ()):
+            if dotted_name(element) is None:
+                _classify(analysis, returned_binding(function, index), function, element, None)
     for site in analysis.facts.calls:
         if analysis.qualify(site.node.func) in symbols.ACCELERATOR_CLASSES:
             analysis.has_accelerator = True
@@ -352,6 +409,38 @@ def _find_direct_roles(analysis: Analysis) -> None:
             assignment = _creation_of(analysis, binding)
             if assignment is not None:
                 analysis.creations[binding] = assignment
+
+
+def _classify(analysis: Analysis, binding: Binding, scope: Scope, value, assignment: Assignment | None) -> None:
+    """The role of the object ``value`` creates (held by ``binding``; ``assignment`` None for a returned value)."""
+    value = analysis._strip(value, scope)
+    if not isinstance(value, cst.Call):
+        return
+    qualified = analysis.qualify(value.func)
+    if qualified is None:
+        if isinstance(value.func, cst.Name) and value.func.value in analysis.model_classes:
+            analysis.candidates.add(binding)
+            if assignment is not None:
+                analysis.creations.setdefault(binding, assignment)
+        return
+    if symbols.is_optimizer(qualified):
+        _set_role(analysis, binding, OPTIMIZER, assignment)
+        for receiver in optimizer_parameter_receivers(analysis, scope, value):
+            model = _model_binding(analysis, scope, receiver)
+            if model is not None:
+                analysis.optimizer_models.setdefault(binding, set()).add(model)
+                _set_role(analysis, model, MODEL, analysis.creations.get(model))
+    elif qualified in symbols.DATALOADERS:
+        _set_role(analysis, binding, LOADER, assignment)
+    elif symbols.is_scheduler(qualified):
+        _set_role(analysis, binding, SCHEDULER, assignment)
+    elif qualified in symbols.ACCELERATOR_CLASSES:
+        analysis.has_accelerator = True
+        _set_role(analysis, binding, ACCELERATOR, assignment)
+    elif symbols.is_model_constructor(qualified):
+        analysis.candidates.add(binding)
+        if assignment is not None:
+            analysis.creations.setdefault(binding, assignment)
 
 
 def _creation_of(analysis: Analysis, binding: Binding) -> Assignment | None:
@@ -431,19 +520,59 @@ def _find_edges(analysis: Analysis) -> None:
 
 
 def _returned_bindings(analysis: Analysis, call: cst.Call, count: int) -> list[Binding | None] | None:
+    """What the ``count`` targets of ``a, b = f(...)`` receive, when ``f`` is a factory of the file."""
     if not isinstance(call.func, cst.Name) or call.func.value not in analysis.facts.functions:
         return None
     function = analysis.facts.functions[call.func.value]
-    for value in analysis.facts.returns.get(function, ()):
-        elements = [e.value for e in value.elements] if isinstance(value, (cst.Tuple, cst.List)) else [value]
-        if len(elements) != count:
+    elements = factory_returns(analysis, function)
+    if elements is None or len(elements) != count:
+        return None
+    result = []
+    for index, element in enumerate(elements):
+        key = dotted_name(element)
+        result.append(analysis.binding(function, key) if key is not None else returned_binding(function, index))
+    return result
+
+
+def returned_binding(function: Scope, index: int) -> Binding:
+    """The binding that stands for an object a function creates in its ``return`` (``return DataLoader(...)``)."""
+    return (function, f"return[{index}]")
+
+
+def factory_returns(analysis: Analysis, function: Scope) -> list[cst.BaseExpression] | None:
+    """What a function of the file hands back, position by position (``return a, b`` -> [a, b]), when the analysis
+    can follow it: a module-level function (not a method) that does not call itself, ends with ``return <value>``,
+    and returns the same expressions at every ``return``. None otherwise (the caller's objects stay unknown)."""
+    if function in analysis._factories:
+        return analysis._factories[function]
+    analysis._factories[function] = result = _factory_returns(analysis, function)
+    return result
+
+
+def _factory_returns(analysis: Analysis, function: Scope) -> list[cst.BaseExpression] | None:
+    facts = analysis.facts
+    if function.parent is not facts.module_scope or function.class_name is not None:
+        return None
+    body = function.node.body
+    last = body.body[-1] if isinstance(body, cst.IndentedBlock) and body.body else None
+    if not (isinstance(last, cst.SimpleStatementLine) and isinstance(last.body[-1], cst.Return)):
+        return None
+    if any(
+        isinstance(site.node.func, cst.Name) and site.node.func.value == function.name and site.scope.sees(function)
+        for site in facts.calls
+    ):
+        return None  # recursion
+    shapes = set()
+    elements = None
+    for site in facts.return_sites:
+        if site.scope is not function:
             continue
-        result = []
-        for element in elements:
-            key = dotted_name(element)
-            result.append(analysis.binding(function, key) if key is not None else None)
-        return result
-    return None
+        if site.value is None:
+            return None
+        value = site.value
+        elements = [e.value for e in value.elements] if isinstance(value, (cst.Tuple, cst.List)) else [value]
+        shapes.add(tuple(analysis.code(element) for element in elements))
+    return elements if len(shapes) == 1 else None
 
 
 def _propagate(analysis: Analysis) -> None:
@@ -486,6 +615,24 @@ def connected(analysis: Analysis, binding: Binding, upstream: bool = False) -> s
                     seen.add(reached)
                     frontier.append(reached)
     return seen
+
+
+def handed_back(analysis: Analysis, reach: set[Binding]) -> set[Binding]:
+    """The factories' bindings whose objects are returned only into ``reach`` (``model`` inside
+    ``load_objects()`` when the caller's ``model`` is prepared), found through return values and aliases."""
+    found: set[Binding] = set()
+    changed = True
+    while changed:
+        changed = False
+        targets: dict[Binding, set[Binding]] = {}
+        for target, source, alias, via in analysis.edges:
+            if not alias and via is not None:
+                targets.setdefault(source, set()).add(target)
+        for source, received in targets.items():
+            if source not in found and received <= reach | found:
+                found |= {binding for binding in connected(analysis, source) if binding[0] is source[0]}
+                changed = True
+    return found - reach
 
 
 def _iterated_loaders(analysis: Analysis, scope: Scope, node: cst.BaseExpression) -> set[Binding]:

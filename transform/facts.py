@@ -89,6 +89,16 @@ class AttributeRead:
 
 
 @dataclass(eq=False)
+class ReturnSite:
+    """A ``return`` statement (``value`` None for a bare ``return``)."""
+
+    scope: Scope
+    value: cst.BaseExpression | None
+    statement: cst.CSTNode | None
+    location: Location
+
+
+@dataclass(eq=False)
 class ClassInfo:
     node: cst.ClassDef
     bases: list[cst.BaseExpression]
@@ -108,6 +118,7 @@ class Facts:
     loads: list[NameLoad] = field(default_factory=list)
     attribute_reads: list[AttributeRead] = field(default_factory=list)
     returns: dict[Scope, list[cst.BaseExpression]] = field(default_factory=dict)
+    return_sites: list[ReturnSite] = field(default_factory=list)  # every return, bare ones included
     blocks: dict[int, cst.CSTNode] = field(default_factory=dict)  # id -> Module or IndentedBlock
     if_statements: list[tuple[cst.If, Scope, Location]] = field(default_factory=list)
     statement_locations: dict[int, Location] = field(default_factory=dict)
@@ -292,6 +303,8 @@ class _Collector(Walker):
         return False  # the attribute name is not a variable
 
     def visit_Return(self, node: cst.Return) -> None:
+        statement = self.statements[-1] if self.statements else None
+        self.facts.return_sites.append(ReturnSite(self.scope, node.value, statement, self.location))
         if node.value is not None:
             self.facts.returns.setdefault(self.scope, []).append(node.value)
 

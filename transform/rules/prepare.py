@@ -13,6 +13,8 @@ from accel_convert.analysis import (
     SCHEDULER,
     Analysis,
     connected,
+    factory_returns,
+    handed_back,
     optimizer_parameter_receivers,
     parameter_receivers,
 )
@@ -143,7 +145,10 @@ class Prepare(Rule):
         plan.changes.append(context.change(self.code, anchor, f"prepare {', '.join(keys)} with `{accelerator}.prepare`"))
         for key, role, assignment in objects:
             if role == LOADER and assignment is not None:
-                _drop_distributed_sampler(context, plan, assignment, self.code)
+                binding = analysis.binding(owner, key)
+                created = _loader_creation(analysis, binding, assignment)
+                if created is not None and _drop_distributed_sampler(context, plan, *created, self.code):
+                    _forward_sampler_epochs(context, plan, binding, self.code)
         models = [analysis.binding(owner, key) for key, role, _ in objects if role == MODEL]
         _unwrap_model_attributes(context, plan, self.code, models, (block_id, location[depth][1]))
         _report_partly_optimized_models(context, plan, self.code, objects)
@@ -202,7 +207,7 @@ def _report_unprepared_batches(context, plan, code) -> None:
     """The loop that steps the optimizer iterates something that is not a DataLoader of this file (a loader from
     another module's ``get_loader(...)``, a generator): it is not sharded, every process sees all of it."""
     analysis = context.analysis
-    reach = connected(analysis, analysis.binding(analysis.anchor.scope, dotted_name(analysis.anchor.targets[0])))
+    reach = connected(analysis, analysis.anchor_binding)
     reported = set()
     for site in analysis.facts.calls:
         func = site.node.func
@@ -306,22 +311,41 @@ def _unwrap_model_attributes(context, plan, code, models, prepared_at: tuple[int
         )
 
 
-def _drop_distributed_sampler(context, plan, assignment, code) -> None:
-    """``DataLoader(ds, sampler=DistributedSampler(ds, shuffle=s))`` -> ``DataLoader(ds, shuffle=s)``.
+def _loader_creation(analysis: Analysis, binding, assignment):
+    """(the ``DataLoader(...)`` call, its scope, its statement) of a prepared loader: where the owner assigns it, or,
+    for a loader a factory of the file returns into prepared bindings only, in that factory; None otherwise."""
+    origin = analysis.origins.get(binding, binding)
+    if origin == binding:
+        return assignment.value, assignment.scope, assignment.statement
+    if origin not in analysis.prepared:
+        return None
+    created = analysis.creations.get(origin)
+    if created is not None:
+        return created.value, created.scope, created.statement
+    function, key = origin
+    sites = [site for site in analysis.facts.return_sites if site.scope is function]
+    elements = factory_returns(analysis, function)
+    if len(sites) != 1 or elements is None or not key.startswith("return["):
+        return None
+    return elements[int(key[len("return[") : -1])], function, sites[0].statement
+
+
+def _drop_distributed_sampler(context, plan, loader, scope, line, code) -> bool:
+    """``DataLoader(ds, sampler=DistributedSampler(ds, shuffle=s))`` -> ``DataLoader(ds, shuffle=s)``; True when
+    done.
 
     A prepared loader is sharded across processes already; a distributed sampler left in it would shard it twice.
     """
     analysis = context.analysis
-    loader = assignment.value
     if not isinstance(loader, cst.Call):
-        return
+        return False
     argument = next((a for a in loader.args if a.keyword is not None and a.keyword.value == "sampler"), None)
     if argument is None:
-        return
+        return False
     sampler, statement, name = argument.value, None, None
     if isinstance(sampler, cst.Name):
         name = sampler.value
-        binding = analysis.binding(assignment.scope, name)
+        binding = analysis.binding(scope, name)
         definition = next(
             (
                 a
@@ -333,19 +357,19 @@ def _drop_distributed_sampler(context, plan, assignment, code) -> None:
             None,
         )
         if definition is None:
-            return
+            return False
         sampler, statement = definition.value, definition.statement
     if not (isinstance(sampler, cst.Call) and analysis.qualify(sampler.func) in symbols.DISTRIBUTED_SAMPLERS):
-        return
+        return False
     shuffle = next((a.value for a in sampler.args if a.keyword is not None and a.keyword.value == "shuffle"), None)
     swap = SwapKeyword("sampler", "shuffle", context.code(shuffle) if shuffle is not None else "True")
     if any(a.keyword is not None and a.keyword.value == "shuffle" for a in loader.args):
-        plan.expression(loader, _WithoutKeyword("shuffle"), assignment.statement)  # the sampler's setting wins
-    plan.expression(loader, swap, assignment.statement)
+        plan.expression(loader, _WithoutKeyword("shuffle"), line)  # the sampler's setting wins
+    plan.expression(loader, swap, line)
     plan.changes.append(context.change(code, loader, "`DistributedSampler` replaced by `shuffle`: prepare shards the loader"))
     if statement is None:
-        _drop_unused_import(context, plan, sampler.func, [assignment.statement], inline=True)
-        return
+        _drop_unused_import(context, plan, sampler.func, [line], inline=True)
+        return True
     set_epoch_lines = [
         site.statement
         for site in analysis.facts.calls
@@ -357,19 +381,39 @@ def _drop_distributed_sampler(context, plan, assignment, code) -> None:
         and len(site.statement.body) == 1
         and isinstance(site.statement.body[0], cst.Expr)
     ]
-    kept = {id(statement), id(assignment.statement), *map(id, set_epoch_lines)}
+    kept = {id(statement), id(line), *map(id, set_epoch_lines)}
     other_uses = [
         load
         for load in analysis.facts.loads
         if load.name == name
-        and analysis.binding(load.scope, name) == analysis.binding(assignment.scope, name)
+        and analysis.binding(load.scope, name) == analysis.binding(scope, name)
         and not any(index >= 0 and id(analysis.facts.statement_at(block, index)) in kept for block, index in load.location[-1:])
     ]
     if other_uses:
-        return
+        return True
     for line in [statement, *set_epoch_lines]:
         plan.statement(line).remove = True
     _drop_unused_import(context, plan, sampler.func, [statement], inline=False)
+    return True
+
+
+def _forward_sampler_epochs(context, plan, loader, code) -> None:
+    """``loader.sampler.set_epoch(epoch)`` -> ``loader.set_epoch(epoch)`` once the distributed sampler is gone: the
+    prepared loader takes the epoch (its own sampler has no ``set_epoch``)."""
+    analysis = context.analysis
+    reach = connected(analysis, loader)
+    for site in analysis.facts.calls:
+        func = site.node.func
+        if not (isinstance(func, cst.Attribute) and func.attr.value == "set_epoch"):
+            continue
+        owner = func.value
+        if not (isinstance(owner, cst.Attribute) and owner.attr.value == "sampler"):
+            continue
+        key = dotted_name(owner.value)
+        if key is None or analysis.binding(site.scope, key) not in reach:
+            continue
+        plan.expression(owner, ReplaceWith(key), site.statement)
+        plan.changes.append(context.change(code, owner, f"`{key}.sampler.set_epoch` -> `{key}.set_epoch`", site.statement))
 
 
 def _drop_unused_import(context, plan, func: cst.BaseExpression, removed: list, inline: bool) -> None:
@@ -518,7 +562,7 @@ def prepared_bindings(analysis: Analysis) -> set:
     reach: set = set()
     for key, _, _ in objects:
         reach |= connected(analysis, analysis.binding(owner, key))
-    return reach
+    return reach | handed_back(analysis, reach)
 
 
 def self_training_models(context) -> list:

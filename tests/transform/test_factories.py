@@ -1,0 +1,190 @@
+"""AC002 with training objects built by functions of the file and returned to the caller (``model, optimizer =
+load_objects()``, ``return DataLoader(...)``): prepared at the call site, or, where the converter cannot follow the
+function, left with the AC002 diagnostic."""
+
+from __future__ import annotations
+
+import textwrap
+
+from accel_convert.convert import convert_source
+
+HEAD = '''\
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+
+'''
+
+TRAIN = '''
+
+def main():
+    {call}
+    for epoch in range(2):
+        for x, y in loader:
+            x, y = x.to(device), y.to(device)
+            optimizer.zero_grad()
+            torch.nn.functional.mse_loss(model(x), y).backward()
+            optimizer.step()
+
+
+device = "cuda" if torch.cuda.is_available() else "cpu"
+main()
+'''
+
+NOT_PREPARED = "the training loop iterates `loader`, which is not prepared"
+
+
+def convert(helpers: str, call: str):
+    return convert_source(HEAD + textwrap.dedent(helpers).strip() + "\n" + TRAIN.format(call=call))
+
+
+def prepare_line(result) -> str:
+    return next(line.strip() for line in result.text.splitlines() if "accelerator.prepare(" in line)
+
+
+def messages(result) -> list[str]:
+    return [diagnostic.message for diagnostic in result.diagnostics]
+
+
+def test_objects_returned_as_a_tuple_are_prepared_after_the_call_and_moves_inside_go():
+    result = convert(
+        '''
+        def load_objects():
+            model = torch.nn.Linear(3, 1)
+            model.to(device)
+            optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+            loader = DataLoader(TensorDataset(torch.randn(8, 3), torch.randn(8, 1)), batch_size=4, shuffle=True)
+            return model, optimizer, loader
+        ''',
+        "model, optimizer, loader = load_objects()",
+    )
+    assert prepare_line(result) == "model, optimizer, loader = accelerator.prepare(model, optimizer, loader)"
+    lines = result.text.splitlines()
+    call = lines.index("    model, optimizer, loader = load_objects()")
+    assert lines[call + 1].strip().startswith("model, optimizer, loader = accelerator.prepare(")
+    assert "model.to(device)" not in result.text and "x.to(device)" not in result.text
+    assert messages(result) == []
+
+
+def test_an_optimizer_factory_given_the_model_prepares_the_callers_model():
+    result = convert(
+        '''
+        def make_optimizer(net, lr):
+            return torch.optim.Adam(net.parameters(), lr=lr)
+
+
+        def make_loader():
+            return DataLoader(TensorDataset(torch.randn(8, 3), torch.randn(8, 1)), batch_size=4, shuffle=True)
+        ''',
+        "model = torch.nn.Linear(3, 1).to(device)\n    optimizer = make_optimizer(model, 0.1)\n    loader = make_loader()",
+    )
+    assert prepare_line(result) == "model, optimizer, loader = accelerator.prepare(model, optimizer, loader)"
+    assert "model = torch.nn.Linear(3, 1)\n" in result.text
+    assert messages(result) == []
+
+
+def test_a_factory_called_for_two_loaders_prepares_both():
+    result = convert(
+        '''
+        def make_loader(n, shuffle):
+            data = TensorDataset(torch.randn(n, 3), torch.randn(n, 1))
+            loader = DataLoader(data, batch_size=4, shuffle=shuffle)
+            return loader
+        ''',
+        "loader = make_loader(8, True)\n    val_loader = make_loader(4, False)\n"
+        "    model = torch.nn.Linear(3, 1)\n    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)",
+    )
+    assert prepare_line(result) == (
+        "model, optimizer, loader, val_loader = accelerator.prepare(model, optimizer, loader, val_loader)"
+    )
+
+
+def test_a_distributed_sampler_inside_the_factory_is_replaced_and_its_epochs_go_to_the_loader():
+    result = convert(
+        '''
+        from torch.utils.data.distributed import DistributedSampler
+
+
+        def make_loader(data):
+            return DataLoader(data, batch_size=4, sampler=DistributedSampler(data, shuffle=False))
+        ''',
+        "data = TensorDataset(torch.randn(8, 3), torch.randn(8, 1))\n    loader = make_loader(data)\n"
+        "    loader.sampler.set_epoch(0)\n"
+        "    model = torch.nn.Linear(3, 1)\n    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)",
+    )
+    assert "return DataLoader(data, batch_size=4, shuffle=False)\n" in result.text
+    assert "DistributedSampler" not in result.text
+    assert "    loader.set_epoch(0)\n" in result.text
+
+
+def test_a_factory_that_steps_its_optimizer_keeps_prepare_inside():
+    result = convert_source(
+        HEAD
+        + textwrap.dedent(
+            '''
+            def fit(loader):
+                model = torch.nn.Linear(3, 1)
+                optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+                for x, y in loader:
+                    optimizer.zero_grad()
+                    torch.nn.functional.mse_loss(model(x), y).backward()
+                    optimizer.step()
+                return model, optimizer
+
+
+            loader = DataLoader(TensorDataset(torch.randn(8, 3), torch.randn(8, 1)), batch_size=4)
+            model, optimizer = fit(loader)
+            '''
+        )
+    )
+    lines = result.text.splitlines()
+    prepared = next(i for i, line in enumerate(lines) if "accelerator.prepare(" in line)
+    assert lines[prepared] == "    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)"
+    assert lines[prepared - 1] == "    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)"
+
+
+LOADER_FACTORY_CASES = {
+    "returns of different kinds": '''
+        def make_loader(data, streaming):
+            if streaming:
+                return iter(data)
+            return DataLoader(data, batch_size=4, shuffle=True)
+        ''',
+    "a bare return": '''
+        def make_loader(data, streaming):
+            if streaming:
+                return
+            return DataLoader(data, batch_size=4, shuffle=True)
+        ''',
+    "recursion": '''
+        def make_loader(data, streaming):
+            if streaming:
+                return make_loader(data, False)
+            return DataLoader(data, batch_size=4, shuffle=True)
+        ''',
+}
+
+
+def test_factories_it_cannot_follow_keep_the_diagnostic():
+    call = (
+        "data = TensorDataset(torch.randn(8, 3), torch.randn(8, 1))\n    loader = make_loader(data, False)\n"
+        "    model = torch.nn.Linear(3, 1)\n    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)"
+    )
+    for case, helpers in LOADER_FACTORY_CASES.items():
+        result = convert(helpers, call)
+        assert prepare_line(result) == "model, optimizer = accelerator.prepare(model, optimizer)", case
+        assert any(message.startswith(NOT_PREPARED) for message in messages(result)), case
+
+
+def test_a_factory_called_through_an_attribute_keeps_the_diagnostic():
+    result = convert(
+        '''
+        class Data:
+            def make_loader(self):
+                return DataLoader(TensorDataset(torch.randn(8, 3), torch.randn(8, 1)), batch_size=4)
+        ''',
+        "loader = Data().make_loader()\n"
+        "    model = torch.nn.Linear(3, 1)\n    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)",
+    )
+    assert prepare_line(result) == "model, optimizer = accelerator.prepare(model, optimizer)"
+    assert any(message.startswith(NOT_PREPARED) for message in messages(result))
