@@ -44,6 +44,7 @@ class EvaluationLoop:
     mean_sums: list[cst.AugAssign] = field(default_factory=list)  # ``total += loss.item()`` of a batch-mean loss
     gathered_as: list[str] = field(default_factory=list)  # the names the gather binds, in the order of ``gathered``
     renamed: list[tuple[cst.Name, cst.CSTNode]] = field(default_factory=list)  # metric reads of a gathered name
+    inline_output: str | None = None  # the name an inline model call's output is assigned to first
     inline_as: str | None = None  # the name that replaces an inline model call
 
     def set_problem(self, problem: str, node: cst.CSTNode) -> EvaluationLoop:
@@ -227,7 +228,8 @@ def _describe(analysis: Analysis, loop: Loop) -> EvaluationLoop:
     order = targets + sorted(samples - set(targets))
     found.gathered += [name for name in order if name in read and name not in found.gathered]
     found.gathered_as = list(found.gathered)
-    found.inline_as = found.gathered[0] if found.inline is not None else None
+    if found.inline is not None:
+        found.inline_output = found.inline_as = found.gathered[0]
     flow = metric_flow(loop.node, found.statement, found.inline)
     return fit_to_metrics(analysis, loop, found, flow, outputs, assignments)
 

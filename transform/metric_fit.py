@@ -64,8 +64,17 @@ def fit_to_metrics(
             "this code uses this process's batch; gather what your metric needs with gather_for_metrics",
             unit.node,
         )
-    found.gathered = [name for name in found.gathered if name in metric_reads]
-    found.gathered_as = [free_name(loop.scope, f"all_{name}") for name in found.gathered]
+    gathered = [name for name in found.gathered if name in metric_reads]
+    renamed = [u for u in flow.metric if u.read_names() & set(gathered)]
+    one_line = [u for u in renamed if u.kind != "header" and not isinstance(u.statement, cst.SimpleStatementLine)]
+    if one_line:
+        return found.set_problem(
+            "the metrics are computed on the line of a compound statement (`if ...: total += ...`) while other code "
+            "needs this process's batch; put that metric statement on a line of its own",
+            one_line[0].node,
+        )
+    found.gathered = gathered
+    found.gathered_as = [free_name(loop.scope, f"all_{name}") for name in gathered]
     renames = dict(zip(found.gathered, found.gathered_as))
     found.renamed = [(name, unit.statement) for unit in flow.metric for name in unit.reads if name.value in renames]
     if found.inline_as in renames:

@@ -82,6 +82,16 @@ def test_an_inline_forward_pass_reads_the_new_name_when_other_code_reads_the_bat
     )
 
 
+def test_an_inline_forward_pass_that_feeds_no_metric_stays_inline():
+    body = "    for x, y in loader:\n        keep(model(x).view(batch_size, 2))\n        total += y.sum().item()\n"
+    assert _evaluation(body) == (
+        "    for x, y in loader:\n"
+        "        all_y = accelerator.gather_for_metrics(y)\n"
+        "        keep(model(x).view(batch_size, 2))\n"
+        "        total += all_y.sum().item()\n"
+    )
+
+
 def test_names_unpacked_from_the_batch_in_one_tuple_are_gathered_with_the_output():
     body = (
         "    for batch in loader:\n"
@@ -146,6 +156,16 @@ DECLINED = [
         "...`, `.append(...)`, `.update(...)`) and this code uses this process's batch; gather what your metric needs "
         "with gather_for_metrics; its metrics cover one process's batches",
         id="no_metric_at_all",
+    ),
+    pytest.param(
+        "    for i, (x, y) in enumerate(loader):\n"
+        "        out = model(x)\n"
+        "        if i >= 0: total += (out - y).sum().item()\n"
+        "        keep(out.view(batch_size, 2))\n",
+        "x.py:17:20: AC010 evaluation loop not gathered: the metrics are computed on the line of a compound statement "
+        "(`if ...: total += ...`) while other code needs this process's batch; put that metric statement on a line of "
+        "its own; its metrics cover one process's batches",
+        id="metric_on_the_line_of_an_if",
     ),
 ]
 

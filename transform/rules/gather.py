@@ -76,7 +76,8 @@ class GatherForMetrics(Rule):
     - a metric that adds up a nonlinear function of a batch-mean loss (`psnr = 10 * log10(1 / mse.item())`,
       `math.exp(loss.item())`): it depends on which samples share a batch;
     - a value that feeds the metrics and is also used by other code, a gathered name reassigned after the
-      forward pass while other code reads it, or no metric statement at all while other code reads the batch;
+      forward pass while other code reads it, no metric statement at all while other code reads the batch, or a
+      metric statement that would read new names written on the line of its `if` (`if i: total += ...`);
     - the model called more than once without assigning its output, or a value computed from the batch before
       the forward pass (`n = y.size(0)`) read after it.
 
@@ -132,9 +133,11 @@ class GatherForMetrics(Rule):
             edit = plan.statement(found.statement)
             if found.inline is None:
                 edit.after.append(gather)
+            elif found.inline_output not in found.gathered:  # the inline output feeds no metric: it stays inline
+                edit.before.append(gather)
             else:
                 forward = context.code(found.inline.with_changes(lpar=[], rpar=[]))
-                edit.before += [cst.parse_statement(f"{found.gathered[0]} = {forward}\n"), gather]
+                edit.before += [cst.parse_statement(f"{found.inline_output} = {forward}\n"), gather]
                 plan.expression(found.inline, ReplaceWith(found.inline_as), found.statement)
             for name, statement in found.renamed:
                 plan.expression(name, ReplaceWith(found.gathered_as[found.gathered.index(name.value)]), statement)
