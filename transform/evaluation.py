@@ -230,7 +230,7 @@ def _describe(analysis: Analysis, loop: Loop) -> EvaluationLoop:
     found.gathered_as = list(found.gathered)
     if found.inline is not None:
         found.inline_output = found.inline_as = found.gathered[0]
-    flow = metric_flow(loop.node, found.statement, found.inline)
+    flow = metric_flow(loop.node, found.statement, found.inline, found.inline_output)
     return fit_to_metrics(analysis, loop, found, flow, outputs, assignments)
 
 

@@ -35,9 +35,6 @@ def fit_to_metrics(
     """Choose how ``found`` gathers (in place, or into new names for the metrics only), or why it cannot."""
     tracked = set(found.gathered)
     metric_reads, local_reads = flow.metric_reads(), flow.local_reads()
-    if found.inline is not None:
-        forward_feeds_metric = any(unit.statement is found.statement for unit in flow.metric)
-        (metric_reads if forward_feeds_metric else local_reads).add(found.inline_as)
     problem = _unfit(analysis, loop, flow, set(outputs) & tracked, tracked, assignments)
     if problem is not None:
         return found.set_problem(*problem)

@@ -31,13 +31,15 @@ class Unit:
     binds: set[str] = field(default_factory=set)
     inner: list[Unit] = field(default_factory=list)  # units nested under a header
     skip: cst.CSTNode | None = None  # an inline model call: what it reads is the forward pass's, not the unit's
+    output: str | None = None  # the name that the inline model call in this unit stands for
 
     @property
     def reads(self) -> list[cst.Name]:
         return names_read(*self.expressions, skip=self.skip)
 
     def read_names(self) -> set[str]:
-        return {name.value for name in self.reads}
+        names = {name.value for name in self.reads}
+        return names | {self.output} if self.output else names
 
 
 @dataclass
@@ -62,13 +64,15 @@ class MetricFlow:
         return next(unit for unit in self.local if unit.read_names() & names)
 
 
-def metric_flow(loop: cst.For | cst.While, forward: cst.CSTNode, inline: cst.Call | None) -> MetricFlow:
+def metric_flow(
+    loop: cst.For | cst.While, forward: cst.CSTNode, inline: cst.Call | None = None, output: str | None = None
+) -> MetricFlow:
     """Split the statements after ``forward`` in ``loop``'s body into metric computation and local uses.
 
-    ``inline``: the model call, when ``forward`` uses it inline; the call becomes a name assigned just before
-    ``forward``, so ``forward`` itself counts as after the forward pass."""
+    ``inline``: the model call, when ``forward`` uses it inline; the call becomes ``output``, a name assigned just
+    before ``forward``, so ``forward`` itself counts as after the forward pass and reads ``output``."""
     bound = _loop_bound(loop)
-    collector = _Units(bound, forward, inline)
+    collector = _Units(bound, forward, inline, output)
     collector.block(loop.body)
     units = collector.after
     flat = [unit for top in units for unit in _flatten(top)]
@@ -122,10 +126,11 @@ def _loop_bound(loop: cst.For | cst.While) -> set[str]:
 class _Units:
     """Collects the units of a loop body in source order, keeping those after the forward statement."""
 
-    def __init__(self, bound: set[str], forward: cst.CSTNode, inline: cst.Call | None) -> None:
+    def __init__(self, bound: set[str], forward: cst.CSTNode, inline: cst.Call | None, output: str | None) -> None:
         self.bound = bound
         self.forward = forward
         self.inline = inline
+        self.output = output
         self.seen_forward = False
         self.after: list[Unit] = []
 
@@ -158,7 +163,8 @@ class _Units:
 
     def _small(self, small: cst.BaseSmallStatement, line: cst.CSTNode) -> Unit:
         unit = self._classify(small, line)
-        unit.skip = self.inline
+        if self.inline is not None and line is self.forward and _contains(small, self.inline):
+            unit.skip, unit.output = self.inline, self.output
         return unit
 
     def _classify(self, small: cst.BaseSmallStatement, line: cst.CSTNode) -> Unit:
@@ -193,6 +199,19 @@ def _accumulated(assign: cst.Assign) -> str | None:
         if name in {read.value for read in names_read(assign.value)}:
             return name
     return None
+
+
+def _contains(node: cst.CSTNode, part: cst.CSTNode) -> bool:
+    found = False
+
+    class _Find(Walker):
+        def visit_Call(self, call: cst.Call) -> bool:
+            nonlocal found
+            found = found or call is part
+            return not found
+
+    _Find().walk(node)
+    return found
 
 
 def _header(statement: cst.CSTNode) -> Unit:

@@ -158,6 +158,13 @@ DECLINED = [
         id="no_metric_at_all",
     ),
     pytest.param(
+        "    for x, y in loader:\n        keep(model(x).view(batch_size, 2))\n",
+        "x.py:16:9: AC010 evaluation loop not gathered: nothing after the forward pass adds up a metric (`total += "
+        "...`, `.append(...)`, `.update(...)`) and this code uses this process's batch; gather what your metric needs "
+        "with gather_for_metrics; its metrics cover one process's batches",
+        id="no_metric_with_an_inline_forward",
+    ),
+    pytest.param(
         "    for i, (x, y) in enumerate(loader):\n"
         "        out = model(x)\n"
         "        if i >= 0: total += (out - y).sum().item()\n"
