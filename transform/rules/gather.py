@@ -37,12 +37,13 @@ class GatherForMetrics(Rule):
     ### Metric code and other code
     A *metric statement* adds to something that outlives the loop: `total += ...` (or `total = total + ...`) on a
     name the loop does not otherwise assign, or `.append(...)`, `.extend(...)`, `.update(...)`, `.add_batch(...)`
-    on such a name. The statements
-    whose results it reads (`loss = criterion(out, y)`, a `for` or `if` around it) compute the metric too. Any
-    other code after the forward pass that reads the output or a batch value, such as saving the first batch's
-    reconstructions with `recon.view(args.batch_size, 1, 28, 28)`, needs this process's batch: under two
-    processes a gathered batch has twice the rows and that `view` fails. In that case the gather binds new names
-    that only the metric code reads, and the other code keeps the local tensors:
+    on such a name. The statements whose results it reads (`loss = criterion(out, y)`, a `for` or `if` around
+    it) compute the metric too. Any other code after the forward pass that reads the output or a batch value,
+    such as saving the first batch's reconstructions with `recon.view(args.batch_size, 1, 28, 28)`, needs this
+    process's batch: under two processes a gathered batch has twice the rows and that `view` fails. In that case
+    the gather binds new names that only the metric code reads, and the other code keeps the local tensors, so
+    it does on each process what it did with one (rather than leaving the whole loop per process, which would
+    lose the metric, or guessing which reshapes depend on the batch size):
 
     ```python
     recon, mu = model(data)
