@@ -985,15 +985,16 @@ def _find_batch_parameters(analysis: Analysis) -> None:
 
 
 def _find_moves(analysis: Analysis) -> None:
-    for assignment in analysis.facts.assignments:
-        if len(assignment.targets) != 1:
+    created = [
+        (analysis.binding(assignment.scope, dotted_name(assignment.targets[0])), assignment.scope, assignment.value)
+        for assignment in analysis.facts.assignments
+        if len(assignment.targets) == 1 and dotted_name(assignment.targets[0]) is not None
+    ]
+    created += _returned_models(analysis)
+    for binding, scope, node in created:
+        if analysis.roles.get(binding) != MODEL:
             continue
-        key = dotted_name(assignment.targets[0])
-        binding = analysis.binding(assignment.scope, key) if key is not None else None
-        if binding is None or analysis.roles.get(binding) != MODEL:
-            continue
-        node = assignment.value
-        while isinstance(node, cst.Call) and analysis.is_move_call(node, assignment.scope):
+        while isinstance(node, cst.Call) and analysis.is_move_call(node, scope):
             analysis._model_moves[id(node)] = binding
             node = node.func.value
     for site in analysis.facts.calls:
@@ -1010,6 +1011,19 @@ def _find_moves(analysis: Analysis) -> None:
             analysis.moves.append(Move(site, "batch", frozenset(loaders)))
         else:
             analysis.moves.append(Move(site, "other"))
+
+
+def _returned_models(analysis: Analysis) -> list[tuple[Binding, Scope, cst.BaseExpression]]:
+    """Models a factory creates in its return statement (``return Net().to(device)``) that a caller uses as its
+    model: they take the model role, so that a move chained on them is a model move."""
+    found = []
+    for target, source, alias, via in analysis.edges:
+        function, key = source
+        if alias or via is None or not key.startswith("return[") or analysis.roles.get(target) != MODEL:
+            continue
+        _set_role(analysis, source, MODEL, None)
+        found.append((source, function, factory_returns(analysis, function)[int(key[len("return[") : -1])]))
+    return found
 
 
 def _find_backward_calls(analysis: Analysis) -> None:

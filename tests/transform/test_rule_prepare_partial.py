@@ -81,8 +81,8 @@ def test_a_training_loop_over_an_unprepared_iterable_names_it_through_the_progre
             "AC002",
             10,
             20,
-            "the training loop iterates `batches`, which is not prepared (it is not a `torch.utils.data.DataLoader` "
-            "that this file assigns to a name), so every process goes through all of it; if it is a DataLoader, pass "
+            "the training loop iterates `batches`, which is not prepared (it comes from `make_batches(...)`, which is "
+            "not defined in this file), so every process goes through all of it; if it is a DataLoader, pass "
             "`batches` through `accelerator.prepare` as well",
         )
     ]

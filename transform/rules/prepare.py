@@ -45,6 +45,15 @@ class Prepare(Rule):
     `torch.utils.data.DataLoader`. Attributes count (`self.model`, `self.optimizer` in a trainer class), and
     objects handed to helper functions (`train(model, loader, optimizer)`) are prepared where they are created.
 
+    Objects that a function of the file builds and returns are followed to the call that receives them, also
+    through tuples: with `dataset, model, optimizer = load_objects()` and `loader = make_loader(dataset)` (whose
+    body is `return DataLoader(...)`), `prepare` goes after the last of these calls, in the caller, where the
+    objects are in scope; a `.to(device)` of the model inside the factory goes like any other move of a prepared
+    model. An optimizer built from a model passed in (`optimizer = make_optimizer(model)`) prepares the caller's
+    `model`. This holds for a module-level function (not a method) that does not call itself, ends with a
+    `return`, and returns the same expressions at every `return`; the optimizer is followed out of it only when the
+    function is called once and its `step()` runs after the call, not inside the function.
+
     An LR scheduler is prepared only when it is stepped inside the loop over batches: a prepared scheduler steps
     once per process on each call (it expects per-batch stepping), so a scheduler stepped once per epoch is left
     unprepared and keeps stepping the optimizer's learning rate exactly as before.
@@ -62,7 +71,9 @@ class Prepare(Rule):
 
     A `DistributedSampler` in a prepared loader would shard the data a second time: it is replaced by the
     loader's `shuffle=` (carrying the sampler's `shuffle` setting over), and the sampler with its `set_epoch`
-    calls is removed when nothing else uses it.
+    calls is removed when nothing else uses it; `loader.sampler.set_epoch(epoch)` becomes
+    `loader.set_epoch(epoch)` (the prepared loader passes the epoch on). This applies inside a factory too, when
+    every loader it returns is prepared.
 
     **Unsafe** (in ruff's sense): under several processes each one sees only its share of every prepared loader,
     so per-epoch sums and counts computed in the loop cover that share.
@@ -72,9 +83,10 @@ class Prepare(Rule):
       freezes nothing with `requires_grad_(False)`: parameters that get no gradient (used under `torch.no_grad()`)
       make `DistributedDataParallel` fail at the second step under several processes. Freeze them, or create the
       accelerator with `kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)]`.
-    - a training loop that iterates something other than a `DataLoader` this file assigns to a name (a loader
-      returned by `get_loader(...)` from another module, a generator, or a `tqdm` bar over one): it is not prepared,
-      so every process goes through all of its batches.
+    - a training loop that iterates something other than a `DataLoader` this file creates (a loader returned by
+      `get_loader(...)` from another module, or by a function of the file that the rule does not follow: one with
+      `return` statements that differ, that calls itself, or is called through an attribute; a generator, or a
+      `tqdm` bar over one): it is not prepared, so every process goes through all of its batches.
     - a model class that creates its optimizer from `self.parameters()` and steps it in its own methods (the
       module trains itself): `prepare` cannot be inserted into the class, so the whole file is left unchanged.
 
@@ -223,11 +235,32 @@ def _report_unprepared_batches(context, plan, code) -> None:
         reported.add(id(loop))
         name = context.code(iterated)
         message = (
-            f"the training loop iterates `{name}`, which is not prepared (it is not a `torch.utils.data.DataLoader` "
-            f"that this file assigns to a name), so every process goes through all of it; if it is a DataLoader, "
-            f"pass `{name}` through `accelerator.prepare` as well"
+            f"the training loop iterates `{name}`, which is not prepared ({_why_unknown(context, loop.scope, iterated)}), "
+            f"so every process goes through all of it; if it is a DataLoader, pass `{name}` through "
+            "`accelerator.prepare` as well"
         )
         plan.diagnostics.append(context.diagnostic(code, loop.node.iter, message, loop.node))
+
+
+def _why_unknown(context, scope, iterated: cst.BaseExpression) -> str:
+    """Why the converter cannot tell what ``iterated`` is: the call it comes from, where one assigns it."""
+    analysis = context.analysis
+    key = dotted_name(iterated)
+    upstream = connected(analysis, analysis.binding(scope, key), upstream=True) if key is not None else set()
+    for assignment in analysis.facts.assignments:
+        value = assignment.value
+        if not isinstance(value, cst.Call) or not any(
+            dotted_name(target) is not None and analysis.binding(assignment.scope, dotted_name(target)) in upstream
+            for target in assignment.targets
+        ):
+            continue
+        function = context.code(value.func)
+        if isinstance(value.func, cst.Name) and value.func.value in analysis.facts.functions:
+            return f"it comes from `{function}(...)`, a function of this file whose returns AC002 does not follow"
+        if analysis.qualify(value.func) is not None or isinstance(value.func, cst.Name):
+            return f"it comes from `{function}(...)`, which is not defined in this file"
+        return f"it comes from `{function}(...)`, a call through an attribute, which AC002 does not follow"
+    return "it is not a `torch.utils.data.DataLoader` that this file assigns to a name"
 
 
 def _iterated_name(analysis: Analysis, loop) -> cst.BaseExpression | None:
