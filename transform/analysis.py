@@ -128,6 +128,7 @@ class Analysis:
     anchor_binding: Binding | None = None  # the binding the anchor assigns that holds that optimizer
     optimizer_models: dict[Binding, set[Binding]] = field(default_factory=dict)  # optimizer -> models it steps
     _factories: dict[Scope, list | None] = field(default_factory=dict)  # function -> what it returns (factory_returns)
+    _self_calling: set[Scope] | None = None  # functions that call themselves
     # what AC002 passes through accelerator.prepare, with every binding it flows into (convert.plan_module fills it)
     prepared: set[Binding] = field(default_factory=set)
     _model_moves: dict[int, Binding] = field(default_factory=dict)  # id(move chained on a model's assignment) -> model
@@ -497,6 +498,13 @@ def _find_edges(analysis: Analysis) -> None:
                 analysis.edges.append((target_binding, analysis.binding(scope, key), True, assignment))
             elif returned is not None and returned[index] is not None:
                 analysis.edges.append((target_binding, returned[index], False, assignment))
+    # return make_loader(a), make_loader(b): what another factory returns, returned again
+    for function in list(facts.functions.values()):
+        for index, element in enumerate(factory_returns(analysis, function) or ()):
+            element = analysis._strip(element, function)
+            returned = _returned_bindings(analysis, element, 1) if isinstance(element, cst.Call) else None
+            if returned is not None and returned[0] is not None:
+                analysis.edges.append((returned_binding(function, index), returned[0], False, None))
     for site in facts.calls:
         callee = _callee(analysis, site)
         if callee is None:
@@ -549,6 +557,19 @@ def factory_returns(analysis: Analysis, function: Scope) -> list[cst.BaseExpress
     return result
 
 
+def _self_calling(analysis: Analysis) -> set[Scope]:
+    """Module-level functions that call themselves (from their body or a function nested in it)."""
+    if analysis._self_calling is None:
+        functions = analysis.facts.functions
+        analysis._self_calling = set()
+        for site in analysis.facts.calls:
+            func = site.node.func
+            function = functions.get(func.value) if isinstance(func, cst.Name) else None
+            if function is not None and site.scope.sees(function):
+                analysis._self_calling.add(function)
+    return analysis._self_calling
+
+
 def _factory_returns(analysis: Analysis, function: Scope) -> list[cst.BaseExpression] | None:
     facts = analysis.facts
     if function.parent is not facts.module_scope or function.class_name is not None:
@@ -557,10 +578,7 @@ def _factory_returns(analysis: Analysis, function: Scope) -> list[cst.BaseExpres
     last = body.body[-1] if isinstance(body, cst.IndentedBlock) and body.body else None
     if not (isinstance(last, cst.SimpleStatementLine) and isinstance(last.body[-1], cst.Return)):
         return None
-    if any(
-        isinstance(site.node.func, cst.Name) and site.node.func.value == function.name and site.scope.sees(function)
-        for site in facts.calls
-    ):
+    if function in _self_calling(analysis):
         return None  # recursion
     shapes = set()
     elements = None

@@ -103,6 +103,25 @@ def test_a_factory_called_for_two_loaders_prepares_both():
     )
 
 
+def test_loaders_another_factory_returns_are_followed_through_both():
+    result = convert(
+        '''
+        def make_loader(n, shuffle):
+            return DataLoader(TensorDataset(torch.randn(n, 3), torch.randn(n, 1)), batch_size=4, shuffle=shuffle)
+
+
+        def get_data():
+            return make_loader(8, True), make_loader(4, False)
+        ''',
+        "loader, val_loader = get_data()\n"
+        "    model = torch.nn.Linear(3, 1)\n    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)",
+    )
+    assert prepare_line(result) == (
+        "model, optimizer, loader, val_loader = accelerator.prepare(model, optimizer, loader, val_loader)"
+    )
+    assert messages(result) == []
+
+
 def test_a_distributed_sampler_inside_the_factory_is_replaced_and_its_epochs_go_to_the_loader():
     result = convert(
         '''
