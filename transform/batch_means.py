@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import libcst as cst
 from accel_convert.analysis import Analysis, connected
-from accel_convert.facts import Assignment, Loop, target_names
+from accel_convert.facts import Assignment, Scope, target_names
 from accel_convert.imports import dotted_name
 
 # Methods that leave a scalar loss's value as it is (``loss.sum().item()`` is ``loss``).
@@ -16,11 +16,11 @@ _FUNCTIONAL_LOSSES = frozenset(
 )
 
 
-def batch_mean_loss(analysis: Analysis, loop: Loop, assignments: list[Assignment], node, depth: int = 0) -> bool:
-    """A loss call without ``reduction=``, or a name the loop assigns once from one (``assignments``: the loop's)."""
+def batch_mean_loss(analysis: Analysis, scope: Scope, assignments: list[Assignment], node, depth: int = 0) -> bool:
+    """A loss call without ``reduction=``, or a name assigned once from one (``assignments``: the loop's, or none)."""
     if isinstance(node, cst.Name) and depth == 0:
         bound = [a for a in assignments if any(n == node.value for t in a.targets for n in target_names(t))]
-        return len(bound) == 1 and batch_mean_loss(analysis, loop, assignments, bound[0].value, 1)
+        return len(bound) == 1 and batch_mean_loss(analysis, scope, assignments, bound[0].value, 1)
     if not isinstance(node, cst.Call):
         return False
     if any(a.keyword is not None and a.keyword.value in ("reduction", "reduce", "size_average") for a in node.args):
@@ -31,7 +31,7 @@ def batch_mean_loss(analysis: Analysis, loop: Loop, assignments: list[Assignment
     key = dotted_name(node.func)
     if key is None:
         return False
-    binding = analysis.binding(loop.scope, key)
+    binding = analysis.binding(scope, key)
     for binding_source in connected(analysis, binding, upstream=True):
         creation = analysis.creations.get(binding_source) or _assignment_of(analysis, binding_source)
         if creation is not None and isinstance(creation.value, cst.Call):

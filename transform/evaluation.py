@@ -54,16 +54,13 @@ class EvaluationLoop:
 
 def evaluation_loops(analysis: Analysis, owner: Scope) -> list[EvaluationLoop]:
     """The evaluation loops over loaders that ``owner`` prepares, each with what to gather or why it cannot."""
-    training_loaders = set()
-    for loop in analysis.batch_loops:
-        if _trains(analysis, loop) and _loader_origin(analysis, loop) is not None:
-            training_loaders |= connected(analysis, _loader_origin(analysis, loop), upstream=True)
+    trained = training_loaders(analysis)
     found = []
     for loop in analysis.batch_loops:
         binding = _loader_origin(analysis, loop)
-        if binding is None or not _prepared(analysis, owner, binding) or _trains(analysis, loop):
+        if binding is None or not prepared(analysis, owner, binding) or _trains(analysis, loop):
             continue
-        if not (_without_gradients(analysis, loop) or not connected(analysis, binding, upstream=True) & training_loaders):
+        if not (without_gradients(analysis, loop.scope, loop.location) or not connected(analysis, binding, upstream=True) & trained):
             continue
         if not _calls_model(analysis, loop):
             continue
@@ -71,9 +68,22 @@ def evaluation_loops(analysis: Analysis, owner: Scope) -> list[EvaluationLoop]:
     return found
 
 
+def training_loaders(analysis: Analysis) -> set:
+    """The bindings that hold (or feed) a loader some training loop iterates."""
+    found = set()
+    for loop in analysis.batch_loops:
+        if _trains(analysis, loop) and _loader_origin(analysis, loop) is not None:
+            found |= connected(analysis, _loader_origin(analysis, loop), upstream=True)
+    return found
+
+
 def _loader_origin(analysis: Analysis, loop: Loop):
-    """The loop's loader binding, or None when the loop does not iterate a loader (directly or via enumerate/tqdm)."""
-    node = loop.node.iter
+    return loader_binding(analysis, loop.scope, loop.node.iter)
+
+
+def loader_binding(analysis: Analysis, scope: Scope, iterable: cst.BaseExpression):
+    """The loader binding ``iterable`` iterates (directly or via enumerate/tqdm), or None."""
+    node = iterable
     while isinstance(node, cst.Call):  # enumerate(loader), tqdm(loader)
         positional = [arg.value for arg in node.args if arg.keyword is None and not arg.star]
         if not positional:
@@ -82,11 +92,11 @@ def _loader_origin(analysis: Analysis, loop: Loop):
     key = dotted_name(node)
     if key is None:
         return None
-    binding = analysis.binding(loop.scope, key)
+    binding = analysis.binding(scope, key)
     return binding if analysis.roles.get(binding) == LOADER else None
 
 
-def _prepared(analysis: Analysis, owner: Scope, binding) -> bool:
+def prepared(analysis: Analysis, owner: Scope, binding) -> bool:
     """True when AC002 prepares the loader held by ``binding`` (created in, or passed to, the run's owner scope)."""
     for holder, key in connected(analysis, binding, upstream=True):
         creation = analysis.creations.get((holder, key))
@@ -111,23 +121,24 @@ def _trains(analysis: Analysis, loop: Loop) -> bool:
     return False
 
 
-def _without_gradients(analysis: Analysis, loop: Loop) -> bool:
+def without_gradients(analysis: Analysis, scope: Scope, location: Location) -> bool:
+    """Code at ``location`` runs under no_grad / inference_mode (a ``with`` or a decorator) or after model.eval()."""
     facts = analysis.facts
-    for block, index in loop.location:
+    for block, index in location:
         if index < 0:
             continue
         statement = facts.statement_at(block, index)
         if isinstance(statement, cst.With) and any(_is_no_grad(analysis, item.item) for item in statement.items):
             return True
-    scope = loop.scope
-    while scope is not None and scope.parent is not None:
-        if any(_is_no_grad(analysis, decorator.decorator) for decorator in scope.node.decorators):
+    enclosing = scope
+    while enclosing is not None and enclosing.parent is not None:
+        if any(_is_no_grad(analysis, decorator.decorator) for decorator in enclosing.node.decorators):
             return True
-        scope = scope.parent
+        enclosing = enclosing.parent
     for site in facts.calls:
         func = site.node.func
-        if site.scope is loop.scope and isinstance(func, cst.Attribute) and func.attr.value == "eval":
-            if analysis.role_of(site.scope, func.value) == MODEL and _index_path(site.location) < _index_path(loop.location):
+        if site.scope is scope and isinstance(func, cst.Attribute) and func.attr.value == "eval":
+            if analysis.role_of(site.scope, func.value) == MODEL and _index_path(site.location) < _index_path(location):
                 return True
     return False
 
@@ -144,18 +155,18 @@ def _is_false(node: cst.BaseExpression) -> bool:
     return isinstance(node, cst.Name) and node.value == "False"
 
 
-def _is_model_call(analysis: Analysis, scope: Scope, node: cst.BaseExpression) -> bool:
+def is_model_call(analysis: Analysis, scope: Scope, node: cst.BaseExpression) -> bool:
     return isinstance(node, cst.Call) and analysis.role_of(scope, node.func) == MODEL
 
 
 def _calls_model(analysis: Analysis, loop: Loop) -> bool:
-    return any(loop in site.loops and _is_model_call(analysis, site.scope, site.node) for site in analysis.facts.calls)
+    return any(loop in site.loops and is_model_call(analysis, site.scope, site.node) for site in analysis.facts.calls)
 
 
-def _model_output(analysis: Analysis, scope: Scope, node: cst.BaseExpression) -> bool:
+def model_output(analysis: Analysis, scope: Scope, node: cst.BaseExpression) -> bool:
     """``model(x)``, ``model(x).logits``, ``model(x)[0]``, ``model(x).squeeze(1)``: the model's output itself."""
     while True:
-        if _is_model_call(analysis, scope, node):
+        if is_model_call(analysis, scope, node):
             return True
         if isinstance(node, (cst.Attribute, cst.Subscript)):
             node = node.value
@@ -199,7 +210,7 @@ def _index_path(location: Location) -> tuple[int, ...]:
 def _describe(analysis: Analysis, loop: Loop) -> EvaluationLoop:
     facts = analysis.facts
     assignments = [a for a in facts.assignments if a.scope is loop.scope and _inside(loop, a.location)]
-    forwards = [a for a in assignments if _model_output(analysis, loop.scope, a.value)]
+    forwards = [a for a in assignments if model_output(analysis, loop.scope, a.value)]
     if forwards:
         forward = max(forwards, key=lambda a: _index_path(a.location))
         found = EvaluationLoop(loop, forward.statement, forward.location)
@@ -207,7 +218,7 @@ def _describe(analysis: Analysis, loop: Loop) -> EvaluationLoop:
         here = _index_path(forward.location)
         read = {load.name for load in facts.loads if _in_loop_after(loop, load, here)}
     else:
-        sites = [s for s in facts.calls if loop in s.loops and _is_model_call(analysis, s.scope, s.node)]
+        sites = [s for s in facts.calls if loop in s.loops and is_model_call(analysis, s.scope, s.node)]
         site = sites[0]
         found = EvaluationLoop(loop, site.statement, site.location, inline=site.node)
         if len(sites) > 1 or not isinstance(site.statement, cst.SimpleStatementLine) or site.comprehensions:
@@ -286,7 +297,7 @@ def _mean_sums(analysis: Analysis, loop: Loop, assignments: list[Assignment], he
     for statement in _statements_after(analysis, loop, here):
         for small in statement.body:
             if isinstance(small, cst.AugAssign) and isinstance(small.operator, cst.AddAssign):
-                if batch_mean_loss(analysis, loop, assignments, without_scalar_methods(small.value)):
+                if batch_mean_loss(analysis, loop.scope, assignments, without_scalar_methods(small.value)):
                     found.append(small)
     return found
 

@@ -144,7 +144,7 @@ def _sums_batch_means(analysis, loop, assignments, value) -> bool:
     operands = [value]
     if isinstance(value, cst.BinaryOperation) and isinstance(value.operator, (cst.Multiply, cst.Divide)):
         operands = [value.left, value.right]
-    return any(batch_mean_loss(analysis, loop, assignments, without_scalar_methods(node)) for node in operands)
+    return any(batch_mean_loss(analysis, loop.scope, assignments, without_scalar_methods(node)) for node in operands)
 
 
 def _batch_mean_source(analysis, loop, assignments, node, seen: set[str]) -> cst.CSTNode | None:
@@ -164,7 +164,7 @@ def _batch_mean_source(analysis, loop, assignments, node, seen: set[str]) -> cst
 
     _Collect().walk(node)
     for candidate in candidates:
-        if batch_mean_loss(analysis, loop, assignments, candidate):
+        if batch_mean_loss(analysis, loop.scope, assignments, candidate):
             return candidate
         if isinstance(candidate, cst.Name) and candidate.value not in seen:
             seen.add(candidate.value)

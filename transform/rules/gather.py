@@ -2,11 +2,58 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import libcst as cst
 
+from accel_convert.comprehension_evaluation import comprehension_evaluations
 from accel_convert.evaluation import evaluation_loops
+from accel_convert.metric_flow import names_read
 from accel_convert.plan import ReplaceWith
 from accel_convert.rules.base import Rule
+
+
+@dataclass(frozen=True)
+class GatherInPlace:
+    """``model(x)`` -> ``<accelerator>.gather_for_metrics(model(x))``."""
+
+    accelerator: str
+
+    def apply(self, node: cst.BaseExpression) -> cst.BaseExpression:
+        func = cst.parse_expression(f"{self.accelerator}.gather_for_metrics")
+        call = cst.Call(func, [cst.Arg(node.with_changes(lpar=[], rpar=[]))])
+        return call.with_changes(lpar=node.lpar, rpar=node.rpar)
+
+
+@dataclass(eq=False)
+class NameOutput:
+    """Replace a model output in a comprehension by a name, keeping the rebuilt output for the gather clause."""
+
+    name: str
+    output: cst.BaseExpression | None = None
+
+    def apply(self, node: cst.BaseExpression) -> cst.BaseExpression:
+        self.output = node.with_changes(lpar=[], rpar=[])
+        return cst.Name(self.name, lpar=node.lpar, rpar=node.rpar)
+
+
+@dataclass(frozen=True)
+class GatherClause:
+    """``... for x, y in loader`` -> ``... for x, y in loader for out, y in [<acc>.gather_for_metrics((<out>, y))]``."""
+
+    accelerator: str
+    outputs: tuple[NameOutput, ...]
+    batch_names: tuple[str, ...]
+
+    def apply(self, node):
+        empty = cst.Module([])
+        values = [empty.code_for_node(output.output) for output in self.outputs] + list(self.batch_names)
+        names = [output.name for output in self.outputs] + list(self.batch_names)
+        argument = f"({', '.join(values)})" if len(values) > 1 else values[0]
+        clause = cst.parse_expression(
+            f"[_ for {', '.join(names)} in [{self.accelerator}.gather_for_metrics({argument})]]"
+        ).for_in
+        return node.with_changes(for_in=node.for_in.with_changes(inner_for_in=clause))
 
 
 class GatherForMetrics(Rule):
@@ -113,9 +160,45 @@ class GatherForMetrics(Rule):
     def needs(self, analysis):
         if analysis.anchor is None:
             return []
-        return [found.loop.scope for found in evaluation_loops(analysis, analysis.anchor.scope) if found.problem is None]
+        owner = analysis.anchor.scope
+        loops = [found.loop.scope for found in evaluation_loops(analysis, owner) if found.problem is None]
+        return loops + [found.scope for found in comprehension_evaluations(analysis, owner) if found.problem is None]
 
     def plan(self, context, plan):
+        self._plan_loops(context, plan)
+        self._plan_comprehensions(context, plan)
+
+    def _plan_comprehensions(self, context, plan):
+        for found in comprehension_evaluations(context.analysis, context.access.owner):
+            accelerator = context.access.expression(found.scope)
+            if found.problem is None and accelerator is None:
+                found.problem, found.problem_node = f"`{found.scope.name}` cannot reach the accelerator", found.node
+            if found.problem is not None:
+                message = f"evaluation in a comprehension not gathered: {found.problem}; its metrics cover one process's batches"
+                plan.diagnostics.append(context.diagnostic(self.code, found.problem_node, message, found.statement))
+                continue
+            if found.in_place:
+                value = found.outputs[0] if found.outputs else _batch_read(found.node, found.batch_names[0])
+                plan.expression(value, GatherInPlace(accelerator), found.statement)
+            else:
+                named = tuple(NameOutput(name) for name in found.output_names)
+                for output, edit in zip(found.outputs, named):
+                    plan.expression(output, edit, found.statement)
+                plan.expression(found.node, GatherClause(accelerator, named, tuple(found.batch_names)), found.statement)
+            context.use(found.scope, found.location)
+            gathered = [context.code(output) for output in found.outputs] + found.batch_names
+            plan.changes.append(
+                context.change(self.code, found.node, f"gather {', '.join(gathered)} in the comprehension for the metrics", found.statement)
+            )
+            if found.mean_loss:
+                message = (
+                    "the comprehension collects per-batch mean losses: a gathered batch holds one batch of every "
+                    "process, so a sum or mean of them changes with the number of processes; weight each batch by "
+                    "its size (or use reduction=\"sum\") and divide by the number of samples"
+                )
+                plan.diagnostics.append(context.diagnostic(self.code, found.node, message, found.statement))
+
+    def _plan_loops(self, context, plan):
         for found in evaluation_loops(context.analysis, context.access.owner):
             scope = found.loop.scope
             accelerator = context.access.expression(scope)
@@ -151,3 +234,10 @@ class GatherForMetrics(Rule):
                     "batch by its size (or use reduction=\"sum\") and divide by the number of samples"
                 )
                 plan.diagnostics.append(context.diagnostic(self.code, total, message))
+
+
+def _batch_read(node: cst.CSTNode, name: str) -> cst.Name:
+    """The one read of ``name`` in a comprehension's element."""
+    elements = [node.key, node.value] if isinstance(node, cst.DictComp) else [node.elt]
+    reads = [read for element in elements for read in names_read(element) if read.value == name]
+    return reads[0]
