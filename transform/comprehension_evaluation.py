@@ -91,8 +91,9 @@ def comprehension_evaluations(analysis: Analysis, owner: Scope) -> list[Comprehe
 
 
 def _evaluates(analysis, scope, location, statement, binding, trained) -> bool:
-    """No backward or step around it, and no gradients (or a loader no training loop iterates, in a function
-    that calls no backward)."""
+    """No backward or step in its statement, and no gradients, or a loader that no training loop iterates in a
+    function whose only ``backward()`` calls are in loops over batches (``loss = sum(...); loss.backward()``
+    trains on the comprehension)."""
     if _calls_method(statement, {"backward", "step"}):
         return False
     if without_gradients(analysis, scope, location):
@@ -100,7 +101,10 @@ def _evaluates(analysis, scope, location, statement, binding, trained) -> bool:
     if connected(analysis, binding, upstream=True) & trained:
         return False
     return not any(
-        site.scope is scope and isinstance(site.node.func, cst.Attribute) and site.node.func.attr.value == "backward"
+        site.scope is scope
+        and isinstance(site.node.func, cst.Attribute)
+        and site.node.func.attr.value == "backward"
+        and not any(loop in analysis.batch_loops for loop in site.loops)
         for site in analysis.facts.calls
     )
 

@@ -97,3 +97,17 @@ def test_a_comprehension_with_gradients_over_the_training_loader_is_not_an_evalu
     source = HEAD.replace("with torch.no_grad():\n", "") + "train_hits = sum((model(x).argmax(1) == y).sum().item() for x, y in loader)\n"
     text = convert_source(source).text
     assert text.endswith("train_hits = sum((model(x).argmax(1) == y).sum().item() for x, y in loader)\n")
+
+
+def test_a_sum_of_losses_that_backward_then_trains_on_is_not_an_evaluation():
+    source = (
+        "import torch\nfrom torch.utils.data import DataLoader\n\nloader = DataLoader(data)\n"
+        "model = torch.nn.Linear(4, 2)\noptimizer = torch.optim.SGD(model.parameters(), lr=0.1)\n"
+        "for epoch in range(3):\n"
+        "    loss = sum(torch.nn.functional.mse_loss(model(x), y) for x, y in loader)\n"
+        "    loss.backward()\n"
+        "    optimizer.step()\n"
+    )
+    result = convert_source(source)
+    assert "    loss = sum(torch.nn.functional.mse_loss(model(x), y) for x, y in loader)\n" in result.text
+    assert "gather" not in result.text

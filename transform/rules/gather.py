@@ -112,6 +112,37 @@ class GatherForMetrics(Rule):
     When the output is used inline (`correct += (model(x).argmax(1) == y).sum().item()`), it is first
     assigned to `outputs`, gathered, and the statement reads `outputs` instead.
 
+    ### Comprehensions
+    A comprehension or generator expression over a prepared loader (`sum(... for x, y in loader)`,
+    `[model(x) for x, _ in loader]`, a dict or set comprehension) runs once per batch of this process, like a loop,
+    and is an evaluation under the same conditions. Its element is evaluated exactly once per batch, so a gather
+    placed there runs equally often on every process. When the element reads one value to gather (a model
+    output, or a batch value read once), it is wrapped where it stands:
+
+    ```python
+    preds = torch.cat([accelerator.gather_for_metrics(model(x).argmax(1)) for x, _ in loader])
+    labels = torch.cat([accelerator.gather_for_metrics(y) for _, y in loader])
+    ```
+
+    A comprehension without a model call is gathered this way when it iterates the loader of a gathered
+    comprehension in the same function (the targets collected beside the predictions). When the element reads
+    the model output and batch values, one gather per batch binds them all in an extra `for` clause, so they stay
+    paired:
+
+    ```python
+    hits = sum((outputs == y).sum().item() for x, y in loader
+               for outputs, y in [accelerator.gather_for_metrics((model(x).argmax(1), y))])
+    ```
+
+    A comprehension whose element is a batch-mean loss (`[criterion(model(x), y).item() for x, y in loader]`) is
+    gathered and gets the diagnostic of loss sums below. A comprehension is left as it is, with a diagnostic, when
+    it filters batches with `if` (processes would gather a different number of times), has more than one `for`
+    clause, calls the model under a condition (`a if c else b`, `and`/`or`, a lambda, an inner comprehension),
+    reads the index of `enumerate(loader)`, indexes or reshapes the output with a batch value, or assigns with
+    `:=`. Write such an evaluation as a `for` loop. One that calls `backward()` or `step()` in its statement, or
+    that runs with gradients over a training loader or in a function that calls `backward()` outside loops over
+    batches (`loss = sum(...); loss.backward()`), trains rather than evaluates: it is not touched.
+
     ### Loops left as they are
     Gathering these would crash or give numbers that change with the number of processes, so the loop keeps its
     per-process metrics and a diagnostic says why:
