@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import click
 from accel_convert.config import Config, ConfigError, common_base, find_config, load_config, parse_codes
@@ -29,8 +29,7 @@ class ConfigurationError(click.ClickException):
     exit_code = EXIT_USAGE
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(NamedTuple):
     """Everything a run needs, merged from the command line, the configuration file and the defaults."""
 
     options: Options

@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import os
 import tokenize
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
 class SourceError(Exception):
@@ -20,8 +20,7 @@ class SourceError(Exception):
         return f"{path}: error: {self}"
 
 
-@dataclass(frozen=True)
-class Source:
+class Source(NamedTuple):
     """Decoded text of a file and the encoding to write it back with ("utf-8-sig" keeps a BOM)."""
 
     text: str
