@@ -8,10 +8,13 @@ Two sets of files:
 
 Each set is converted in one process (in-process calls to ``convert_source``, files read beforehand) and with a pool of
 all cores (workers read the files themselves, as the CLI does). Then ``accel-convert --check`` on one typical script is
-started ``--repeat`` times and the median wall time reported, as a pre-commit hook would see it. ``ruff check`` and
+started ``--repeat`` times and the median wall and CPU time reported, as a pre-commit hook would see it (with the
+modules' bytecode cached, as an installed package has it; ``--instructions``: also the instructions of one run,
+counted by valgrind, which a loaded machine does not change). ``ruff check`` and
 ``black --check`` on the same files are the reference points (when installed: ``pip install ruff black``).
 
 Usage: python benchmarks/convert_speed.py [--out benchmarks/results/convert_speed.json] [--repeat 15] [--no-reference]
+       [--instructions]
 """
 
 from __future__ import annotations
@@ -21,10 +24,12 @@ import json
 import multiprocessing
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -156,14 +161,21 @@ def all_cores(paths: list[Path], processes: int, min_seconds: float = 0.0) -> di
     }
 
 
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def wall_times(cmd: list[str], repeat: int, env: dict | None = None) -> dict:
-    """Start ``cmd`` ``repeat`` times (after one warm-up run) and summarise the wall times, like hyperfine."""
+    """Start ``cmd`` ``repeat`` times (after one warm-up run) and summarise the wall times, like hyperfine, and the
+    CPU time (user + system) of each run, which swings less than the wall time on a loaded machine."""
     subprocess.run(cmd, capture_output=True, env=env)
-    times, codes = [], set()
+    times, cpu, codes = [], [], set()
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        c0, t0 = _children_cpu_s(), time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, env=env)
         times.append(time.perf_counter() - t0)
+        cpu.append(_children_cpu_s() - c0)
         codes.add(proc.returncode)
     return {
         "command": " ".join(cmd),
@@ -171,6 +183,7 @@ def wall_times(cmd: list[str], repeat: int, env: dict | None = None) -> dict:
         "median_ms": statistics.median(times) * 1e3,
         "min_ms": min(times) * 1e3,
         "max_ms": max(times) * 1e3,
+        "cpu_median_ms": statistics.median(cpu) * 1e3,
         "exit_codes": sorted(codes),
     }
 
@@ -241,17 +254,42 @@ def executable(name: str) -> str | None:
     return str(beside) if beside.exists() else shutil.which(name)
 
 
-def one_file_checks(typical: Path, plain: Path, repeat: int) -> dict:
+def instructions(cmd: list[str], env: dict) -> int | None:
+    """Instructions one run of ``cmd`` executes, counted by valgrind (``--instructions``): unlike the wall and CPU
+    time, the count does not depend on what else the machine is doing, so before/after comparisons hold on a
+    loaded machine. None without valgrind."""
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        return None
+    proc = subprocess.run(
+        [valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null", *cmd], capture_output=True, text=True, env=env
+    )
+    counts = [line.split()[-1] for line in proc.stderr.splitlines() if "Collected :" in line]
+    return int(counts[-1]) if counts else None
+
+
+def one_file_checks(typical: Path, plain: Path, repeat: int, cache: str, count_instructions: bool) -> dict:
     """Wall time of ``accel-convert --check`` on one training script and on one file without training code, and of
-    a bare interpreter start and of importing libcst, for scale."""
+    a bare interpreter start and of importing libcst, for scale.
+
+    The commands may write bytecode (into ``cache``, whatever PYTHONDONTWRITEBYTECODE says), so that the warm-up run
+    leaves the modules compiled, as an installed package has them: an editable install under
+    PYTHONDONTWRITEBYTECODE=1 would otherwise compile the converter's own modules again on every start."""
     exe = executable("accel-convert")
     check = [exe, "--check"] if exe else [sys.executable, "-m", "accel_convert", "--check"]
-    return {
-        "python_startup": wall_times([sys.executable, "-c", "pass"], repeat),
-        "import_libcst": wall_times([sys.executable, "-c", "import libcst"], repeat),
-        "training_script": wall_times([*check, str(typical)], repeat),
-        "no_training_file": wall_times([*check, str(plain)], repeat),
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPYCACHEPREFIX"] = cache
+    commands = {
+        "python_startup": [sys.executable, "-c", "pass"],
+        "import_libcst": [sys.executable, "-c", "import libcst"],
+        "training_script": [*check, str(typical)],
+        "no_training_file": [*check, str(plain)],
     }
+    results = {key: wall_times(cmd, repeat, env) for key, cmd in commands.items()}
+    if count_instructions:
+        for key, cmd in commands.items():
+            results[key]["instructions"] = instructions(cmd, env)
+    return results
 
 
 SETS = (
@@ -330,7 +368,9 @@ def print_table(report: dict) -> None:
     for (name, r), target in zip(one, ["", "", *[report["typical_script"]] * 3, report["plain_file"]], strict=True):
         if r:
             spread = f"min {r['min_ms']:.1f}, max {r['max_ms']:.1f}, {r['runs']} runs"
-            print(f"  {name:26s} {target[-45:]:45s} median {r['median_ms']:7.1f} ms  ({spread})")
+            cpu = f", CPU {r['cpu_median_ms']:.1f} ms" if "cpu_median_ms" in r else ""
+            cpu += f", {r['instructions'] / 1e6:.0f} M instructions" if r.get("instructions") else ""
+            print(f"  {name:26s} {target[-45:]:45s} median {r['median_ms']:7.1f} ms  ({spread}{cpu})")
 
 
 def main() -> None:
@@ -339,6 +379,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=15, help="runs of each one-file command (at least 10)")
     parser.add_argument("--processes", type=int, default=os.cpu_count())
     parser.add_argument("--no-reference", action="store_true", help="skip ruff and black")
+    parser.add_argument(
+        "--instructions", action="store_true", help="also count each one-file command's instructions (valgrind)"
+    )
     parser.add_argument("--black-every", type=int, default=40, help="black checks every N-th torch file (it is slow)")
     args = parser.parse_args()
     if args.repeat < 10:
@@ -380,7 +423,8 @@ def main() -> None:
         sample_seconds += time.perf_counter() - t0
     report["library_sample_one_process"] = {"files": len(sample), "files_per_s": len(sample) / sample_seconds}
     report["plain_file"] = str(plain)
-    report["one_file"] = one_file_checks(typical, plain, args.repeat)
+    with tempfile.TemporaryDirectory(prefix="accel-convert-bytecode-") as cache:
+        report["one_file"] = one_file_checks(typical, plain, args.repeat, cache, args.instructions)
     if not args.no_reference:
         report["reference"] = reference_points(library, scripts, typical, args.repeat, args.processes, args.black_every)
     report["load_average_at_end"] = os.getloadavg()
