@@ -5,7 +5,7 @@ from __future__ import annotations
 import libcst as cst
 
 from accel_convert import symbols
-from accel_convert.analysis import PREPARED_ROLES, Analysis, DeviceDefinition, Flag
+from accel_convert.analysis import PREPARED_ROLES, Analysis, DeviceDefinition, Flag, _is_cpu_literal
 from accel_convert.context import common_level
 from accel_convert.imports import dotted_name
 from accel_convert.plan import AppendArgument, AppendParameter, ReplaceWith
@@ -39,8 +39,9 @@ class Setup(Rule):
       with `"cuda" if args.backend == "gpu" and torch.cuda.is_available() else "cpu"`, as
       `Accelerator(cpu=args.backend != "gpu")`; with `torch.device(args.device)` or a `--device` option used
       as `args.device`, as `Accelerator(cpu=args.device == "cpu")`; with `if args.cpu: device =
-      torch.device("cpu")` after the definition, as `Accelerator(cpu=args.cpu)`. A choice that depends on
-      availability alone (`True if torch.cuda.is_available() else False`) gives a plain `Accelerator()`.
+      torch.device("cpu")` after the definition, or an `if args.cpu: ... elif torch.cuda.is_available(): ...`
+      chain, as `Accelerator(cpu=args.cpu)`. A choice that depends on availability alone (`True if
+      torch.cuda.is_available() else False`) gives a plain `Accelerator()`.
     - A device definition that a later one surely replaces before anything reads it (a module-level default
       that `if __name__ == "__main__":` sets again from the parsed options) stays as written: the accelerator
       is created at the later one, whose switch is the one the run obeys.
@@ -238,7 +239,47 @@ def _definition_cpu(analysis: Analysis, home, definition: DeviceDefinition) -> t
         return f'{analysis.code(node)} == "cpu"', _names(node)
     if definition.cpu_literal:
         return "True", set()
+    if definition.value is None and isinstance(definition.statement, cst.If):
+        return _condition_cpu(analysis, home, _chain_condition(analysis, definition.statement))
     return _condition_cpu(analysis, home, definition.cuda_condition)
+
+
+def _chain_condition(analysis: Analysis, node: cst.If) -> cst.BaseExpression | None:
+    """When an ``if``/``elif``/``else`` chain picks an accelerator: for each branch that does, the tests before it
+    false and its own true, ``(not a and b) or (not a and not b and c)``; None when every branch does."""
+    disjuncts, earlier = [], []
+    current: cst.If | cst.Else | None = node
+    while current is not None:
+        test = current.test if isinstance(current, cst.If) else None
+        if not _picks_cpu(analysis, current.body.body[0].body[0].value):
+            conjuncts = [cst.UnaryOperation(cst.Not(), _parenthesised(e)) for e in earlier]
+            conjuncts += [test] if test is not None else []
+            if not conjuncts:
+                return None
+            disjuncts.append(_joined(conjuncts, cst.And))
+        earlier += [test] if test is not None else []
+        current = current.orelse if isinstance(current, cst.If) else None
+    return _joined(disjuncts, cst.Or) if disjuncts else None
+
+
+def _picks_cpu(analysis: Analysis, value: cst.BaseExpression) -> bool:
+    """``"cpu"`` or ``torch.device("cpu")``."""
+    if isinstance(value, cst.Call) and analysis.qualify(value.func) == "torch.device" and value.args:
+        value = value.args[0].value
+    return _is_cpu_literal(value)
+
+
+def _parenthesised(node: cst.BaseExpression) -> cst.BaseExpression:
+    if isinstance(node, (cst.BooleanOperation, cst.IfExp, cst.Lambda)) and not node.lpar:
+        return node.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
+    return node
+
+
+def _joined(nodes: list[cst.BaseExpression], operator) -> cst.BaseExpression:
+    result = nodes[0]
+    for node in nodes[1:]:
+        result = cst.BooleanOperation(result, operator(), node)
+    return result
 
 
 def _cpu_guard(analysis: Analysis, first: DeviceDefinition, later: DeviceDefinition) -> cst.BaseExpression | None:
@@ -260,18 +301,26 @@ def _condition_cpu(analysis: Analysis, home, condition: cst.BaseExpression | Non
     negations = []
     names: set[str] = set()
     for disjunct in disjuncts:
-        conjuncts = [
-            c for c in _expand(analysis, home, disjunct) if not (isinstance(c, cst.Call) and analysis.qualify(c.func) in symbols.AVAILABILITY_CHECKS)
-        ]
+        conjuncts = [c for c in _expand(analysis, home, disjunct) if not _is_availability_check(analysis, c)]
         if not conjuncts:
             return None
         for conjunct in conjuncts:
             names |= _names(conjunct)
         if len(conjuncts) == 1:
-            negations.append(_negation(analysis, conjuncts[0], len(disjuncts) > 1))
+            negations.append(_negation(analysis, conjuncts[0]))
         else:
-            negations.append("not (" + " and ".join(analysis.code(c) for c in conjuncts) + ")")
-    return " and ".join(negations), names
+            negations.append(("not (" + " and ".join(analysis.code(c) for c in conjuncts) + ")", False))
+    unique = dict(negations)  # the same switch reached through several branches counts once
+    if len(unique) == 1:
+        return next(iter(unique)), names
+    return " and ".join(f"({text})" if loose else text for text, loose in unique.items()), names
+
+
+def _is_availability_check(analysis: Analysis, node: cst.BaseExpression) -> bool:
+    """``torch.cuda.is_available()`` or its negation: the accelerator makes that choice itself."""
+    if isinstance(node, cst.UnaryOperation) and isinstance(node.operator, cst.Not):
+        node = node.expression
+    return isinstance(node, cst.Call) and analysis.qualify(node.func) in symbols.AVAILABILITY_CHECKS
 
 
 _INVERSES = {
@@ -284,21 +333,23 @@ _INVERSES = {
 }
 
 
-def _negation(analysis: Analysis, node: cst.BaseExpression, joined: bool) -> str:
-    """Code for ``not node`` as a reader would write it: ``not x`` loses its ``not``, ``a == b`` becomes
-    ``a != b`` (only (in)equality, membership and identity: ``not a < b`` differs from ``a >= b`` for NaN); an
-    ``and``/``or`` or conditional expression is parenthesised where ``joined`` with ``and`` or after ``not``."""
+def _negation(analysis: Analysis, node: cst.BaseExpression) -> tuple[str, bool]:
+    """Code for ``not node`` as a reader would write it, and whether it needs parentheses to be joined with
+    ``and`` (an ``and``/``or`` or conditional expression): ``not x`` loses its ``not``, ``a == b`` becomes
+    ``a != b`` (only (in)equality, membership and identity: ``not a < b`` differs from ``a >= b`` for NaN)."""
     if isinstance(node, cst.UnaryOperation) and isinstance(node.operator, cst.Not):
         inner = node.expression
-        text = analysis.code(inner)
-        return f"({text})" if joined and isinstance(inner, (cst.BooleanOperation, cst.IfExp)) else text
+        if isinstance(inner, cst.BooleanOperation):
+            inner = inner.with_changes(lpar=[], rpar=[])
+        return analysis.code(inner), isinstance(inner, (cst.BooleanOperation, cst.IfExp, cst.Lambda))
     if isinstance(node, cst.Comparison) and len(node.comparisons) == 1 and not node.lpar:
         target = node.comparisons[0]
         inverse = _INVERSES.get(type(target.operator))
         if inverse is not None:
-            return analysis.code(node.with_changes(comparisons=[target.with_changes(operator=inverse())]))
+            return analysis.code(node.with_changes(comparisons=[target.with_changes(operator=inverse())])), False
     text = analysis.code(node)
-    return f"not ({text})" if isinstance(node, (cst.BooleanOperation, cst.IfExp, cst.Lambda)) else f"not {text}"
+    loose = isinstance(node, (cst.BooleanOperation, cst.IfExp, cst.Lambda))
+    return (f"not ({text})" if loose else f"not {text}"), False
 
 
 def _split(node: cst.BaseExpression, operator) -> list[cst.BaseExpression]:
