@@ -638,19 +638,46 @@ def connected(analysis: Analysis, binding: Binding, upstream: bool = False) -> s
 def handed_back(analysis: Analysis, reach: set[Binding]) -> set[Binding]:
     """The factories' bindings whose objects are returned only into ``reach`` (``model`` inside
     ``load_objects()`` when the caller's ``model`` is prepared), found through return values and aliases."""
+    targets: dict[Binding, set[Binding]] = {}
+    for target, source, alias, via in analysis.edges:
+        if not alias and via is not None:
+            targets.setdefault(source, set()).add(target)
     found: set[Binding] = set()
+    followed: set[Binding] = set()
     changed = True
     while changed:
         changed = False
-        targets: dict[Binding, set[Binding]] = {}
-        for target, source, alias, via in analysis.edges:
-            if not alias and via is not None:
-                targets.setdefault(source, set()).add(target)
         for source, received in targets.items():
-            if source not in found and received <= reach | found:
-                found |= {binding for binding in connected(analysis, source) if binding[0] is source[0]}
+            if source not in followed and received <= reach | found:
+                followed.add(source)
+                group = {binding for binding in connected(analysis, source) if binding[0] is source[0]}
+                if not _used_in_loops(analysis, source[0], group):
+                    found |= group
                 changed = True
     return found - reach
+
+
+def _used_in_loops(analysis: Analysis, function: Scope, bindings: set[Binding]) -> bool:
+    """True when a call inside a loop of ``function`` reads one of ``bindings`` (the factory uses the object
+    before it returns it, e.g. warms a model up: it is not yet prepared there)."""
+    roots = {key.split(".")[0] for _, key in bindings}
+    for site in analysis.facts.calls:
+        if site.scope is function and (site.loops or site.comprehensions):
+            names = {load.value for load in _names_in(site.node)}
+            if names & roots:
+                return True
+    return False
+
+
+def _names_in(node: cst.CSTNode) -> list[cst.Name]:
+    found: list[cst.Name] = []
+
+    class _Names(Walker):
+        def visit_Name(self, name: cst.Name) -> None:
+            found.append(name)
+
+    _Names().walk(node)
+    return found
 
 
 def _iterated_loaders(analysis: Analysis, scope: Scope, node: cst.BaseExpression) -> set[Binding]:

@@ -231,3 +231,20 @@ def test_a_loader_from_another_module_names_the_call_in_the_diagnostic():
         f"{NOT_PREPARED} {reason}, so every process goes through all of it; if it is a DataLoader, pass `loader` "
         "through `accelerator.prepare` as well"
     ]
+
+
+def test_a_factory_that_uses_the_model_in_a_loop_keeps_its_moves():
+    result = convert(
+        '''
+        def make_model():
+            model = torch.nn.Linear(3, 1).to(device)
+            for _ in range(2):
+                model(torch.randn(2, 3).to(device))
+            return model
+        ''',
+        "model = make_model()\n    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)\n"
+        "    loader = DataLoader(TensorDataset(torch.randn(8, 3), torch.randn(8, 1)), batch_size=4)",
+    )
+    assert prepare_line(result) == "model, optimizer, loader = accelerator.prepare(model, optimizer, loader)"
+    assert "    model = torch.nn.Linear(3, 1).to(device)\n" in result.text
+    assert "        model(torch.randn(2, 3).to(device))\n" in result.text
