@@ -635,9 +635,10 @@ def connected(analysis: Analysis, binding: Binding, upstream: bool = False) -> s
     return seen
 
 
-def handed_back(analysis: Analysis, reach: set[Binding]) -> set[Binding]:
+def handed_back(analysis: Analysis, reach: set[Binding], used_before: bool = False) -> set[Binding]:
     """The factories' bindings whose objects are returned only into ``reach`` (``model`` inside
-    ``load_objects()`` when the caller's ``model`` is prepared), found through return values and aliases."""
+    ``load_objects()`` when the caller's ``model`` is prepared), found through return values and aliases; with
+    ``used_before`` False, not those the factory uses in a loop before returning them."""
     targets: dict[Binding, set[Binding]] = {}
     for target, source, alias, via in analysis.edges:
         if not alias and via is not None:
@@ -651,16 +652,20 @@ def handed_back(analysis: Analysis, reach: set[Binding]) -> set[Binding]:
             if source not in followed and received <= reach | found:
                 followed.add(source)
                 group = {binding for binding in connected(analysis, source) if binding[0] is source[0]}
-                if not _used_in_loops(analysis, source[0], group):
+                if used_before or not _used_in_loops(analysis, source[0], group):
                     found |= group
                 changed = True
     return found - reach
 
 
 def _used_in_loops(analysis: Analysis, function: Scope, bindings: set[Binding]) -> bool:
-    """True when a call inside a loop of ``function`` reads one of ``bindings`` (the factory uses the object
-    before it returns it, e.g. warms a model up: it is not yet prepared there)."""
+    """True when a loop of ``function`` iterates one of ``bindings``, or a call inside one reads it (the factory uses
+    the object before it returns it, e.g. warms a model up: it is not yet prepared there)."""
     roots = {key.split(".")[0] for _, key in bindings}
+    for loop in analysis.facts.loops:
+        if loop.scope is function and isinstance(loop.node, cst.For):
+            if {name.value for name in _names_in(loop.node.iter)} & roots:
+                return True
     for site in analysis.facts.calls:
         if site.scope is function and (site.loops or site.comprehensions):
             names = {load.value for load in _names_in(site.node)}

@@ -248,3 +248,22 @@ def test_a_factory_that_uses_the_model_in_a_loop_keeps_its_moves():
     assert prepare_line(result) == "model, optimizer, loader = accelerator.prepare(model, optimizer, loader)"
     assert "    model = torch.nn.Linear(3, 1).to(device)\n" in result.text
     assert "        model(torch.randn(2, 3).to(device))\n" in result.text
+
+
+def test_a_distributed_sampler_goes_even_when_the_factory_reads_its_loader_first():
+    result = convert(
+        '''
+        from torch.utils.data.distributed import DistributedSampler
+
+
+        def make_loader(data):
+            loader = DataLoader(data, batch_size=4, sampler=DistributedSampler(data))
+            for batch in loader:
+                print(len(batch))
+            return loader
+        ''',
+        "loader = make_loader(TensorDataset(torch.randn(8, 3), torch.randn(8, 1)))\n"
+        "    model = torch.nn.Linear(3, 1)\n    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)",
+    )
+    assert "    loader = DataLoader(data, batch_size=4, shuffle=True)\n" in result.text
+    assert "DistributedSampler" not in result.text

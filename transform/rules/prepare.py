@@ -350,7 +350,7 @@ def _loader_creation(analysis: Analysis, binding, assignment):
     origin = analysis.origins.get(binding, binding)
     if origin == binding:
         return assignment.value, assignment.scope, assignment.statement
-    if origin not in analysis.prepared:
+    if origin not in analysis.prepared and origin not in handed_back(analysis, analysis.prepared, used_before=True):
         return None
     created = analysis.creations.get(origin)
     if created is not None:
