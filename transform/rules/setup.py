@@ -5,7 +5,7 @@ from __future__ import annotations
 import libcst as cst
 
 from accel_convert import symbols
-from accel_convert.analysis import PREPARED_ROLES, Analysis, DeviceDefinition, Flag, _is_cpu_literal
+from accel_convert.analysis import PREPARED_ROLES, Analysis, DeviceDefinition, Flag, _is_cpu_literal, _runs_after
 from accel_convert.context import common_level
 from accel_convert.imports import dotted_name
 from accel_convert.plan import AppendArgument, AppendParameter, ReplaceWith
@@ -44,7 +44,8 @@ class Setup(Rule):
       torch.cuda.is_available() else False`) gives a plain `Accelerator()`.
     - A device definition that a later one surely replaces before anything reads it (a module-level default
       that `if __name__ == "__main__":` sets again from the parsed options) stays as written: the accelerator
-      is created at the later one, whose switch is the one the run obeys.
+      is created at the later one, whose switch is the one the run obeys. Where the earlier one is read first,
+      the accelerator is created there, still with the later one's switch.
     - A `use_cuda`-style flag whose every use went away (AC003 removed the moves it guarded) is removed.
     - A helper function that needs the accelerator (for `accelerator.backward`) and cannot see it gets an
       `accelerator` parameter, passed at each call site in the file.
@@ -220,6 +221,11 @@ def _cpu_argument(analysis: Analysis, home) -> tuple[str, set[str]] | None:
     if definitions:
         cpu = _definition_cpu(analysis, home, definitions[0])
         for later in definitions[1:]:
+            if later.key != definitions[0].key or later.location == definitions[0].location:
+                continue  # another variable, or an ``elif`` of the same chain
+            if _runs_after(analysis.facts, definitions[0].location, later.location):
+                cpu = _definition_cpu(analysis, home, later)  # replaces the device the run uses
+                continue
             guard = _cpu_guard(analysis, definitions[0], later)
             if guard is None or (cpu is not None and cpu[0] == "True"):
                 continue
@@ -347,9 +353,9 @@ def _negation(analysis: Analysis, node: cst.BaseExpression) -> tuple[str, bool]:
         inverse = _INVERSES.get(type(target.operator))
         if inverse is not None:
             return analysis.code(node.with_changes(comparisons=[target.with_changes(operator=inverse())])), False
-    text = analysis.code(node)
-    loose = isinstance(node, (cst.BooleanOperation, cst.IfExp, cst.Lambda))
-    return (f"not ({text})" if loose else f"not {text}"), False
+    if isinstance(node, (cst.BooleanOperation, cst.IfExp, cst.Lambda)):
+        return f"not ({analysis.code(node.with_changes(lpar=[], rpar=[]))})", False
+    return f"not {analysis.code(node)}", False
 
 
 def _split(node: cst.BaseExpression, operator) -> list[cst.BaseExpression]:
