@@ -663,9 +663,9 @@ def _used_in_loops(analysis: Analysis, function: Scope, bindings: set[Binding]) 
     the object before it returns it, e.g. warms a model up: it is not yet prepared there)."""
     roots = {key.split(".")[0] for _, key in bindings}
     for loop in analysis.facts.loops:
-        if loop.scope is function and isinstance(loop.node, cst.For):
-            if {name.value for name in _names_in(loop.node.iter)} & roots:
-                return True
+        iterated = loop.node.iter if loop.scope is function and isinstance(loop.node, cst.For) else None
+        if iterated is not None and {name.value for name in _names_in(iterated)} & roots:
+            return True
     for site in analysis.facts.calls:
         if site.scope is function and (site.loops or site.comprehensions):
             names = {load.value for load in _names_in(site.node)}

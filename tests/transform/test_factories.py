@@ -34,6 +34,14 @@ main()
 NOT_PREPARED = "the training loop iterates `loader`, which is not prepared"
 
 
+def not_prepared(reason: str) -> str:
+    """The AC002 diagnostic for the training loop over ``loader``, which is not prepared for ``reason``."""
+    return (
+        f"{NOT_PREPARED} ({reason}), so every process goes through all of it; if it is a DataLoader, pass `loader` "
+        "through `accelerator.prepare` as well"
+    )
+
+
 def convert(helpers: str, call: str):
     return convert_source(HEAD + textwrap.dedent(helpers).strip() + "\n" + TRAIN.format(call=call))
 
@@ -193,14 +201,11 @@ def test_factories_it_cannot_follow_keep_the_diagnostic():
         "data = TensorDataset(torch.randn(8, 3), torch.randn(8, 1))\n    loader = make_loader(data, False)\n"
         "    model = torch.nn.Linear(3, 1)\n    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)"
     )
-    reason = "(it comes from `make_loader(...)`, a function of this file whose returns AC002 does not follow)"
+    reason = "it comes from `make_loader(...)`, a function of this file whose returns AC002 does not follow"
     for case, helpers in LOADER_FACTORY_CASES.items():
         result = convert(helpers, call)
         assert prepare_line(result) == "model, optimizer = accelerator.prepare(model, optimizer)", case
-        assert messages(result) == [
-            f"{NOT_PREPARED} {reason}, so every process goes through all of it; if it is a DataLoader, pass `loader` "
-            "through `accelerator.prepare` as well"
-        ], case
+        assert messages(result) == [not_prepared(reason)], case
 
 
 def test_a_factory_called_through_an_attribute_keeps_the_diagnostic():
@@ -214,11 +219,8 @@ def test_a_factory_called_through_an_attribute_keeps_the_diagnostic():
         "    model = torch.nn.Linear(3, 1)\n    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)",
     )
     assert prepare_line(result) == "model, optimizer = accelerator.prepare(model, optimizer)"
-    reason = "(it comes from `Data().make_loader(...)`, a call through an attribute, which AC002 does not follow)"
-    assert [message for message in messages(result) if message.startswith(NOT_PREPARED)] == [
-        f"{NOT_PREPARED} {reason}, so every process goes through all of it; if it is a DataLoader, pass `loader` "
-        "through `accelerator.prepare` as well"
-    ]
+    reason = "it comes from `Data().make_loader(...)`, a call through an attribute, which AC002 does not follow"
+    assert [message for message in messages(result) if message.startswith(NOT_PREPARED)] == [not_prepared(reason)]
 
 
 def test_a_loader_from_another_module_names_the_call_in_the_diagnostic():
@@ -226,11 +228,9 @@ def test_a_loader_from_another_module_names_the_call_in_the_diagnostic():
         call="loader, _ = get_data(8)\n"
         "    model = torch.nn.Linear(3, 1)\n    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)"
     )
-    reason = "(it comes from `get_data(...)`, which is not defined in this file)"
-    assert [message for message in messages(convert_source(source)) if message.startswith(NOT_PREPARED)] == [
-        f"{NOT_PREPARED} {reason}, so every process goes through all of it; if it is a DataLoader, pass `loader` "
-        "through `accelerator.prepare` as well"
-    ]
+    reason = "it comes from `get_data(...)`, which is not defined in this file"
+    found = [message for message in messages(convert_source(source)) if message.startswith(NOT_PREPARED)]
+    assert found == [not_prepared(reason)]
 
 
 def test_a_factory_that_uses_the_model_in_a_loop_keeps_its_moves():

@@ -363,7 +363,7 @@ def _loader_creation(analysis: Analysis, binding, assignment):
     return elements[int(key[len("return[") : -1])], function, sites[0].statement
 
 
-def _drop_distributed_sampler(context, plan, loader, scope, line, code) -> bool:
+def _drop_distributed_sampler(context, plan, loader, scope, loader_line, code) -> bool:
     """``DataLoader(ds, sampler=DistributedSampler(ds, shuffle=s))`` -> ``DataLoader(ds, shuffle=s)``; True when
     done.
 
@@ -397,11 +397,11 @@ def _drop_distributed_sampler(context, plan, loader, scope, line, code) -> bool:
     shuffle = next((a.value for a in sampler.args if a.keyword is not None and a.keyword.value == "shuffle"), None)
     swap = SwapKeyword("sampler", "shuffle", context.code(shuffle) if shuffle is not None else "True")
     if any(a.keyword is not None and a.keyword.value == "shuffle" for a in loader.args):
-        plan.expression(loader, _WithoutKeyword("shuffle"), line)  # the sampler's setting wins
-    plan.expression(loader, swap, line)
+        plan.expression(loader, _WithoutKeyword("shuffle"), loader_line)  # the sampler's setting wins
+    plan.expression(loader, swap, loader_line)
     plan.changes.append(context.change(code, loader, "`DistributedSampler` replaced by `shuffle`: prepare shards the loader"))
     if statement is None:
-        _drop_unused_import(context, plan, sampler.func, [line], inline=True)
+        _drop_unused_import(context, plan, sampler.func, [loader_line], inline=True)
         return True
     set_epoch_lines = [
         site.statement
@@ -414,7 +414,7 @@ def _drop_distributed_sampler(context, plan, loader, scope, line, code) -> bool:
         and len(site.statement.body) == 1
         and isinstance(site.statement.body[0], cst.Expr)
     ]
-    kept = {id(statement), id(line), *map(id, set_epoch_lines)}
+    kept = {id(statement), id(loader_line), *map(id, set_epoch_lines)}
     other_uses = [
         load
         for load in analysis.facts.loads
