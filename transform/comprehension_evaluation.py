@@ -45,12 +45,11 @@ class ComprehensionEvaluation:
     outputs: list[cst.BaseExpression] = field(default_factory=list)  # model outputs in the element, source order
     output_names: list[str] = field(default_factory=list)  # the names the gather binds to them
     batch_names: list[str] = field(default_factory=list)  # batch values the element reads outside the outputs
+    reads: dict[str, int] = field(default_factory=dict)  # how often the element reads each batch value
     mean_loss: bool = False  # the element is a loss averaged over the batch
     loader: tuple | None = None  # the binding of the loader it iterates
     problem: str | None = None
     problem_node: cst.CSTNode | None = None
-
-    reads: dict[str, int] = field(default_factory=dict)  # how often the element reads each batch value
 
     @property
     def in_place(self) -> bool:
@@ -115,11 +114,13 @@ def _target_comprehensions(analysis: Analysis, evaluations: list[ComprehensionEv
     if not gathered:
         return []
     seen = {id(e.node) for e in evaluations}
+    scopes = {scope.body_block: scope for scope in analysis.facts.scopes}
     found = []
-    for key, location in analysis.facts.statement_locations.items():
+    for location in analysis.facts.statement_locations.values():
         statement = analysis.facts.statement_at(*location[-1])
+        innermost = next((scopes[block] for block, _ in reversed(location) if block in scopes), None)
         for evaluation in gathered:
-            if evaluation.statement is statement or not _same_scope(analysis, evaluation.scope, location):
+            if innermost is not evaluation.scope:
                 continue
             for node in _comprehensions(statement):
                 if id(node) in seen or _already_gathered(node):
@@ -131,12 +132,6 @@ def _target_comprehensions(analysis: Analysis, evaluations: list[ComprehensionEv
                 if described.batch_names or described.problem is not None:
                     found.append(described)
     return found
-
-
-def _same_scope(analysis: Analysis, scope: Scope, location: Location) -> bool:
-    blocks = {s.body_block: s for s in analysis.facts.scopes}
-    innermost = next((blocks[block] for block, _ in reversed(location) if block in blocks), None)
-    return innermost is scope
 
 
 def _describe(analysis, node: Comprehension, scope: Scope, statement, location, loader) -> ComprehensionEvaluation:

@@ -111,3 +111,12 @@ def test_a_sum_of_losses_that_backward_then_trains_on_is_not_an_evaluation():
     result = convert_source(source)
     assert "    loss = sum(torch.nn.functional.mse_loss(model(x), y) for x, y in loader)\n" in result.text
     assert "gather" not in result.text
+
+
+def test_targets_collected_in_the_statement_of_the_predictions_are_gathered_too():
+    body = "    acc = (torch.cat([model(x).argmax(1) for x, _ in loader]) == torch.cat([y for _, y in loader])).float().mean()\n"
+    assert _convert(body) == (
+        "    acc = (torch.cat([accelerator.gather_for_metrics(model(x).argmax(1)) for x, _ in loader])"
+        " == torch.cat([accelerator.gather_for_metrics(y) for _, y in loader])).float().mean()\n",
+        [],
+    )
