@@ -138,10 +138,10 @@ def _describe(analysis, node: Comprehension, scope: Scope, statement, location, 
     found = ComprehensionEvaluation(node, scope, statement, location, loader=loader)
     clause = node.for_in
     if clause.inner_for_in is not None:
-        return found.set_problem("it has more than one `for` clause; write it as a `for` loop", node)
+        return found.set_problem("has more than one `for` clause; write it as a `for` loop", node)
     if clause.ifs:
         return found.set_problem(
-            "its `if` clause skips batches, so processes would gather a different number of times; gather the "
+            "filters batches with `if`, so processes would gather a different number of times; gather the "
             "per-batch values with accelerator.gather_for_metrics before filtering them",
             clause.ifs[0].test,
         )
@@ -154,7 +154,7 @@ def _describe(analysis, node: Comprehension, scope: Scope, statement, location, 
         return found.set_problem(*reader.problem)
     if index is not None and index in reader.names:
         return found.set_problem(
-            f"it reads `{index}`, the index of this process's batch; gather what the metric needs in a `for` loop",
+            f"reads `{index}`, the index of this process's batch; gather what the metric needs in a `for` loop",
             node,
         )
     found.outputs = reader.outputs
@@ -188,7 +188,7 @@ class _Element:
             self._output(node)
             return
         if isinstance(node, cst.NamedExpr):
-            self.problem = ("its element assigns with `:=`; write it as a `for` loop", node)
+            self.problem = ("assigns with `:=`; write it as a `for` loop", node)
             return
         if isinstance(node, cst.Name):
             self.names.append(node.value)
@@ -201,7 +201,7 @@ class _Element:
     def _output(self, node: cst.BaseExpression) -> None:
         if self.conditional:
             self.problem = (
-                "the model is called under a condition (`if`/`and`/`or`/lambda/inner comprehension), so a gather "
+                "calls the model under a condition (`if`/`and`/`or`/lambda/inner comprehension), so a gather "
                 "there could run a different number of times on each process; gather in a `for` loop",
                 node,
             )
@@ -212,7 +212,7 @@ class _Element:
         if beside & self.batch:
             name = sorted(beside & self.batch)[0]
             self.problem = (
-                f"the model's output is indexed or reshaped with `{name}` of this process's batch; gather the output "
+                f"indexes or reshapes the model's output with `{name}` of this process's batch; gather the output "
                 "and the batch first",
                 node,
             )

@@ -60,7 +60,7 @@ def test_a_filtered_comprehension_is_left_with_the_reason():
     assert _convert(body) == (
         body,
         [
-            "x.py:12:77: AC010 evaluation in a comprehension not gathered: its `if` clause skips batches, so processes "
+            "x.py:12:77: AC010 evaluation loop not gathered: the comprehension filters batches with `if`, so processes "
             "would gather a different number of times; gather the per-batch values with "
             "accelerator.gather_for_metrics before filtering them; its metrics cover one process's batches"
         ],
@@ -72,10 +72,10 @@ def test_a_model_call_under_a_condition_or_next_to_the_batch_index_is_left_with_
     text, diagnostics = _convert(body)
     assert text == body
     assert diagnostics == [
-        "x.py:12:10: AC010 evaluation in a comprehension not gathered: the model is called under a condition "
+        "x.py:12:10: AC010 evaluation loop not gathered: the comprehension calls the model under a condition "
         "(`if`/`and`/`or`/lambda/inner comprehension), so a gather there could run a different number of times on "
         "each process; gather in a `for` loop; its metrics cover one process's batches",
-        "x.py:13:9: AC010 evaluation in a comprehension not gathered: it reads `i`, the index of this process's "
+        "x.py:13:9: AC010 evaluation loop not gathered: the comprehension reads `i`, the index of this process's "
         "batch; gather what the metric needs in a `for` loop; its metrics cover one process's batches",
     ]
 
@@ -119,4 +119,15 @@ def test_targets_collected_in_the_statement_of_the_predictions_are_gathered_too(
         "    acc = (torch.cat([accelerator.gather_for_metrics(model(x).argmax(1)) for x, _ in loader])"
         " == torch.cat([accelerator.gather_for_metrics(y) for _, y in loader])).float().mean()\n",
         [],
+    )
+
+
+def test_a_comprehension_with_two_for_clauses_is_left_with_the_reason():
+    body = "    outs = [model(x)[k] for x, y in loader for k in range(2)]\n"
+    assert _convert(body) == (
+        body,
+        [
+            "x.py:12:12: AC010 evaluation loop not gathered: the comprehension has more than one `for` clause; write "
+            "it as a `for` loop; its metrics cover one process's batches"
+        ],
     )

@@ -124,8 +124,8 @@ class GatherForMetrics(Rule):
     labels = torch.cat([accelerator.gather_for_metrics(y) for _, y in loader])
     ```
 
-    A comprehension without a model call is gathered this way when it iterates the loader of a gathered
-    comprehension in the same function (the targets collected beside the predictions). When the element reads
+    A comprehension without a model call is gathered too when it iterates the loader of a gathered comprehension
+    in the same function (the targets collected beside the predictions). When the element reads
     the model output and batch values, one gather per batch binds them all in an extra `for` clause, so they stay
     paired:
 
@@ -203,9 +203,9 @@ class GatherForMetrics(Rule):
         for found in comprehension_evaluations(context.analysis, context.access.owner):
             accelerator = context.access.expression(found.scope)
             if found.problem is None and accelerator is None:
-                found.problem, found.problem_node = f"`{found.scope.name}` cannot reach the accelerator", found.node
+                found.problem, found.problem_node = f"is in `{found.scope.name}`, which cannot reach the accelerator", found.node
             if found.problem is not None:
-                message = f"evaluation in a comprehension not gathered: {found.problem}; its metrics cover one process's batches"
+                message = f"evaluation loop not gathered: the comprehension {found.problem}; its metrics cover one process's batches"
                 plan.diagnostics.append(context.diagnostic(self.code, found.problem_node, message, found.statement))
                 continue
             if found.in_place:
