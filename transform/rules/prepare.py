@@ -49,7 +49,7 @@ class Prepare(Rule):
     through tuples: with `dataset, model, optimizer = load_objects()` and `loader = make_loader(dataset)` (whose
     body is `return DataLoader(...)`), `prepare` goes after the last of these calls, in the caller, where the
     objects are in scope; a `.to(device)` of the model inside the factory goes like any other move of a prepared
-    model. An optimizer built from a model passed in (`optimizer = make_optimizer(model)`) prepares the caller's
+    model (unless the factory uses the model in a loop before returning it). An optimizer built from a model passed in (`optimizer = make_optimizer(model)`) prepares the caller's
     `model`. This holds for a module-level function (not a method) that does not call itself, ends with a
     `return`, and returns the same expressions at every `return`; the optimizer is followed out of it only when the
     function is called once and its `step()` runs after the call, not inside the function.
@@ -86,7 +86,8 @@ class Prepare(Rule):
     - a training loop that iterates something other than a `DataLoader` this file creates (a loader returned by
       `get_loader(...)` from another module, or by a function of the file that the rule does not follow: one with
       `return` statements that differ, that calls itself, or is called through an attribute; a generator, or a
-      `tqdm` bar over one): it is not prepared, so every process goes through all of its batches.
+      `tqdm` bar over one): it is not prepared, so every process goes through all of its batches. The message
+      names the call the iterable comes from, where the file assigns it from one.
     - a model class that creates its optimizer from `self.parameters()` and steps it in its own methods (the
       module trains itself): `prepare` cannot be inserted into the class, so the whole file is left unchanged.
 
