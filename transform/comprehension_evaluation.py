@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import libcst as cst
-
 from accel_convert.analysis import Analysis, connected
 from accel_convert.batch_means import batch_mean_loss, without_scalar_methods
 from accel_convert.evaluation import (
@@ -108,7 +107,9 @@ def _evaluates(analysis, scope, location, statement, binding, trained) -> bool:
     )
 
 
-def _target_comprehensions(analysis: Analysis, evaluations: list[ComprehensionEvaluation]) -> list[ComprehensionEvaluation]:
+def _target_comprehensions(
+    analysis: Analysis, evaluations: list[ComprehensionEvaluation]
+) -> list[ComprehensionEvaluation]:
     """Comprehensions without a model call over the loader of a gathered evaluation, in the same function."""
     gathered = [e for e in evaluations if e.problem is None]
     if not gathered:
@@ -210,7 +211,7 @@ class _Element:
         inside = {id(n) for call in calls for arg in call.args for n in _nodes(arg)}
         beside = {n.value for n in _nodes(node) if isinstance(n, cst.Name) and id(n) not in inside}
         if beside & self.batch:
-            name = sorted(beside & self.batch)[0]
+            name = min(beside & self.batch)
             self.problem = (
                 f"indexes or reshapes the model's output with `{name}` of this process's batch; gather the output "
                 "and the batch first",
@@ -271,7 +272,8 @@ def _contains(node: cst.CSTNode, part: cst.CSTNode) -> bool:
 
 def _calls_method(node: cst.CSTNode, methods: set[str]) -> bool:
     return any(
-        isinstance(n, cst.Call) and isinstance(n.func, cst.Attribute) and n.func.attr.value in methods for n in _nodes(node)
+        isinstance(n, cst.Call) and isinstance(n.func, cst.Attribute) and n.func.attr.value in methods
+        for n in _nodes(node)
     )
 
 
