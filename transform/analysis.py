@@ -987,8 +987,22 @@ def _find_flags(analysis: Analysis) -> None:
         if len(assignment.targets) != 1 or analysis.is_device_expression(assignment.value):
             continue
         key = dotted_name(assignment.targets[0])
-        if key is not None and _contains_availability_check(analysis, assignment.value):
+        value = assignment.value
+        if key is not None and _is_boolean(analysis, value) and _contains_availability_check(analysis, value):
             analysis.flags.append(Flag(key, assignment))
+
+
+def _is_boolean(analysis: Analysis, node: cst.BaseExpression) -> bool:
+    """Whether ``node`` reads as a true/false value: an availability check or ``bool(...)``, a name or attribute,
+    ``not``, ``and``/``or``, a comparison, or a conditional choosing between such values. A wrapper call
+    (``DDP(model, device_ids=[r] if torch.cuda.is_available() else None)``) or a list chosen by a check is no flag."""
+    if isinstance(node, cst.IfExp):
+        return _is_boolean(analysis, node.body) and _is_boolean(analysis, node.orelse)
+    if isinstance(node, cst.Call):
+        return analysis.qualify(node.func) in symbols.AVAILABILITY_CHECKS or (
+            isinstance(node.func, cst.Name) and node.func.value == "bool"
+        )
+    return isinstance(node, (cst.Name, cst.Attribute, cst.UnaryOperation, cst.BooleanOperation, cst.Comparison))
 
 
 def batch_loaders(analysis: Analysis, site: CallSite, receiver: cst.BaseExpression) -> set[Binding] | None:

@@ -109,3 +109,21 @@ def test_a_default_read_before_it_is_replaced_keeps_the_accelerator_there_with_t
     lines = convert_source(source).text.splitlines()
     first = lines.index('accelerator = Accelerator(cpu=args.backend != "gpu")')
     assert lines[first + 1] == "device = accelerator.device"
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "model = nn.parallel.DistributedDataParallel(model, device_ids=[0] if torch.cuda.is_available() else None)",
+        "device_ids = [0] if torch.cuda.is_available() else None",
+    ],
+    ids=["wrapper call", "list chosen by a check"],
+)
+def test_a_value_chosen_by_an_availability_check_is_no_cpu_switch(statement):
+    source = HEADER + 'device = torch.device("cuda" if torch.cuda.is_available() else "cpu")\n' + TRAINING
+    source = source.replace("optimizer = torch.optim", statement + "\noptimizer = torch.optim")
+    result = convert_source(source)
+    assert _accelerator_lines(result.text) == ["accelerator = Accelerator()"]
+    assert [d for d in result.diagnostics if d.code == "AC001"] == []
+    if statement.startswith("device_ids"):
+        assert statement in result.text.splitlines()
