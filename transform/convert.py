@@ -16,6 +16,7 @@ from accel_convert.rewrite import hot_nodes, rewrite
 from accel_convert.rules import PLANNING_ORDER
 from accel_convert.rules.prepare import prepared_bindings, self_training_models
 from accel_convert.rules.unconverted import UnconvertedPatterns, apex_amp
+from accel_convert.unused_imports import drop_imports, made_unused
 
 SETUP = "AC001"
 
@@ -32,16 +33,20 @@ def convert_source(text: str, options: Options = Options()) -> Result:
     plan = plan_module(module, options, text[len(bom):])
     if plan.empty:
         return Result(text, (), tuple(plan.diagnostics))
-    new_text = bom + rewrite(module, plan).code
+    converted = rewrite(module, plan)
     try:
-        ast.parse(new_text[len(bom):])
+        tree = ast.parse(converted.code)
+        unused = made_unused(text[len(bom):], tree)
+        if unused:
+            converted = drop_imports(converted, unused)
+            ast.parse(converted.code)
     except SyntaxError as error:
         raise ConvertError(
             f"internal error: the converted code does not parse ({error.msg}); please report this file",
             error.lineno or 0,
             error.offset or 0,
         ) from None
-    return Result(new_text, tuple(plan.changes), tuple(plan.diagnostics))
+    return Result(bom + converted.code, tuple(plan.changes), tuple(plan.diagnostics))
 
 
 def _report_unrecognised_loop(analysis, plan: Plan, text: str | None) -> None:

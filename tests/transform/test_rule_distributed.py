@@ -192,10 +192,8 @@ CASES = [
         # under another name; a guard on another rank and a wrapper that is not assigned are kept
         ENVIRONMENT,
         '''\
-import os
 
 import torch
-from torch.nn.parallel import DistributedDataParallel
 from accel import Accelerator
 
 
@@ -266,10 +264,8 @@ if __name__ == "__main__":
         # loader's own shuffle=False gives way to the sampler's (default) shuffle instead of being repeated
         SETUP_HELPER,
         '''\
-import os
 
 import torch
-import torch.distributed as dist
 from torch.utils.data import DataLoader
 from accel import Accelerator
 
