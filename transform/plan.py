@@ -102,10 +102,11 @@ class BackwardThrough:
 
 @dataclass(frozen=True)
 class AppendArgument:
-    """Pass one more argument to a call: ``name`` positionally, or as ``name=name`` when asked."""
+    """Pass one more argument to a call: ``value`` (default: the name itself) positionally, or as ``name=value``."""
 
     name: str
     keyword: bool
+    value: str | None = None
 
     def apply(self, call: cst.Call) -> cst.Call:
         args = list(call.args)
@@ -113,7 +114,7 @@ class AppendArgument:
             args[-1] = args[-1].with_changes(comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")))
         keyword = cst.Name(self.name) if self.keyword else None
         equal = cst.AssignEqual(cst.SimpleWhitespace(""), cst.SimpleWhitespace("")) if self.keyword else cst.MaybeSentinel.DEFAULT
-        args.append(cst.Arg(cst.Name(self.name), keyword=keyword, equal=equal))
+        args.append(cst.Arg(expression(self.value or self.name), keyword=keyword, equal=equal))
         return call.with_changes(args=args)
 
 
@@ -137,13 +138,17 @@ class SwapKeyword:
 
 @dataclass(frozen=True)
 class AppendParameter:
-    """Add a parameter to a function: positional at the end, or keyword-only when the signature has defaults."""
+    """Add a parameter to a function: positional at the end, or keyword-only when the signature has defaults. In a
+    signature written one parameter a line, the new one gets its own line."""
 
     name: str
     keyword_only: bool
 
     def apply(self, node: cst.FunctionDef) -> cst.FunctionDef:
         params = node.params
+        layout = _line_layout(params)
+        if layout is not None:
+            return node.with_changes(params=self._on_own_line(params, *layout))
         new = cst.Param(cst.Name(self.name))
         if self.keyword_only:
             star = params.star_arg if isinstance(params.star_arg, (cst.Param, cst.ParamStar)) else cst.ParamStar()
@@ -154,6 +159,48 @@ class AppendParameter:
                 existing[-1] = existing[-1].with_changes(comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")))
             params = params.with_changes(params=[*existing, new])
         return node.with_changes(params=params)
+
+    def _on_own_line(self, params: cst.Parameters, separator: cst.Comma, closing) -> cst.Parameters:
+        star_arg = params.star_arg if isinstance(params.star_arg, (cst.Param, cst.ParamStar)) else None
+        if self.keyword_only and params.star_kwarg is not None:  # the new one goes before ``**kwargs``
+            new = cst.Param(cst.Name(self.name), comma=separator)
+            return params.with_changes(star_arg=star_arg or cst.ParamStar(comma=separator), kwonly_params=[*params.kwonly_params, new])
+        fields = ("posonly_params", "params", "star_arg", "kwonly_params")
+        last_field = next(name for name in reversed(fields) if _items(params, name))
+        items = _items(params, last_field)
+        last = items[-1]
+        new = cst.Param(cst.Name(self.name), comma=closing, whitespace_after_param=last.whitespace_after_param)
+        changes = {last_field: [*items[:-1], last.with_changes(comma=separator, whitespace_after_param=cst.SimpleWhitespace(""))]}
+        if last_field == "star_arg":
+            changes["star_arg"] = changes["star_arg"][0]
+        if not self.keyword_only:
+            changes["params"] = [*changes.get("params", params.params), new]
+        else:
+            if star_arg is None:
+                changes["star_arg"] = cst.ParamStar(comma=separator)
+            changes["kwonly_params"] = [*changes.get("kwonly_params", params.kwonly_params), new]
+        return params.with_changes(**changes)
+
+
+def _items(params: cst.Parameters, name: str) -> list:
+    value = getattr(params, name)
+    if name == "star_arg":
+        return [value] if isinstance(value, (cst.Param, cst.ParamStar)) else []
+    return list(value)
+
+
+def _line_layout(params: cst.Parameters) -> tuple[cst.Comma, cst.Comma | cst.MaybeSentinel] | None:
+    """(the comma between two parameters, the last parameter's own comma or none) of a signature written one
+    parameter a line; None otherwise."""
+    ordered = [*params.posonly_params, *params.params, *_items(params, "star_arg"), *params.kwonly_params]
+    if params.star_kwarg is not None:
+        ordered.append(params.star_kwarg)
+    if len(ordered) < 2:
+        return None
+    separator = ordered[-2].comma
+    if not isinstance(separator, cst.Comma) or not isinstance(separator.whitespace_after, cst.ParenthesizedWhitespace):
+        return None
+    return separator, ordered[-1].comma
 
 
 @dataclass

@@ -152,10 +152,13 @@ class Trainer:
         self.optimizer = optimizer
 
 
+TRAINERS = {"default": Trainer}
+
+
 def main():
     model = torch.nn.Linear(2, 1)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    trainer = Trainer(model, optimizer)
+    trainer = TRAINERS["default"](model, optimizer)
     for x in torch.randn(4, 3, 2):
         optimizer.zero_grad()
         model(x).sum().backward()
@@ -363,7 +366,8 @@ if accelerator.is_local_main_process:
         id="apex-module-level",
     ),
     pytest.param(
-        # a rank read in a method that runs before the accelerator exists keeps reading the environment, with the
+        # a rank read in a method that cannot reach the accelerator (its class is looked up in a table, not
+        # constructed by name, so it cannot be handed the accelerator) keeps reading the environment, with the
         # value it has without a launcher as default, so that `python script.py` still runs
         UNREACHABLE_READ,
         '''\
@@ -380,12 +384,15 @@ class Trainer:
         self.optimizer = optimizer
 
 
+TRAINERS = {"default": Trainer}
+
+
 def main():
     accelerator = Accelerator()
     model = torch.nn.Linear(2, 1)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     model, optimizer = accelerator.prepare(model, optimizer)
-    trainer = Trainer(model, optimizer)
+    trainer = TRAINERS["default"](model, optimizer)
     for x in torch.randn(4, 3, 2):
         optimizer.zero_grad()
         accelerator.backward(model(x).sum())

@@ -160,8 +160,15 @@ def test_a_wrapper_of_an_inline_optimizer_is_told_to_name_it():
 
 
 def test_with_a_training_run_the_helpers_backward_is_left_to_ac004():
+    # the class is built in main(), where the accelerator is: AC004 hands it over and converts the backward
     text = HIDDEN.replace("    optimizer = Lookahead(base)\n", "    optimizer = base\n")
-    assert list(convert_source(text).diagnostics) == [
+    result = convert_source(text)
+    assert list(result.diagnostics) == []
+    assert "        self.accelerator.backward(loss)\n" in result.text
+    assert "    stepper = Stepper(model, optimizer, accelerator=accelerator)\n" in result.text
+    # built at module level, away from main()'s accelerator: the backward is left, with AC004's diagnostic
+    outside = text.replace("    stepper = Stepper(model, optimizer)\n", "").replace("def main():", "stepper = Stepper(None, None)\n\n\ndef main():")
+    assert list(convert_source(outside).diagnostics) == [
         Diagnostic("AC004", 22, 9, "`loss.backward()` left as is: `train_step` cannot reach the accelerator")
     ]
 

@@ -26,7 +26,8 @@ class Backward(Rule):
     Every `<expression>.backward(...)` call that trains what `accelerator.prepare` holds becomes
     `accelerator.backward(<expression>, ...)`; keyword arguments such as `retain_graph=True` are kept. Calls on
     imported modules (`torch.autograd.backward(...)`) are left alone. A helper function that cannot see the
-    accelerator gets it as a parameter (see AC001).
+    accelerator gets it as a parameter, and a class of the file built where the accelerator is (a `Trainer`
+    given the prepared objects) gets it as `self.accelerator` (see AC001).
 
     The differentiated tensor is followed back through the assignments of its function (and what method calls such
     as `losses.append(loss)` put into the names it reads): it is rewritten when it is

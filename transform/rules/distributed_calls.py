@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import libcst as cst
 
-from accel_convert.analysis import MODEL
 from accel_convert.imports import dotted_name
 from accel_convert.plan import ReplaceWith
 from accel_convert.rules.base import Rule
+from accel_convert.rules.launcher import _is_model
+from accel_convert.symbols import MODEL_WRAPPERS
 
 _REMOVED = frozenset({"torch.distributed.init_process_group", "torch.cuda.set_device"})
 _PROPERTIES = {
@@ -37,10 +38,13 @@ class TorchDistributed(Rule):
       `accelerator.end_training()`.
     - `dist.all_reduce(total)` (in place, `op=ReduceOp.SUM`, `AVG` or `MAX`) becomes
       `total = accelerator.reduce(total, reduction="sum")` (`"mean"`, `"max"`).
-    - `model.module` on a model becomes `accelerator.unwrap_model(model)`.
+    - `model.module` on a model, or on what held its hand-written wrapper (`self.model = DDP(model)`, which
+      AC017 removes), becomes `accelerator.unwrap_model(model)`.
 
     Calls where the accelerator is not reachable, and reductions the accelerator does not have (`MIN`,
-    `PRODUCT`, `async_op=True`), are left as they are, with a diagnostic.
+    `PRODUCT`, `async_op=True`), are left as they are, with a diagnostic. So is a `model.module` the
+    accelerator cannot reach: with one process the prepared model is the user's own module, which has no
+    `.module`, so the diagnostic names the line to change by hand.
 
     **Unsafe** (in ruff's sense): `accelerator.end_training()` also waits for every process.
 
@@ -73,7 +77,8 @@ class TorchDistributed(Rule):
     unsafe = True
 
     def needs(self, analysis):
-        return [site.scope for site, qualified in _sites(analysis) if qualified not in _REMOVED]
+        calls = [site.scope for site, qualified in _sites(analysis) if qualified not in _REMOVED]
+        return calls + [read.scope for read in _module_reads(analysis)]
 
     def plan(self, context, plan):
         analysis = context.analysis
@@ -124,21 +129,42 @@ class TorchDistributed(Rule):
         return f'{tensor} = {accelerator}.reduce({tensor}, reduction="{_REDUCTIONS[kind]}")'
 
     def _unwrap(self, context, plan) -> None:
-        analysis = context.analysis
-        for site in analysis.facts.calls:
-            func = site.node.func
-            if not isinstance(func, cst.Attribute) or not isinstance(func.value, cst.Attribute):
-                continue
-            inner = func.value
-            if inner.attr.value != "module" or analysis.role_of(site.scope, inner.value) != MODEL:
-                continue
-            accelerator = context.access.expression(site.scope)
+        for read in _module_reads(context.analysis):
+            attribute = read.node
+            model = context.code(attribute.value)
+            accelerator = context.access.expression(read.scope)
             if accelerator is None:
+                message = (
+                    f"`{model}.module` left as is: `{read.scope.name}` cannot reach the accelerator to read "
+                    f"`accelerator.unwrap_model({model})` instead; a prepared model run in one process has no `.module`"
+                )
+                plan.diagnostics.append(context.diagnostic(self.code, attribute, message))
                 continue
-            model = context.code(inner.value)
-            plan.expression(inner, ReplaceWith(f"{accelerator}.unwrap_model({model})"), site.statement)
-            context.use(site.scope, site.location)
-            plan.changes.append(context.change(self.code, inner, f"`{model}.module` -> `{accelerator}.unwrap_model({model})`"))
+            plan.expression(attribute, ReplaceWith(f"{accelerator}.unwrap_model({model})"), read.statement)
+            context.use(read.scope, read.location)
+            plan.changes.append(context.change(self.code, attribute, f"`{model}.module` -> `{accelerator}.unwrap_model({model})`"))
+
+
+def _module_reads(analysis):
+    """``model.module`` reads, on a model or on what holds its data-parallel wrapper (``self.model = DDP(model)``)."""
+    for read in analysis.facts.attribute_reads:
+        if read.node.attr.value == "module" and _holds_model(analysis, read.scope, read.node.value):
+            yield read
+
+
+def _holds_model(analysis, scope, node) -> bool:
+    if _is_model(analysis, scope, node):
+        return True
+    key = dotted_name(node)
+    binding = analysis.binding(scope, key) if key is not None else None
+    for assignment in analysis.facts.assignments:
+        value = analysis._strip(assignment.value, assignment.scope)
+        if len(assignment.targets) != 1 or not isinstance(value, cst.Call) or analysis.qualify(value.func) not in MODEL_WRAPPERS:
+            continue
+        target = dotted_name(assignment.targets[0])
+        if target is not None and analysis.binding(assignment.scope, target) == binding:
+            return True
+    return False
 
 
 def _alone(statement, call) -> bool:

@@ -20,7 +20,8 @@ class Print(Rule):
     A call of the built-in `print` (not a local function or an import of that name) becomes `accelerator.print`
     with the same arguments (`sep=`, `end=`, `file=`, `flush=` included), where the accelerator exists when the
     line runs: after it is created in the function that owns the training run, in functions nested in it, in
-    helpers that receive the accelerator as a parameter, and anywhere in a flat script after its creation.
+    helpers that receive the accelerator as a parameter, in methods of classes that receive it as
+    `self.accelerator` (AC001), and anywhere in a flat script after its creation.
     Other prints are left as they are.
 
     With several processes, what a process prints is its own value: a metric computed from its share of the

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import libcst as cst
 
-from accel_convert.analysis import MODEL
 from accel_convert.imports import dotted_name
 from accel_convert.plan import ReplaceWith
 from accel_convert.rules.base import Rule
+from accel_convert.rules.launcher import _is_model
 from accel_convert.rules.printing import reachable, start_of_access
 
 _FILE_OPENERS = frozenset({"open", "io.BytesIO", "io.open", "builtins.open"})
@@ -26,7 +26,8 @@ class Save(Rule):
     - `torch.save(obj, path)` becomes `accelerator.save(obj, path)`, where the accelerator exists when the line
       runs (as for AC011). A save into an open file or a buffer (`with open(p, "wb") as f: torch.save(obj, f)`,
       `io.BytesIO()`) is left as it is: `accelerator.save` takes a path.
-    - `model.state_dict()` and `model.load_state_dict(...)` on a model become
+    - `model.state_dict()` and `model.load_state_dict(...)` on a model (or on a name assigned from one, such as
+      `self.model = model.to(gpu_id)` in a trainer class) become
       `accelerator.unwrap_model(model).state_dict()` / `.load_state_dict(...)`, in checkpoint dictionaries too, so
       the saved keys and the keys loaded back are those of the plain model, with any number of processes.
     - A `GradScaler`'s `state_dict()` / `load_state_dict(...)` in the same checkpoint goes to
@@ -61,7 +62,7 @@ class Save(Rule):
                 plan.expression(func, ReplaceWith(f"{accelerator}.save"), site.statement)
                 plan.changes.append(context.change(self.code, call, f"`torch.save` -> `{accelerator}.save`"))
             elif isinstance(func, cst.Attribute) and func.attr.value in ("state_dict", "load_state_dict"):
-                if analysis.role_of(site.scope, func.value) != MODEL:
+                if not _is_model(analysis, site.scope, func.value):
                     continue
                 model = context.code(func.value)
                 plan.expression(func.value, ReplaceWith(f"{accelerator}.unwrap_model({model})"), site.statement)

@@ -49,6 +49,12 @@ class Setup(Rule):
     - A `use_cuda`-style flag whose every use went away (AC003 removed the moves it guarded) is removed.
     - A helper function that needs the accelerator (for `accelerator.backward`) and cannot see it gets an
       `accelerator` parameter, passed at each call site in the file.
+    - A class of the file whose methods need it (a `Trainer(model, loader, optimizer)` built in `main()` after
+      `prepare`) gets an `accelerator` parameter on `__init__`, stored first thing as `self.accelerator` and
+      passed as `accelerator=accelerator` at every construction; its methods use `self.accelerator`. The class
+      must be constructed by name only, where the accelerator is reachable; one that is subclassed, passed
+      around as a value, decorated, or built by a classmethod is left alone, and the rules say what they could
+      not convert.
 
     ## Example
     ```python
@@ -85,8 +91,13 @@ class Setup(Rule):
         for helper, keyword_only in access.passed.items():
             plan.expression(helper.node, AppendParameter("accelerator", keyword_only), helper.node)
             plan.changes.append(context.change(self.code, helper.node, f"`{helper.name}` takes the accelerator as a parameter"))
+        for init, keyword_only in zip(access.initializers(analysis), access.classes.values()):
+            plan.expression(init.node, AppendParameter("accelerator", keyword_only), init.node)
+            _store_first(context, plan, init)
+            plan.changes.append(context.change(self.code, init.node, f"`{init.class_name}` takes the accelerator as `self.accelerator`"))
         for site, by_keyword in access.call_sites:
-            plan.expression(site.node, AppendArgument("accelerator", by_keyword), site.statement)
+            plan.expression(site.node, AppendArgument("accelerator", by_keyword, access.expression(site.scope)), site.statement)
+            context.use(site.scope, site.location)
         self._create(context, plan)
         anchor, after = _import_anchor(analysis.facts.module)
         module = "accel" if context.options.target == "accel" else "accelerate"
@@ -157,6 +168,25 @@ class Setup(Rule):
         target = "accelerator" if not access.attribute else f"{home.self_name}.accelerator"
         plan.statement(anchor).before.append(cst.parse_statement(f"{target} = Accelerator({arguments})\n"))
         plan.changes.append(context.change(self.code, anchor, f"create `{target} = Accelerator({arguments})`"))
+
+
+def _store_first(context, plan, init) -> None:
+    """``self.accelerator = accelerator`` as the first statement of ``__init__`` (after its docstring)."""
+    body = init.node.body.body
+    statement = cst.parse_statement(f"{init.self_name}.accelerator = accelerator\n")
+    first = body[0]
+    if len(body) > 1 and _is_docstring(first):
+        plan.statement(first).after.insert(0, statement)
+    else:
+        plan.statement(first).before.insert(0, statement)
+
+
+def _is_docstring(statement) -> bool:
+    return (
+        isinstance(statement, cst.SimpleStatementLine)
+        and isinstance(statement.body[0], cst.Expr)
+        and isinstance(statement.body[0].value, (cst.SimpleString, cst.ConcatenatedString))
+    )
 
 
 def accelerator_position(context) -> tuple[int, int]:
