@@ -24,6 +24,7 @@ import libcst as cst
 
 from accel_convert.analysis import Analysis, _callee
 from accel_convert.facts import CallSite, Scope
+from accel_convert.traverse import Walker
 
 NAME = "accelerator"
 _NOT_ON_INSTANCES = frozenset({"staticmethod", "classmethod"})
@@ -98,7 +99,7 @@ def _home(analysis: Analysis, owner: Scope) -> tuple[Scope, bool]:
     return owner, owner.class_name is not None and owner.self_name is not None
 
 
-class _ClassUses(cst.CSTVisitor):
+class _ClassUses(Walker):
     """Counts the definitions of a class name and its uses other than calls, annotations and ``super(C, self)``."""
 
     def __init__(self, name: str) -> None:
@@ -130,7 +131,7 @@ class _ClassUses(cst.CSTVisitor):
             self.other_uses += 1
 
     def visit_Attribute(self, node: cst.Attribute) -> bool:
-        node.value.visit(self)
+        self.walk(node.value)
         return False  # ``x.Trainer`` is another name
 
 
@@ -148,7 +149,7 @@ def _constructions(analysis: Analysis, name: str) -> list[CallSite] | None:
     if "__new__" in info.methods or any(_decorated(method, "classmethod") for method in info.methods.values()):
         return None
     uses = _ClassUses(name)
-    facts.module.visit(uses)
+    uses.walk(facts.module)
     if len(uses.definitions) != 1 or uses.other_uses:
         return None
     sites = [

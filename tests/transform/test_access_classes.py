@@ -321,3 +321,12 @@ def test_module_of_a_removed_wrapper_that_cannot_be_unwrapped_is_reported():
             "`accelerator.unwrap_model(self.model)` instead; a prepared model run in one process has no `.module`",
         ),
     ]
+
+
+def test_annotations_and_super_do_not_stop_the_hand_over():
+    source = TRAINER.replace("class Trainer:", "class Trainer(object):").replace(
+        "        self.model = model\n", "        super(Trainer, self).__init__()\n        self.model = model\n"
+    ).replace("    trainer = Trainer(model, optimizer)\n", "    trainer: Trainer = Trainer(model, optimizer)\n")
+    text = convert_source(source).text
+    assert "    def __init__(self, model, optimizer, accelerator):\n        self.accelerator = accelerator\n" in text
+    assert "    trainer: Trainer = Trainer(model, optimizer, accelerator=accelerator)\n" in text
