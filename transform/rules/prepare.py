@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import libcst as cst
 
 from accel_convert import symbols
@@ -88,6 +90,16 @@ class Prepare(Rule):
       `return` statements that differ, that calls itself, or is called through an attribute; a generator, or a
       `tqdm` bar over one): it is not prepared, so every process goes through all of its batches. The message
       names the call the iterable comes from, where the file assigns it from one.
+    - a prepared model or data loader passed, after the prepare statement, to a function imported from another
+      module that is neither the standard library nor a well-known library (most likely one of the project's own
+      modules: `from evaluate import evaluate`, then `evaluate(model, val_loader)`; also a relative import). The
+      converter does not see that function's body: under several processes it gets the DistributedDataParallel
+      wrapper, on which the model's own attributes and methods (`net.n_classes`) need
+      `accelerator.unwrap_model(model)`, and only this process's share of a loader's batches, so the metrics it
+      computes must be gathered (`accelerator.gather_for_metrics`). One diagnostic per call, naming what it gets;
+      pass `accelerator.unwrap_model(model)` or adapt that module too. Calls to functions of the file (followed
+      like the rest of it), builtins, methods, or libraries such as `torchinfo.summary(model)` and
+      `copy.deepcopy(model)` get none.
     - a model class that creates its optimizer from `self.parameters()` and steps it in its own methods (the
       module trains itself): `prepare` cannot be inserted into the class, so the whole file is left unchanged.
 
@@ -166,6 +178,116 @@ class Prepare(Rule):
         _unwrap_model_attributes(context, plan, self.code, models, (block_id, location[depth][1]))
         _report_partly_optimized_models(context, plan, self.code, objects)
         _report_unprepared_batches(context, plan, self.code)
+        _report_foreign_calls(context, plan, self.code, objects, (block_id, location[depth][1]))
+
+
+# top-level modules of libraries (beyond the standard library) whose functions know what to do with a prepared
+# model or loader, or never receive one: a call into any other imported module goes into the user's own code
+_LIBRARIES = frozenset(
+    "torch torchvision torchaudio torchtext torchdata torchmetrics torchinfo torchsummary thop ptflops fvcore numpy"
+    " scipy pandas sklearn matplotlib seaborn PIL cv2 tqdm wandb mlflow tensorboard tensorboardX comet_ml neptune"
+    " clearml transformers tokenizers timm einops accel accelerate lightning pytorch_lightning deepspeed apex peft"
+    " diffusers safetensors huggingface_hub onnx onnxruntime yaml hydra omegaconf gym gymnasium tiktoken"
+    " sentencepiece nltk spacy h5py ema_pytorch torch_ema opacus captum functorch kornia albumentations monai".split()
+)
+
+
+def _report_foreign_calls(context, plan, code, objects, prepared_at: tuple[int, int]) -> None:
+    """``evaluate(model, val_loader)`` with ``evaluate`` imported from the user's own module: the converter does not
+    see its body, which gets the DistributedDataParallel wrapper and this process's share of the batches."""
+    analysis = context.analysis
+    owner = context.access.owner
+    reach = {}
+    for key, role, _ in objects:
+        if role in (MODEL, LOADER):
+            for binding in connected(analysis, analysis.binding(owner, key)):
+                reach.setdefault(binding, role)
+    relative = _relative_imports(analysis.facts.module)
+    block_id, index = prepared_at
+    for site in analysis.facts.calls:
+        module = _user_module(analysis, site, relative)
+        if module is None:
+            continue
+        if site.scope is owner:
+            after = [position > index for block, position in site.location if block == block_id]
+            if not after or not after[0]:
+                continue  # before the prepare statement: the plain objects
+        passed = {}
+        for argument in site.node.args:
+            key = dotted_name(argument.value) if not argument.star else None
+            role = reach.get(analysis.binding(site.scope, key)) if key is not None else None
+            if role is not None:
+                passed.setdefault(key, role)
+        if passed:
+            accelerator = context.access.expression(site.scope)
+            message = _foreign_call_message(context.code(site.node.func), module, passed, accelerator or "accelerator")
+            if accelerator is None:
+                message += f" (`{site.scope.name}` cannot reach the accelerator: pass it in)"
+            plan.diagnostics.append(context.diagnostic(code, site.node, message, site.statement))
+
+
+def _user_module(analysis: Analysis, site, relative: dict[str, str]) -> str | None:
+    """The module a called function is imported from, when it is neither the standard library nor a known library
+    (so most likely a module of the user's project); None for builtins, methods and functions of this file."""
+    func = site.node.func
+    key = dotted_name(func)
+    if key is None:
+        return None
+    root = key.split(".")[0]
+    facts = analysis.facts
+    if root in facts.functions or root in facts.classes or root in facts.module_scope.assigned:
+        return None
+    if analysis.binding(site.scope, root)[0] is not facts.module_scope:
+        return None  # a local name
+    if root in relative:
+        return relative[root]
+    qualified = analysis.qualify(func)
+    if qualified is None:
+        return None
+    top = qualified.split(".")[0]
+    if top in sys.stdlib_module_names or top in _LIBRARIES:
+        return None
+    return qualified.rpartition(".")[0] or qualified
+
+
+def _relative_imports(module: cst.Module) -> dict[str, str]:
+    """Names bound at the top of the file by ``from .x import f`` -> ``.x``."""
+    names = {}
+    for line in module.body:
+        if not isinstance(line, cst.SimpleStatementLine):
+            continue
+        for small in line.body:
+            if isinstance(small, cst.ImportFrom) and small.relative and not isinstance(small.names, cst.ImportStar):
+                base = "." * len(small.relative) + (dotted_name(small.module) if small.module is not None else "")
+                for alias in small.names:
+                    names[(alias.asname.name.value if alias.asname else alias.name.value)] = base
+    return names
+
+
+def _foreign_call_message(function: str, module: str, passed: dict[str, str], accelerator: str) -> str:
+    """What a function of another module receives from the prepare statement, and what to do about it."""
+    models = [key for key, role in passed.items() if role == MODEL]
+    loaders = [key for key, role in passed.items() if role == LOADER]
+    received = []
+    if models:
+        received.append(
+            f"the prepared {_listed(models)}, which under several processes is a DistributedDataParallel wrapper (the "
+            f"model's own attributes and methods need `{accelerator}.unwrap_model({models[0]})`)"
+        )
+    if loaders:
+        received.append(
+            f"the prepared {_listed(loaders)}, which yields only this process's share of the batches (metrics "
+            f"computed from it must be gathered with `{accelerator}.gather_for_metrics`)"
+        )
+    advice = f"pass `{accelerator}.unwrap_model({models[0]})` where it needs the model itself, or " if models else ""
+    return (
+        f"`{function}(...)` comes from the module `{module}`, which accel-convert does not see: it receives "
+        f"{' and '.join(received)}; {advice}adapt `{module}` to several processes too"
+    )
+
+
+def _listed(keys: list[str]) -> str:
+    return ", ".join(f"`{key}`" for key in keys)
 
 
 def _report_partly_optimized_models(context, plan, code, objects) -> None:
