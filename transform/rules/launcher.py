@@ -9,7 +9,6 @@ from accel_convert.imports import dotted_name
 from accel_convert.plan import ReplaceWith
 from accel_convert.rules.base import Rule
 from accel_convert.rules.mixed_precision import _free_names
-from accel_convert.rules.prepare import _drop_unused_import
 from accel_convert.rules.setup import accelerator_position, defined_after
 
 # the launcher's environment variables and the accelerator property holding the same number
@@ -107,16 +106,14 @@ class HandWrittenDDP(Rule):
 
     def plan(self, context, plan):
         analysis = context.analysis
-        unwrapped, removed_lines = [], {}  # wrapper calls gone; wrapper name -> (its func, statements removed)
+        unwrapped = []  # hand-written DDP wrappers removed
         for site in analysis.facts.calls:
             qualified = analysis.qualify(site.node.func)
             if qualified in symbols.MODEL_WRAPPERS:
-                if _unwrap(context, plan, self.code, site, qualified, removed_lines) and qualified in _TORCH_DDP:
+                if _unwrap(context, plan, self.code, site, qualified) and qualified in _TORCH_DDP:
                     unwrapped.append(site)
             elif qualified in _SPAWN:
                 _spawn(context, plan, self.code, site)
-        for func, statements in removed_lines.values():
-            _drop_unused_import(context, plan, func, statements, inline=False)
         _carry_options(context, plan, self.code, unwrapped)
         _drop_rendezvous(context, plan, self.code)
         guarded = set()
@@ -156,8 +153,8 @@ def _with_default(context, plan, code, site, name) -> None:
     plan.diagnostics.append(context.diagnostic(code, site.node, message))
 
 
-def _unwrap(context, plan, code, site, qualified, removed_lines) -> bool:
-    """``model = DDP(model, ...)`` removed (its line recorded in ``removed_lines``, for the import);
+def _unwrap(context, plan, code, site, qualified) -> bool:
+    """``model = DDP(model, ...)`` removed (its import goes with the other imports the conversion leaves unused);
     ``ddp_model = DDP(model)`` -> ``ddp_model = model``; ``model = DataParallel(model).to(device)`` ->
     ``model = model.to(device)``. True when the wrapper goes."""
     analysis, call, statement = context.analysis, site.node, site.statement
@@ -172,7 +169,6 @@ def _unwrap(context, plan, code, site, qualified, removed_lines) -> bool:
     target, model = context.code(assign.targets[0].target), context.code(positional[0])
     if target == model and assign.value is call:
         plan.statement(statement).remove = True
-        removed_lines.setdefault(context.code(call.func), (call.func, []))[1].append(statement)
         plan.changes.append(context.change(code, call, f"`{name}` wrapper removed: `accelerator.prepare` distributes the model"))
     else:
         plan.expression(call, ReplaceWith(model), statement)

@@ -524,7 +524,6 @@ def _drop_distributed_sampler(context, plan, loader, scope, loader_line, code) -
     plan.expression(loader, swap, loader_line)
     plan.changes.append(context.change(code, loader, "`DistributedSampler` replaced by `shuffle`: prepare shards the loader"))
     if statement is None:
-        _drop_unused_import(context, plan, sampler.func, [loader_line], inline=True)
         return True
     set_epoch_lines = [
         site.statement
@@ -549,7 +548,6 @@ def _drop_distributed_sampler(context, plan, loader, scope, loader_line, code) -
         return True
     for line in [statement, *set_epoch_lines]:
         plan.statement(line).remove = True
-    _drop_unused_import(context, plan, sampler.func, [statement], inline=False)
     return True
 
 
@@ -572,39 +570,6 @@ def _forward_sampler_epochs(context, plan, loader, code) -> None:
         plan.changes.append(context.change(code, owner, f"`{key}.sampler.set_epoch` -> `{key}.set_epoch`", site.statement))
 
 
-def _drop_unused_import(context, plan, func: cst.BaseExpression, removed: list, inline: bool) -> None:
-    """Remove ``from ... import DistributedSampler`` once the sampler is gone and nothing else reads the name."""
-    analysis = context.analysis
-    if not isinstance(func, cst.Name):
-        return
-    name = func.value
-    removed_ids = {id(line) for line in removed}
-    loads = [
-        load
-        for load in analysis.facts.loads
-        if load.name == name
-        and not any(i >= 0 and id(analysis.facts.statement_at(b, i)) in removed_ids for b, i in load.location[-1:])
-    ]
-    if inline:
-        loads = [load for load in loads if id(analysis.facts.statement_at(*load.location[-1])) not in removed_ids]
-    if loads:
-        return
-    for line in analysis.facts.module.body:
-        if not (isinstance(line, cst.SimpleStatementLine) and len(line.body) == 1):
-            continue
-        statement = line.body[0]
-        if not isinstance(statement, cst.ImportFrom) or isinstance(statement.names, cst.ImportStar):
-            continue
-        bound = [a for a in statement.names if (a.asname.name.value if a.asname else a.name.value) == name]
-        if not bound:
-            continue
-        if len(statement.names) == 1:
-            plan.statement(line).remove = True
-        else:
-            plan.expression(statement, _WithoutAlias(name), line)
-        return
-
-
 class _WithoutKeyword:
     """Drop the keyword argument ``name=...`` from a call."""
 
@@ -616,18 +581,6 @@ class _WithoutKeyword:
         if args and call.args[-1] not in args:
             args[-1] = args[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
         return call.with_changes(args=args)
-
-
-class _WithoutAlias:
-    """Drop one name from a ``from x import a, b`` statement."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def apply(self, node: cst.ImportFrom) -> cst.ImportFrom:
-        names = [a for a in node.names if (a.asname.name.value if a.asname else a.name.value) != self.name]
-        names[-1] = names[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
-        return node.with_changes(names=names)
 
 
 def _used_in_an_earlier_loop(analysis: Analysis, owner, objects, block_id: int, index: int) -> bool:
