@@ -76,7 +76,7 @@ def _noop(_):
 
 def split_by_prefilter(paths: list[Path]) -> tuple[list[Path], list[Path]]:
     """(files the converter rejects before parsing, files it parses), by its own pre-parse check."""
-    from accel_convert.prefilter import may_need_conversion
+    from accel_convert.analysis.prefilter import may_need_conversion
 
     skipped, parsed = [], []
     for path in paths:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+
+import tomllib
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 

@@ -69,9 +69,9 @@ def test_two_processes_print_metrics(case, run_pool):
     launched = _succeeded(run_pool, Run(case.after, case.args, processes=2))
     printed = metric_lines(launched.stdout)
     missing = sorted({line_shape(line) for line in metric_lines(before.stdout)} - {line_shape(line) for line in printed})
-    assert not missing, f"the 2-process run never printed these metric lines:\n" + "\n".join(missing)
+    assert not missing, "the 2-process run never printed these metric lines:\n" + "\n".join(missing)
     not_finite = [line for line in printed if NOT_FINITE.search(line)]
-    assert not not_finite, f"the 2-process run printed non-finite metrics:\n" + "\n".join(not_finite)
+    assert not not_finite, "the 2-process run printed non-finite metrics:\n" + "\n".join(not_finite)
 
 
 @pytest.mark.parametrize("case", ACCELERATE_CASES, ids=str)

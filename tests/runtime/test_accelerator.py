@@ -4,15 +4,16 @@ import os
 import pickle
 import random
 
-import accel
 import numpy as np
 import pytest
 import torch
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+import accel
 from accel import Accelerator, DistributedType, set_seed
 from accel.data import PreparedDataLoader
 from accel.optimizer import AcceleratedOptimizer
 from accel.scheduler import AcceleratedScheduler
-from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 
 @pytest.fixture(autouse=True)

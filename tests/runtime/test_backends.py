@@ -4,6 +4,7 @@ import os
 
 import pytest
 import torch
+
 from accel import Accelerator, backends
 from accel.backends.base import Backend
 from accel.backends.single import SingleDeviceBackend

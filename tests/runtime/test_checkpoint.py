@@ -4,9 +4,10 @@ import json
 
 import pytest
 import torch
-from accel import Accelerator, load_checkpoint_in_model
 from safetensors import safe_open
 from torch import nn
+
+from accel import Accelerator, load_checkpoint_in_model
 
 
 def _prepared(seed=0, register=()):

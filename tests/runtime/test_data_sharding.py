@@ -4,11 +4,12 @@ import itertools
 
 import pytest
 import torch
+from torch.utils.data import BatchSampler, DataLoader, IterableDataset, SequentialSampler
+
 from accel import Accelerator
 from accel.data import ShardedBatchSampler, ShardedIterableDataset, prepare_data_loader
 from accel.ops import send_to_device
 from accel.state import GradientState
-from torch.utils.data import BatchSampler, DataLoader, IterableDataset, SequentialSampler
 
 
 def _shards(n, batch_size, processes, drop_last=False, split=False, even=True):

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import test_distributed as cpu_checks
 import torch
-from accel import Accelerator
 from test_accelerator import NoisyDataset
 from torch.utils.data import DataLoader
 
+from accel import Accelerator
 from tests.launching import launch
 
 pytestmark = pytest.mark.gpu

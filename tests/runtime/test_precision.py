@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+
 from accel import Accelerator
 from accel.precision import Precision
 

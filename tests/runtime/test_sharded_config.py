@@ -5,9 +5,10 @@ import json
 import sys
 
 import pytest
+from torch import nn
+
 from accel.backends.deepspeed_config import build_config
 from accel.plugins import DeepSpeedPlugin, FullyShardedDataParallelPlugin
-from torch import nn
 
 
 def test_fsdp_plugin_from_launcher_environment(monkeypatch):

@@ -6,9 +6,10 @@ import os
 import subprocess
 import sys
 
-from accel_convert.cli import main
-from accel_convert.model import Options
 from click.testing import CliRunner
+
+from accel_convert.model import Options
+from accel_convert.shell.cli import main
 
 TRAIN = """\
 import torch

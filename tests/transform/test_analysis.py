@@ -6,7 +6,7 @@ import textwrap
 
 import libcst as cst
 
-from accel_convert.analysis import DEVICE, LOADER, MODEL, OPTIMIZER, SCHEDULER, analyse
+from accel_convert.analysis.roles import DEVICE, LOADER, MODEL, OPTIMIZER, SCHEDULER, analyse
 
 
 def roles(source: str) -> dict[str, str]:

@@ -182,7 +182,7 @@ def test_undecodable_file_exits_123_and_is_untouched(scripts, tmp_path):
 
 
 def test_internal_error_in_one_file_exits_123_and_others_still_convert(scripts, monkeypatch, tmp_path):
-    from accel_convert import runner
+    from accel_convert.shell import runner
 
     real = runner.convert_text
     write(tmp_path / "other.py", TRAIN.replace("lr=0.1", "lr=0.2"))
@@ -206,8 +206,8 @@ def test_error_wins_over_would_change_in_check_mode(scripts, tmp_path):
 
 
 def test_diagnostics_are_printed_unless_quiet(scripts, monkeypatch):
-    from accel_convert import runner
     from accel_convert.model import Diagnostic, Result
+    from accel_convert.shell import runner
 
     monkeypatch.setattr(
         runner, "convert_text", lambda text, options: Result(text, (), (Diagnostic("AC900", 3, 5, "left for you"),))

@@ -5,8 +5,8 @@ import stat
 import subprocess
 
 import pytest
-from accel_convert.files import decode_source
 
+from accel_convert.shell.files import decode_source
 from tests.transform.cli_helpers import PLAIN, TRAIN, converted, invoke, write
 
 

@@ -6,8 +6,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from accel_convert.files import decode_source
 
+from accel_convert.shell.files import decode_source
 from tests.transform.cli_helpers import converted, invoke
 
 FIXTURES = sorted(Path(__file__).resolve().parents[2].joinpath("fixtures").glob("*/before.py"))

@@ -94,7 +94,7 @@ def test_terminal_shows_a_progress_bar_for_many_files(tree):
 def _modules_loaded_after(path, cwd):
     code = (
         "import sys\n"
-        "from accel_convert.cli import main\n"
+        "from accel_convert.shell.cli import main\n"
         f"try:\n    main(['--check', {str(path)!r}])\n"
         "except SystemExit:\n    pass\n"
         "print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] in ('libcst', 'torch'))))\n"
@@ -117,7 +117,7 @@ def test_check_of_one_file_loads_nothing_that_only_diffs_writes_walks_or_configs
     bare = set(subprocess.run([sys.executable, "-c", listing], capture_output=True, text=True).stdout.split())
     code = (
         "import sys\n"
-        "from accel_convert.cli import main\n"
+        "from accel_convert.shell.cli import main\n"
         "try:\n    main(['--check', 'sub0/train_0.py'])\n"
         "except SystemExit:\n    pass\n"
         f"{listing}\n"

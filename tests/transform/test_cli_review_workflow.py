@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from accel_convert.diffing import unified_diff
 
+from accel_convert.shell.diffing import unified_diff
 from tests.transform.cli_helpers import PLAIN, TRAIN, converted, write
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "how-to" / "code-review.md"

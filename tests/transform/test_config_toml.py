@@ -3,7 +3,8 @@
 import os
 
 import pytest
-from accel_convert.config import Config, ConfigError, common_base, find_config, load_config, parse_codes
+
+from accel_convert.shell.config import Config, ConfigError, common_base, find_config, load_config, parse_codes
 
 
 def _write(path, text):

@@ -6,9 +6,9 @@ import textwrap
 
 import pytest
 
+from accel_convert.analysis.prefilter import may_need_conversion
 from accel_convert.convert import convert_source
 from accel_convert.model import ConvertError, Options
-from accel_convert.prefilter import may_need_conversion
 
 SCRIPT = textwrap.dedent(
     """\

@@ -5,7 +5,8 @@ import subprocess
 
 import click
 import pytest
-from accel_convert.diffing import colorize, split_lines, unified_diff
+
+from accel_convert.shell.diffing import colorize, split_lines, unified_diff
 
 CASES = {
     "lf": ("import torch\nx = 1\ny = 2\n", "import torch\nfrom accel import Accelerator\nx = 1\ny = 3\n"),

@@ -4,7 +4,8 @@ import os
 import stat
 
 import pytest
-from accel_convert.files import SourceError, decode_source, encode_source, read_source, write_atomic
+
+from accel_convert.shell.files import SourceError, decode_source, encode_source, read_source, write_atomic
 
 
 @pytest.mark.parametrize(

@@ -8,8 +8,8 @@ import libcst as cst
 import pytest
 from libcst.metadata import MetadataWrapper, PositionProvider
 
-from accel_convert.facts import collect
-from accel_convert.positions import positions, positions_in_statements
+from accel_convert.analysis.facts import collect
+from accel_convert.edits.positions import positions, positions_in_statements
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 ODD = """\

@@ -7,8 +7,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from accel_convert.diffing import unified_diff
 
+from accel_convert.shell.diffing import unified_diff
 from tests.transform.cli_helpers import PLAIN, TRAIN, converted, invoke, write
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from accel_convert.convert import convert_source
 from accel_convert.model import Options
 

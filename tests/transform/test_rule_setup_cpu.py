@@ -4,6 +4,7 @@ and leaves out what only checks that an accelerator is there."""
 import textwrap
 
 import pytest
+
 from accel_convert.convert import convert_source
 
 TRAINING = """

@@ -4,7 +4,8 @@ import os
 import subprocess
 
 import pytest
-from accel_convert.walk import DEFAULT_EXCLUDE, Excluder, collect_files
+
+from accel_convert.shell.walk import DEFAULT_EXCLUDE, Excluder, collect_files
 
 
 def _tree(root, *names):

@@ -11,9 +11,10 @@ import sys
 from pathlib import Path
 
 import torch
-from accel import Accelerator, DeepSpeedPlugin, FullyShardedDataParallelPlugin, set_seed
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
+
+from accel import Accelerator, DeepSpeedPlugin, FullyShardedDataParallelPlugin, set_seed
 
 SAVE_AFTER, CONTINUE_FOR = 4, 5  # steps; the dataset has 6 batches of 4 per epoch (3 per process with 2)
 

@@ -10,9 +10,10 @@ import json
 import os
 
 import torch
-from accel import Accelerator, set_seed
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
+
+from accel import Accelerator, set_seed
 
 
 class Block(nn.Module):

@@ -5,8 +5,9 @@ import os
 import sys
 
 import torch
-from accel import Accelerator
 from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+from accel import Accelerator
 
 out_dir = sys.argv[1]
 device_arg = sys.argv[2] if len(sys.argv) > 2 else "cpu"  # "cpu" or "cuda": where the runtime runs

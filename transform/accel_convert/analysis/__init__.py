@@ -1,0 +1,1 @@
+"""Read-only facts about one module: scopes, bindings, calls, imports, and the roles of its objects."""

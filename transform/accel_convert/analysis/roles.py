@@ -1,0 +1,1101 @@
+"""Roles of the objects in a training script, found by qualified name and data flow (never by variable name).
+
+Works on the ``Facts`` of one module and its ``ImportTable``: which bindings hold a model, an optimizer, a data
+loader, an LR scheduler, a device or a "CUDA is available" flag; which ``for`` loops iterate a loader and which names
+hold the batches they yield; which ``.to(device)`` / ``.cuda()`` calls move what; which ``.backward()`` calls there are.
+Roles flow along assignments (``self.model = model``), call arguments into parameters of functions defined in the same
+file (``train(model, loader, optimizer, device)``), and return values of such functions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import libcst as cst
+
+from accel_convert.analysis import symbols
+from accel_convert.analysis.facts import Assignment, CallSite, Facts, Loop, Scope, collect, target_names
+from accel_convert.analysis.imports import ImportTable, dotted_name
+from accel_convert.analysis.traverse import Walker
+
+MODEL, OPTIMIZER, LOADER, SCHEDULER, DEVICE, ACCELERATOR = (
+    "model",
+    "optimizer",
+    "loader",
+    "scheduler",
+    "device",
+    "accelerator",
+)
+PREPARED_ROLES = (MODEL, OPTIMIZER, LOADER, SCHEDULER)
+_DEVICE_NAMES = ("cpu", "cuda", "mps", "xpu")
+
+Binding = tuple[object, str]  # (owning Scope, or ClassInfo for attributes of self, dotted key)
+
+
+@dataclass(eq=False)
+class DeviceDefinition:
+    """``device = torch.device(...)``-like statement (or if/else chain of them) binding ``key``."""
+
+    key: str
+    scope: Scope
+    statement: cst.CSTNode  # a SimpleStatementLine, or an If chain
+    value: cst.BaseExpression | None  # the assigned expression (None for an if chain)
+    location: tuple
+    cuda_condition: cst.BaseExpression | None  # when the device is an accelerator; None: always
+    cpu_literal: bool = False  # the definition is an unconditional "cpu"
+    string: bool = False  # the device is held as a string ("cuda"), and may be used as one
+    device_argument: cst.BaseExpression | None = None  # torch.device(args.device)
+
+
+@dataclass(eq=False)
+class Flag:
+    """``use_cuda = ... torch.cuda.is_available()``: a boolean that selects the device."""
+
+    name: str
+    assignment: Assignment
+
+
+@dataclass(eq=False)
+class Move:
+    """A ``.to(<device>)`` or ``.cuda()`` call; ``kind`` is "batch", "model" or "other". ``sources``: the model's
+    binding for a model move, the loaders the batch comes from for a batch move."""
+
+    site: CallSite
+    kind: str
+    sources: frozenset = frozenset()
+
+    @property
+    def call(self) -> cst.Call:
+        return self.site.node
+
+
+def strip_moves(node: cst.BaseExpression, is_move) -> cst.BaseExpression:
+    """``x.to(device).cuda()`` -> ``x`` for the calls ``is_move`` accepts."""
+    while isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute) and is_move(node):
+        node = node.func.value
+    return node
+
+
+def root_name(node: cst.BaseExpression) -> str | None:
+    """The variable an expression is derived from: ``batch["x"].float()`` -> ``batch``."""
+    while True:
+        if isinstance(node, cst.Name):
+            return node.value
+        if isinstance(node, (cst.Attribute, cst.Subscript)):
+            node = node.value
+        elif isinstance(node, cst.Call):
+            node = node.func
+        else:
+            return None
+
+
+def _is_string(node, predicate) -> bool:
+    if not isinstance(node, cst.SimpleString):
+        return False
+    value = node.evaluated_value
+    return isinstance(value, str) and predicate(value)
+
+
+def _is_device_literal(node) -> bool:
+    return _is_string(node, lambda v: v.split(":")[0] in _DEVICE_NAMES)
+
+
+def _is_cpu_literal(node) -> bool:
+    return _is_string(node, lambda v: v == "cpu")
+
+
+@dataclass(eq=False)
+class Analysis:
+    facts: Facts
+    imports: ImportTable
+    roles: dict[Binding, str] = field(default_factory=dict)
+    origins: dict[Binding, Binding] = field(default_factory=dict)
+    creations: dict[Binding, Assignment] = field(default_factory=dict)  # the assignment that made the object
+    edges: list[tuple[Binding, Binding, bool, Assignment | None]] = field(default_factory=list)  # target, source, alias
+    model_classes: set[str] = field(default_factory=set)
+    candidates: set[Binding] = field(default_factory=set)  # constructed like a model; a model if used as one
+    batch_loops: dict[Loop, set[str]] = field(default_factory=dict)
+    batch_sources: dict[Loop, set[Binding]] = field(default_factory=dict)  # the loaders a batch loop iterates
+    # (function, parameter) given batches at every call -> the loaders they come from
+    batch_parameters: dict[tuple[Scope, str], set[Binding]] = field(default_factory=dict)
+    device_definitions: list[DeviceDefinition] = field(default_factory=list)
+    flags: list[Flag] = field(default_factory=list)
+    moves: list[Move] = field(default_factory=list)
+    backward_calls: list[CallSite] = field(default_factory=list)
+    option_devices: dict[Binding, cst.Call] = field(default_factory=dict)  # args.device -> its add_argument call
+    has_accelerator: bool = False
+    anchor: Assignment | None = None  # the first optimizer stepped in a loop: its scope owns the training run
+    anchor_binding: Binding | None = None  # the binding the anchor assigns that holds that optimizer
+    optimizer_models: dict[Binding, set[Binding]] = field(default_factory=dict)  # optimizer -> models it steps
+    _factories: dict[Scope, list | None] = field(default_factory=dict)  # function -> what it returns (factory_returns)
+    _self_calling: set[Scope] | None = None  # functions that call themselves
+    # what AC002 passes through accelerator.prepare, with every binding it flows into (convert.plan_module fills it)
+    prepared: set[Binding] = field(default_factory=set)
+    _model_moves: dict[int, Binding] = field(default_factory=dict)  # id(move chained on a model's assignment) -> model
+
+    # names ----------------------------------------------------------------------------------------------------------
+    def binding(self, scope: Scope, key: str) -> Binding:
+        root, _, rest = key.partition(".")
+        if scope.class_name is not None and rest and root == scope.self_name:
+            return (self.facts.classes[scope.class_name], "self." + rest)
+        current = scope
+        while current is not None:
+            if root in current.params or root in current.assigned:
+                return (current, key)
+            current = current.parent
+        return (self.facts.module_scope, key)
+
+    def role_of(self, scope: Scope, node: cst.BaseExpression) -> str | None:
+        key = dotted_name(node)
+        return None if key is None else self.roles.get(self.binding(scope, key))
+
+    def qualify(self, node: cst.BaseExpression) -> str | None:
+        return self.imports.qualify(node)
+
+    def code(self, node: cst.CSTNode) -> str:
+        return self.facts.module.code_for_node(node)
+
+    # moves ----------------------------------------------------------------------------------------------------------
+    def is_device_expression(self, node: cst.BaseExpression, scope: Scope | None = None) -> bool:
+        if _is_device_literal(node):
+            return True
+        if isinstance(node, cst.Call):
+            return self.qualify(node.func) in symbols.DEVICE_CONSTRUCTORS
+        if isinstance(node, cst.IfExp):
+            return self.is_device_expression(node.body, scope) and self.is_device_expression(node.orelse, scope)
+        if scope is not None:
+            return self.role_of(scope, node) == DEVICE
+        return False
+
+    def is_move_call(self, call: cst.Call, scope: Scope) -> bool:
+        if not isinstance(call.func, cst.Attribute):
+            return False
+        method = call.func.attr.value
+        if method == "cuda":
+            return all(arg.keyword is None or arg.keyword.value in ("non_blocking", "device") for arg in call.args)
+        if method != "to":
+            return False
+        if any(_is_cpu_literal(arg.value) for arg in call.args):
+            return False  # an explicit move to the CPU is kept
+        if any(arg.keyword is not None and arg.keyword.value == "device" for arg in call.args):
+            return True
+        positional = [arg for arg in call.args if arg.keyword is None and not arg.star]
+        if positional and isinstance(positional[0].value, cst.Integer):
+            return True  # .to(0): the GPU of that index
+        return bool(positional) and self.is_device_expression(positional[0].value, scope)
+
+    def _strip(self, node: cst.BaseExpression, scope: Scope) -> cst.BaseExpression:
+        return strip_moves(node, lambda call: self.is_move_call(call, scope))
+
+
+def analyse(module: cst.Module, imports: ImportTable | None = None) -> Analysis:
+    """Collect the facts of ``module`` and resolve the roles of its objects."""
+    analysis = Analysis(collect(module), imports or ImportTable.of(module))
+    _find_model_classes(analysis)
+    _find_direct_roles(analysis)
+    _find_edges(analysis)
+    _propagate(analysis)
+    _find_batch_loops(analysis)
+    _find_models_called_in_loops(analysis)
+    _propagate(analysis)
+    _find_batch_loops(analysis)
+    _find_anchor(analysis)
+    _find_device_definitions(analysis)
+    _drop_overwritten_devices(analysis)
+    _find_option_devices(analysis)
+    _find_flags(analysis)
+    _find_batch_parameters(analysis)
+    _find_moves(analysis)
+    _find_backward_calls(analysis)
+    return analysis
+
+
+def _find_anchor(analysis: Analysis) -> None:
+    """The training run: the first optimizer (in source order) whose ``step()`` is called inside a loop (or in a
+    function of the file called inside one)."""
+    repeated: set[Scope] = set()
+    changed = True
+    while changed:
+        changed = False
+        for site in analysis.facts.calls:
+            if site.loops or site.comprehensions or site.scope in repeated:
+                callee = _callee(analysis, site)
+                if callee is not None and callee[0] not in repeated:
+                    repeated.add(callee[0])
+                    changed = True
+    stepped = set()
+    for site in analysis.facts.calls:
+        func = site.node.func
+        in_loop = site.loops or site.comprehensions or site.scope in repeated
+        if in_loop and isinstance(func, cst.Attribute) and func.attr.value == "step":
+            # optimizer.step(), or scaler.step(optimizer) with AMP
+            for stepped_node in (func.value, *(arg.value for arg in site.node.args if arg.keyword is None)):
+                key = dotted_name(stepped_node)
+                if key is not None:
+                    stepped.add(analysis.binding(site.scope, key))
+    candidates: list[tuple[Binding, Assignment | None]] = []
+    for assignment in analysis.facts.assignments:
+        key = dotted_name(assignment.targets[0]) if len(assignment.targets) == 1 else None
+        if key is None:
+            continue
+        binding = analysis.binding(assignment.scope, key)
+        if analysis.creations.get(binding) is assignment and analysis.origins.get(binding) == binding:
+            candidates.append((binding, assignment))
+    # optimizers a factory creates in its return statement (return torch.optim.SGD(...))
+    candidates += [(binding, None) for binding in analysis.roles if binding[1].startswith("return[")]
+    for binding, assignment in candidates:
+        if analysis.roles.get(binding) != OPTIMIZER or not connected(analysis, binding) & stepped:
+            continue
+        binding, assignment, models = _hand_out(analysis, binding, assignment, stepped)
+        if assignment is None:
+            continue
+        analysis.anchor, analysis.anchor_binding = assignment, binding
+        for model in models:
+            _set_role(analysis, model, MODEL, _creation_of(analysis, model))
+        _propagate(analysis)
+        return
+
+
+def _hand_out(analysis: Analysis, binding: Binding, assignment: Assignment | None, stepped: set[Binding]):
+    """Follow an optimizer that a factory of the file creates and returns to the one call of it that receives it
+    (``model, optimizer = load_objects()``), as long as every ``step()`` of it happens downstream of that call and the
+    models it steps reach the caller too (returned with it, or passed in as arguments): the caller owns the
+    training run and prepares what it receives. Returns the optimizer's binding and creating assignment where the
+    run is prepared, with the bindings of its models there."""
+    models = set(analysis.optimizer_models.get(binding, ()))
+    while True:
+        function = binding[0]
+        if not isinstance(function, Scope) or function.parent is None or factory_returns(analysis, function) is None:
+            break
+        outs = [(t, via) for t, source, alias, via in analysis.edges if source == binding and not alias and via]
+        calls = [site for site in analysis.facts.calls if _callee(analysis, site) == (function, 0)]
+        if len(outs) != 1 or len(calls) != 1 or analysis.creations.get(outs[0][0]) is not outs[0][1]:
+            break
+        target, via = outs[0]
+        if not connected(analysis, binding) & stepped <= connected(analysis, target):
+            break  # stepped inside the factory too
+        received = _models_received(analysis, function, models, via, calls[0])
+        if received is None:
+            break
+        binding, assignment, models = target, via, received
+    return binding, assignment, models
+
+
+def _models_received(analysis: Analysis, function: Scope, models: set[Binding], via: Assignment, site: CallSite):
+    """The caller's bindings of the ``models`` a factory's optimizer steps: returned by the call ``via`` assigns,
+    or passed to it as arguments (module-level models stay as they are); None when one cannot be followed."""
+    received = set()
+    for model in models:
+        holder, key = model
+        if holder is analysis.facts.module_scope:
+            received.add(model)
+            continue
+        if holder is not function:
+            return None
+        if key in function.params:
+            argument = _argument_for(site.node, function.params.index(key), key)
+            argument_key = dotted_name(argument) if argument is not None else None
+            if argument_key is None:
+                return None
+            received.add(analysis.binding(site.scope, argument_key))
+            continue
+        returned = [t for t, source, alias, a in analysis.edges if source == model and not alias and a is via]
+        if len(returned) != 1:
+            return None
+        received.add(returned[0])
+    return received
+
+
+def _argument_for(call: cst.Call, position: int, name: str) -> cst.BaseExpression | None:
+    """The expression a call passes for the parameter ``name`` at ``position``."""
+    for index, arg in enumerate(call.args):
+        if arg.star:
+            return None
+        if arg.keyword is not None:
+            if arg.keyword.value == name:
+                return arg.value
+        elif index == position:
+            return arg.value
+    return None
+
+
+def _find_model_classes(analysis: Analysis) -> None:
+    classes = analysis.facts.classes
+    changed = True
+    while changed:
+        changed = False
+        for name, info in classes.items():
+            if name in analysis.model_classes:
+                continue
+            for base in info.bases:
+                if analysis.qualify(base) in symbols.MODULE_BASES or (
+                    isinstance(base, cst.Name) and base.value in analysis.model_classes
+                ):
+                    analysis.model_classes.add(name)
+                    changed = True
+                    break
+
+
+def _set_role(analysis: Analysis, binding: Binding, role: str, assignment: Assignment | None) -> bool:
+    if binding in analysis.roles:
+        return False
+    analysis.roles[binding] = role
+    analysis.origins[binding] = binding
+    if assignment is not None:
+        analysis.creations[binding] = assignment
+    return True
+
+
+def parameter_receivers(node: cst.CSTNode) -> list[cst.BaseExpression]:
+    """Receivers of ``.parameters()`` / ``.named_parameters()`` calls anywhere inside ``node``."""
+    found = []
+
+    class _Finder(Walker):
+        def visit_Call(self, call: cst.Call) -> None:
+            func = call.func
+            if isinstance(func, cst.Attribute) and func.attr.value in ("parameters", "named_parameters"):
+                found.append(func.value)
+
+    _Finder().walk(node)
+    return found
+
+
+def optimizer_parameter_receivers(analysis: Analysis, scope: Scope, call: cst.Call) -> list[cst.BaseExpression]:
+    """Receivers of the ``.parameters()`` calls that feed an optimizer: in its arguments, and in the value of a name
+    passed to it that this scope assigns (``params = list(a.parameters()) + list(b.fc.parameters())``)."""
+    given = [arg for arg in call.args if arg.keyword is None][:1]
+    given += [arg for arg in call.args if arg.keyword is not None and arg.keyword.value == "params"]
+    passed = {arg.value.value for arg in given if isinstance(arg.value, cst.Name)}
+    sources = [call]
+    for assignment in analysis.facts.assignments:
+        target = assignment.targets[0] if len(assignment.targets) == 1 else None
+        if assignment.scope is scope and isinstance(target, cst.Name) and target.value in passed:
+            sources.append(assignment.value)
+    return [receiver for source in sources for receiver in parameter_receivers(source)]
+
+
+def _model_binding(analysis: Analysis, scope: Scope, receiver: cst.BaseExpression) -> Binding | None:
+    key = dotted_name(receiver)
+    if key is None:
+        return None
+    parts = key.split(".")
+    self_attribute = scope.class_name is not None and parts[0] == scope.self_name
+    whole = analysis.binding(scope, key)
+    if len(parts) == 1 or (self_attribute and len(parts) == 2):
+        return whole
+    # model.fc.parameters(): the model is the object the attribute chain starts from
+    prefix = ".".join(parts[:2] if self_attribute else parts[:1])
+    return analysis.binding(scope, prefix)
+
+
+def _find_direct_roles(analysis: Analysis) -> None:
+    for assignment in analysis.facts.assignments:
+        if len(assignment.targets) != 1:
+            continue
+        target = dotted_name(assignment.targets[0])
+        if target is None:
+            continue
+        scope = assignment.scope
+        _classify(analysis, analysis.binding(scope, target), scope, assignment.value, assignment)
+    for function in list(analysis.facts.functions.values()):
+        for index, element in enumerate(factory_returns(analysis, function) or ()):
+            if dotted_name(element) is None:
+                _classify(analysis, returned_binding(function, index), function, element, None)
+    for site in analysis.facts.calls:
+        if analysis.qualify(site.node.func) in symbols.ACCELERATOR_CLASSES:
+            analysis.has_accelerator = True
+    # a model found through .parameters() before its constructor was seen
+    for binding, role in analysis.roles.items():
+        if role == MODEL and binding not in analysis.creations:
+            assignment = _creation_of(analysis, binding)
+            if assignment is not None:
+                analysis.creations[binding] = assignment
+
+
+def _classify(analysis: Analysis, binding: Binding, scope: Scope, value, assignment: Assignment | None) -> None:
+    """The role of the object ``value`` creates (held by ``binding``; ``assignment`` None for a returned value)."""
+    value = analysis._strip(value, scope)
+    if not isinstance(value, cst.Call):
+        return
+    qualified = analysis.qualify(value.func)
+    if qualified is None:
+        if isinstance(value.func, cst.Name) and value.func.value in analysis.model_classes:
+            analysis.candidates.add(binding)
+            if assignment is not None:
+                analysis.creations.setdefault(binding, assignment)
+        return
+    if symbols.is_optimizer(qualified):
+        _set_role(analysis, binding, OPTIMIZER, assignment)
+        for receiver in optimizer_parameter_receivers(analysis, scope, value):
+            model = _model_binding(analysis, scope, receiver)
+            if model is not None:
+                analysis.optimizer_models.setdefault(binding, set()).add(model)
+                _set_role(analysis, model, MODEL, analysis.creations.get(model))
+    elif qualified in symbols.DATALOADERS:
+        _set_role(analysis, binding, LOADER, assignment)
+    elif symbols.is_scheduler(qualified):
+        _set_role(analysis, binding, SCHEDULER, assignment)
+    elif qualified in symbols.ACCELERATOR_CLASSES:
+        analysis.has_accelerator = True
+        _set_role(analysis, binding, ACCELERATOR, assignment)
+    elif symbols.is_model_constructor(qualified):
+        analysis.candidates.add(binding)
+        if assignment is not None:
+            analysis.creations.setdefault(binding, assignment)
+
+
+def _creation_of(analysis: Analysis, binding: Binding) -> Assignment | None:
+    for assignment in analysis.facts.assignments:
+        if len(assignment.targets) == 1:
+            key = dotted_name(assignment.targets[0])
+            if key is not None and analysis.binding(assignment.scope, key) == binding:
+                return assignment
+    return None
+
+
+def _callee(analysis: Analysis, site: CallSite) -> tuple[Scope, int] | None:
+    """The function or method defined in this file that ``site`` calls, and how many leading params it skips."""
+    func = site.node.func
+    facts = analysis.facts
+    if isinstance(func, cst.Name):
+        if func.value in facts.functions:
+            return facts.functions[func.value], 0
+        info = facts.classes.get(func.value)
+        if info is not None and "__init__" in info.methods:
+            return info.methods["__init__"], 1
+        return None
+    if isinstance(func, cst.Attribute):
+        owner = func.value
+        if isinstance(owner, cst.Name) and site.scope.class_name and owner.value == site.scope.self_name:
+            method = facts.classes[site.scope.class_name].methods.get(func.attr.value)
+            return (method, 1) if method is not None else None
+        if isinstance(owner, cst.Call) and isinstance(owner.func, cst.Name) and owner.func.value in facts.classes:
+            method = facts.classes[owner.func.value].methods.get(func.attr.value)
+            return (method, 1) if method is not None else None
+    return None
+
+
+def _find_edges(analysis: Analysis) -> None:
+    """Data flow: ``target <- source`` pairs through assignments, call arguments and return values."""
+    facts = analysis.facts
+    for assignment in facts.assignments:
+        scope = assignment.scope
+        value = analysis._strip(assignment.value, scope)
+        targets = [dotted_name(target) for target in assignment.targets]
+        if len(targets) == 1:
+            sources = [value]
+        elif isinstance(value, (cst.Tuple, cst.List)) and len(value.elements) == len(targets):
+            sources = [analysis._strip(element.value, scope) for element in value.elements]
+        else:
+            sources = [None] * len(targets)
+        returned = _returned_bindings(analysis, value, len(targets)) if isinstance(value, cst.Call) else None
+        for index, (target, source) in enumerate(zip(targets, sources)):
+            if target is None:
+                continue
+            target_binding = analysis.binding(scope, target)
+            key = dotted_name(source) if source is not None else None
+            if key is not None:
+                analysis.edges.append((target_binding, analysis.binding(scope, key), True, assignment))
+            elif returned is not None and returned[index] is not None:
+                analysis.edges.append((target_binding, returned[index], False, assignment))
+    # return make_loader(a), make_loader(b): what another factory returns, returned again
+    for function in list(facts.functions.values()):
+        for index, element in enumerate(factory_returns(analysis, function) or ()):
+            element = analysis._strip(element, function)
+            returned = _returned_bindings(analysis, element, 1) if isinstance(element, cst.Call) else None
+            if returned is not None and returned[0] is not None:
+                analysis.edges.append((returned_binding(function, index), returned[0], False, None))
+    for site in facts.calls:
+        callee = _callee(analysis, site)
+        if callee is None:
+            continue
+        function, skip = callee
+        params = function.params
+        for index, arg in enumerate(site.node.args):
+            if arg.star:
+                break
+            key = dotted_name(arg.value)
+            if key is None:
+                continue
+            if arg.keyword is not None:
+                name = arg.keyword.value
+            elif skip + index < len(params):
+                name = params[skip + index]
+            else:
+                continue
+            if name in function.params:
+                analysis.edges.append(((function, name), analysis.binding(site.scope, key), False, None))
+
+
+def _returned_bindings(analysis: Analysis, call: cst.Call, count: int) -> list[Binding | None] | None:
+    """What the ``count`` targets of ``a, b = f(...)`` receive, when ``f`` is a factory of the file."""
+    if not isinstance(call.func, cst.Name) or call.func.value not in analysis.facts.functions:
+        return None
+    function = analysis.facts.functions[call.func.value]
+    elements = factory_returns(analysis, function)
+    if elements is None or len(elements) != count:
+        return None
+    result = []
+    for index, element in enumerate(elements):
+        key = dotted_name(element)
+        result.append(analysis.binding(function, key) if key is not None else returned_binding(function, index))
+    return result
+
+
+def returned_binding(function: Scope, index: int) -> Binding:
+    """The binding that stands for an object a function creates in its ``return`` (``return DataLoader(...)``)."""
+    return (function, f"return[{index}]")
+
+
+def factory_returns(analysis: Analysis, function: Scope) -> list[cst.BaseExpression] | None:
+    """What a function of the file hands back, position by position (``return a, b`` -> [a, b]), when the analysis
+    can follow it: a module-level function (not a method) that does not call itself, ends with ``return <value>``,
+    and returns the same expressions at every ``return``. None otherwise (the caller's objects stay unknown)."""
+    if function in analysis._factories:
+        return analysis._factories[function]
+    analysis._factories[function] = result = _factory_returns(analysis, function)
+    return result
+
+
+def _self_calling(analysis: Analysis) -> set[Scope]:
+    """Module-level functions that call themselves (from their body or a function nested in it)."""
+    if analysis._self_calling is None:
+        functions = analysis.facts.functions
+        analysis._self_calling = set()
+        for site in analysis.facts.calls:
+            func = site.node.func
+            function = functions.get(func.value) if isinstance(func, cst.Name) else None
+            if function is not None and site.scope.sees(function):
+                analysis._self_calling.add(function)
+    return analysis._self_calling
+
+
+def _factory_returns(analysis: Analysis, function: Scope) -> list[cst.BaseExpression] | None:
+    facts = analysis.facts
+    if function.parent is not facts.module_scope or function.class_name is not None:
+        return None
+    body = function.node.body
+    last = body.body[-1] if isinstance(body, cst.IndentedBlock) and body.body else None
+    if not (isinstance(last, cst.SimpleStatementLine) and isinstance(last.body[-1], cst.Return)):
+        return None
+    if function in _self_calling(analysis):
+        return None  # recursion
+    shapes = set()
+    elements = None
+    for site in facts.return_sites:
+        if site.scope is not function:
+            continue
+        if site.value is None:
+            return None
+        value = site.value
+        elements = [e.value for e in value.elements] if isinstance(value, (cst.Tuple, cst.List)) else [value]
+        shapes.add(tuple(analysis.code(element) for element in elements))
+    return elements if len(shapes) == 1 else None
+
+
+def _propagate(analysis: Analysis) -> None:
+    """Roles flow from source to target; through a plain alias (``a = b``) also back, as both name one object."""
+    changed = True
+    while changed:
+        changed = False
+        for target, source, alias, assignment in analysis.edges:
+            pairs = ((source, target, assignment), (target, source, None)) if alias else ((source, target, assignment),)
+            for origin, destination, creation in pairs:
+                changed |= _flow(analysis, origin, destination, creation)
+
+
+def _flow(analysis: Analysis, origin: Binding, destination: Binding, creation: Assignment | None) -> bool:
+    changed = False
+    if origin in analysis.candidates and destination not in analysis.candidates:
+        analysis.candidates.add(destination)
+        changed = True
+    role = analysis.roles.get(origin)
+    if role is not None and destination not in analysis.roles:
+        analysis.roles[destination] = role
+        analysis.origins[destination] = analysis.origins.get(origin, origin)
+        if creation is not None:
+            analysis.creations.setdefault(destination, creation)
+        changed = True
+    return changed
+
+
+def connected(analysis: Analysis, binding: Binding, upstream: bool = False) -> set[Binding]:
+    """Bindings the object held by ``binding`` flows into (through aliases, arguments and returns); with
+    ``upstream``, the bindings whose objects flow into it instead. ``binding`` itself is included."""
+    seen = {binding}
+    frontier = [binding]
+    while frontier:
+        current = frontier.pop()
+        for target, source, alias, _ in analysis.edges:
+            for origin, destination in ((source, target), (target, source)) if alias else ((source, target),):
+                start, reached = (destination, origin) if upstream else (origin, destination)
+                if start == current and reached not in seen:
+                    seen.add(reached)
+                    frontier.append(reached)
+    return seen
+
+
+def handed_back(analysis: Analysis, reach: set[Binding], used_before: bool = False) -> set[Binding]:
+    """The factories' bindings whose objects are returned only into ``reach`` (``model`` inside
+    ``load_objects()`` when the caller's ``model`` is prepared), found through return values and aliases; with
+    ``used_before`` False, not those the factory uses in a loop before returning them."""
+    targets: dict[Binding, set[Binding]] = {}
+    for target, source, alias, via in analysis.edges:
+        if not alias and via is not None:
+            targets.setdefault(source, set()).add(target)
+    found: set[Binding] = set()
+    followed: set[Binding] = set()
+    changed = True
+    while changed:
+        changed = False
+        for source, received in targets.items():
+            if source not in followed and received <= reach | found:
+                followed.add(source)
+                group = {binding for binding in connected(analysis, source) if binding[0] is source[0]}
+                if used_before or not _used_in_loops(analysis, source[0], group):
+                    found |= group
+                changed = True
+    return found - reach
+
+
+def _used_in_loops(analysis: Analysis, function: Scope, bindings: set[Binding]) -> bool:
+    """True when a loop of ``function`` iterates one of ``bindings``, or a call inside one reads it (the factory uses
+    the object before it returns it, e.g. warms a model up: it is not yet prepared there)."""
+    roots = {key.split(".")[0] for _, key in bindings}
+    for loop in analysis.facts.loops:
+        iterated = loop.node.iter if loop.scope is function and isinstance(loop.node, cst.For) else None
+        if iterated is not None and {name.value for name in _names_in(iterated)} & roots:
+            return True
+    for site in analysis.facts.calls:
+        if site.scope is function and (site.loops or site.comprehensions):
+            names = {load.value for load in _names_in(site.node)}
+            if names & roots:
+                return True
+    return False
+
+
+def _names_in(node: cst.CSTNode) -> list[cst.Name]:
+    found: list[cst.Name] = []
+
+    class _Names(Walker):
+        def visit_Name(self, name: cst.Name) -> None:
+            found.append(name)
+
+    _Names().walk(node)
+    return found
+
+
+def _iterated_loaders(analysis: Analysis, scope: Scope, node: cst.BaseExpression) -> set[Binding]:
+    """The loaders ``node`` iterates: ``loader``, ``enumerate(loader)``, ``zip(a, b)``; empty for anything else."""
+    key = dotted_name(node)
+    if key is not None and analysis.roles.get(analysis.binding(scope, key)) == LOADER:
+        return {analysis.binding(scope, key)}
+    found: set[Binding] = set()
+    if isinstance(node, cst.Call):
+        for arg in node.args:
+            if arg.keyword is None and not arg.star:
+                found |= _iterated_loaders(analysis, scope, arg.value)
+    return found
+
+
+def _find_batch_loops(analysis: Analysis) -> None:
+    analysis.batch_loops.clear()
+    analysis.batch_sources.clear()
+    for loop in analysis.facts.loops:
+        loaders = _iterated_loaders(analysis, loop.scope, loop.node.iter) if isinstance(loop.node, cst.For) else set()
+        if loaders:
+            analysis.batch_loops[loop] = set(loop.target_names)
+            analysis.batch_sources[loop] = loaders
+    for assignment in analysis.facts.assignments:
+        for loop in assignment.loops:
+            names = analysis.batch_loops.get(loop)
+            if names is None:
+                continue
+            if root_name(analysis._strip(assignment.value, assignment.scope)) in names:
+                for target in assignment.targets:
+                    names.update(target_names(target))
+
+
+def _in_batch_loop(analysis: Analysis, site: CallSite) -> bool:
+    return any(loop in analysis.batch_loops for loop in site.loops)
+
+
+def _find_models_called_in_loops(analysis: Analysis) -> None:
+    for site in analysis.facts.calls:
+        key = dotted_name(site.node.func)
+        if key is None or not _in_batch_loop(analysis, site):
+            continue
+        binding = analysis.binding(site.scope, key)
+        if binding in analysis.candidates and binding not in analysis.roles:
+            _set_role(analysis, binding, MODEL, analysis.creations.get(binding))
+
+
+def _device_branches(node: cst.If) -> list[tuple[cst.BaseExpression | None, cst.Assign]] | None:
+    """For ``if a: device = X elif b: device = Y else: device = Z``: [(a, assign X), (b, ...), (None, ...)]."""
+    branches = []
+    current: cst.If | cst.Else | None = node
+    while current is not None:
+        body = current.body
+        if not isinstance(body, cst.IndentedBlock) or len(body.body) != 1:
+            return None
+        line = body.body[0]
+        if not isinstance(line, cst.SimpleStatementLine) or len(line.body) != 1:
+            return None
+        assign = line.body[0]
+        if not isinstance(assign, cst.Assign) or len(assign.targets) != 1:
+            return None
+        branches.append((current.test if isinstance(current, cst.If) else None, assign))
+        current = current.orelse if isinstance(current, cst.If) else None
+    if branches[-1][0] is not None:
+        return None  # no else: the variable may stay unbound
+    return branches
+
+
+def _find_device_definitions(analysis: Analysis) -> None:
+    chained: set[int] = set()
+    for node, scope, location in analysis.facts.if_statements:
+        branches = _device_branches(node)
+        if branches is None:
+            continue
+        keys = {dotted_name(assign.targets[0].target) for _, assign in branches}
+        if len(keys) != 1 or None in keys:
+            continue
+        if not all(analysis.is_device_expression(assign.value) for _, assign in branches):
+            continue
+        conditions = [test for test, assign in branches if test is not None and not _is_cpu_literal(assign.value)]
+        condition = conditions[0] if len(conditions) == 1 else None
+        if len(conditions) > 1:
+            condition = cst.BooleanOperation(conditions[0], cst.Or(), conditions[1])
+        key = keys.pop()
+        definition = DeviceDefinition(key, scope, node, None, location, condition)
+        definition.string = all(_is_string_device(assign.value) for _, assign in branches)
+        analysis.device_definitions.append(definition)
+        _set_role(analysis, analysis.binding(scope, key), DEVICE, None)
+        chained.update(id(line) for line in _if_lines(node))
+    for assignment in analysis.facts.assignments:
+        if len(assignment.targets) != 1 or id(assignment.statement) in chained:
+            continue
+        key = dotted_name(assignment.targets[0])
+        value = assignment.value
+        if key is None or not analysis.is_device_expression(value):
+            continue
+        definition = DeviceDefinition(key, assignment.scope, assignment.statement, value, assignment.location, None)
+        definition.string = _is_string_device(value)
+        _describe_device(analysis, definition, value)
+        analysis.device_definitions.append(definition)
+        _set_role(analysis, analysis.binding(assignment.scope, key), DEVICE, assignment)
+    # devices handed to helpers as arguments
+    _propagate(analysis)
+
+
+def _drop_overwritten_devices(analysis: Analysis) -> None:
+    """Forget a device definition that a later one in the same scope surely replaces before anything reads it
+    (a module-level default that ``if __name__ == "__main__":`` sets again from the parsed options): the later
+    one is the device the run uses, and the accelerator is created there. The earlier line stays as written."""
+    facts = analysis.facts
+    local_callables = set(facts.functions) | set(facts.classes)
+
+    def path(location) -> tuple[int, ...]:
+        return tuple(index for _, index in location)
+
+    def reads_between(scope, key, start, end) -> bool:
+        loads = [(load.name, load.location) for load in facts.loads if load.scope is scope]
+        loads += [(dotted_name(read.node), read.location) for read in facts.attribute_reads if read.scope is scope]
+        calls = [
+            site.location
+            for site in facts.calls
+            if site.scope is scope and isinstance(site.node.func, cst.Name) and site.node.func.value in local_callables
+        ]
+        between = lambda location: start < path(location) < end  # noqa: E731
+        return any(name == key and between(location) for name, location in loads) or any(map(between, calls))
+
+    kept = []
+    for definition in analysis.device_definitions:
+        later = [
+            other
+            for other in analysis.device_definitions
+            if other.scope is definition.scope
+            and other.key == definition.key
+            and path(other.location) > path(definition.location)
+            and _runs_after(facts, definition.location, other.location)
+        ]
+        if any(
+            not reads_between(definition.scope, definition.key, path(definition.location), path(other.location))
+            and definition.key not in _read_names(other.statement)
+            for other in later
+        ):
+            continue
+        kept.append(definition)
+    analysis.device_definitions = kept
+
+
+def _read_names(statement: cst.CSTNode) -> set[str]:
+    """Names and dotted names read by the values a statement assigns (an if chain: its tests too)."""
+    found: set[str] = set()
+
+    class _Reads(Walker):
+        def visit_AssignTarget(self, node: cst.AssignTarget) -> bool:
+            return False
+
+        def visit_Name(self, node: cst.Name) -> None:
+            found.add(node.value)
+
+        def visit_Attribute(self, node: cst.Attribute) -> None:
+            key = dotted_name(node)
+            if key is not None:
+                found.add(key)
+
+    _Reads().walk(statement)
+    return found
+
+
+def _runs_after(facts, first, second) -> bool:
+    """True when the statement at ``second`` surely runs once the one at ``first`` has: it lies later in the same
+    block, or in ``if __name__ == "__main__":`` blocks there (the path that runs the script)."""
+    depth = len(first) - 1
+    if second[:depth] != first[:depth] or len(second) <= depth or second[depth][0] != first[depth][0]:
+        return False
+    for (block, index), (inner, _) in zip(second[depth:], second[depth + 1 :]):
+        statement = facts.statement_at(block, index)
+        if not (isinstance(statement, cst.If) and _is_main_guard(statement.test) and id(statement.body) == inner):
+            return False
+    return True
+
+
+def _is_main_guard(test: cst.BaseExpression) -> bool:
+    """``__name__ == "__main__"`` (either way round)."""
+    if not (isinstance(test, cst.Comparison) and len(test.comparisons) == 1):
+        return False
+    if not isinstance(test.comparisons[0].operator, cst.Equal):
+        return False
+    sides = [test.left, test.comparisons[0].comparator]
+    names = [side for side in sides if isinstance(side, cst.Name) and side.value == "__name__"]
+    strings = [side for side in sides if isinstance(side, cst.SimpleString) and side.evaluated_value == "__main__"]
+    return len(names) == 1 and len(strings) == 1
+
+
+def _option_dest(call: cst.Call) -> str | None:
+    """The ``args`` attribute an ``add_argument("--device", ...)`` call fills, when it picks a device."""
+    func = call.func
+    if not (isinstance(func, cst.Attribute) and func.attr.value == "add_argument") or not call.args:
+        return None
+    first = call.args[0].value
+    if not _is_string(first, lambda v: v.startswith("--")):
+        return None
+    dest = first.evaluated_value[2:].replace("-", "_")
+    for arg in call.args:
+        if arg.keyword is not None and arg.keyword.value == "dest" and isinstance(arg.value, cst.SimpleString):
+            dest = arg.value.evaluated_value
+    return dest
+
+
+def _parsed_arguments(analysis: Analysis) -> list[tuple[Scope, str]]:
+    """Variables holding ``parser.parse_args()`` (directly or returned by a function of the file)."""
+    parsers = {
+        scope
+        for scope, values in analysis.facts.returns.items()
+        if any(_calls_parse_args(value) for value in values)
+    }
+    found = []
+    for assignment in analysis.facts.assignments:
+        value = assignment.value
+        key = dotted_name(assignment.targets[0]) if len(assignment.targets) == 1 else None
+        if key is None or not isinstance(value, cst.Call):
+            continue
+        helper = isinstance(value.func, cst.Name) and analysis.facts.functions.get(value.func.value) in parsers
+        if _calls_parse_args(value) or helper:
+            found.append((assignment.scope, key))
+    return found
+
+
+def _calls_parse_args(node: cst.BaseExpression) -> bool:
+    return isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute) and node.func.attr.value == "parse_args"
+
+
+def _find_option_devices(analysis: Analysis) -> None:
+    """``parser.add_argument("--device", default="cuda" if ... else "cpu")``: ``args.device`` holds the device."""
+    options = {}
+    for site in analysis.facts.calls:
+        dest = _option_dest(site.node)
+        if dest is None:
+            continue
+        default = next((a.value for a in site.node.args if a.keyword is not None and a.keyword.value == "default"), None)
+        if dest == "device" or (default is not None and analysis.is_device_expression(default)):
+            options[dest] = site.node
+    if not options:
+        return
+    for scope, key in _parsed_arguments(analysis):
+        for dest, call in options.items():
+            binding = analysis.binding(scope, f"{key}.{dest}")
+            analysis.option_devices[binding] = call
+            _set_role(analysis, binding, DEVICE, None)
+
+
+def _is_string_device(node: cst.BaseExpression) -> bool:
+    """``"cuda"``, ``"cuda:0" if ... else "cpu"``: a device held as a string."""
+    if isinstance(node, cst.IfExp):
+        return _is_string_device(node.body) and _is_string_device(node.orelse)
+    return _is_device_literal(node)
+
+
+def _if_lines(node: cst.If):
+    current = node
+    while current is not None:
+        yield from current.body.body
+        current = getattr(current, "orelse", None)
+
+
+def _describe_device(analysis: Analysis, definition: DeviceDefinition, value: cst.BaseExpression) -> None:
+    """Fill in when the definition picks an accelerator (its condition), or that it is always the CPU."""
+    if isinstance(value, cst.Call) and analysis.qualify(value.func) == "torch.device":
+        positional = [arg.value for arg in value.args if arg.keyword is None]
+        if positional and not _is_device_literal(positional[0]) and not isinstance(positional[0], cst.IfExp):
+            definition.device_argument = positional[0]
+            return
+        if positional:
+            value = positional[0]
+    if isinstance(value, cst.IfExp):
+        if _is_cpu_literal(value.orelse):
+            definition.cuda_condition = value.test
+        elif _is_cpu_literal(value.body):
+            definition.cuda_condition = cst.UnaryOperation(cst.Not(), value.test)
+        return
+    definition.cpu_literal = _is_cpu_literal(value)
+
+
+def _contains_availability_check(analysis: Analysis, node: cst.CSTNode) -> bool:
+    found = []
+
+    class _Finder(Walker):
+        def visit_Call(self, call: cst.Call) -> None:
+            if analysis.qualify(call.func) in symbols.AVAILABILITY_CHECKS:
+                found.append(call)
+
+    _Finder().walk(node)
+    return bool(found)
+
+
+def _find_flags(analysis: Analysis) -> None:
+    checked = {
+        id(site.statement)
+        for site in analysis.facts.calls
+        if analysis.qualify(site.node.func) in symbols.AVAILABILITY_CHECKS
+    }
+    for assignment in analysis.facts.assignments:
+        if id(assignment.statement) not in checked:
+            continue
+        if len(assignment.targets) != 1 or analysis.is_device_expression(assignment.value):
+            continue
+        key = dotted_name(assignment.targets[0])
+        value = assignment.value
+        if key is not None and _is_boolean(analysis, value) and _contains_availability_check(analysis, value):
+            analysis.flags.append(Flag(key, assignment))
+
+
+def _is_boolean(analysis: Analysis, node: cst.BaseExpression) -> bool:
+    """Whether ``node`` reads as a true/false value: an availability check or ``bool(...)``, a name or attribute,
+    ``not``, ``and``/``or``, a comparison, or a conditional choosing between such values. A wrapper call
+    (``DDP(model, device_ids=[r] if torch.cuda.is_available() else None)``) or a list chosen by a check is no flag."""
+    if isinstance(node, cst.IfExp):
+        return _is_boolean(analysis, node.body) and _is_boolean(analysis, node.orelse)
+    if isinstance(node, cst.Call):
+        return analysis.qualify(node.func) in symbols.AVAILABILITY_CHECKS or (
+            isinstance(node.func, cst.Name) and node.func.value == "bool"
+        )
+    return isinstance(node, (cst.Name, cst.Attribute, cst.UnaryOperation, cst.BooleanOperation, cst.Comparison))
+
+
+def batch_loaders(analysis: Analysis, site: CallSite, receiver: cst.BaseExpression) -> set[Binding] | None:
+    """The loaders ``receiver`` comes from when it is (derived from) what a loop over a loader yields: a loop or
+    comprehension target, or a parameter of a helper that every call passes such a value; None otherwise."""
+    root = root_name(receiver)
+    if root is None:
+        return None
+    sources: dict[str, set[Binding]] = {
+        param: set(loaders) for (scope, param), loaders in analysis.batch_parameters.items() if scope is site.scope
+    }
+    for loop in site.loops:
+        for name in analysis.batch_loops.get(loop, ()):
+            sources.setdefault(name, set()).update(analysis.batch_sources[loop])
+    for names, iterable in site.comprehensions:
+        loaders = sources.get(root_name(iterable)) or _iterated_loaders(analysis, site.scope, iterable)
+        for name in names if loaders else ():
+            sources.setdefault(name, set()).update(loaders)
+    return sources.get(root)
+
+
+def _find_batch_parameters(analysis: Analysis) -> None:
+    """Parameters of the file's functions that every call fills with a batch value."""
+    passed: dict[tuple[Scope, str], set[Binding] | None] = {}
+    for site in analysis.facts.calls:
+        callee = _callee(analysis, site)
+        if callee is None:
+            continue
+        function, skip = callee
+        for index, arg in enumerate(site.node.args):
+            if arg.star:
+                break
+            if arg.keyword is not None:
+                name = arg.keyword.value
+            elif skip + index < len(function.params):
+                name = function.params[skip + index]
+            else:
+                continue
+            key = (function, name)
+            loaders = batch_loaders(analysis, site, arg.value)
+            previous = passed.get(key, set())
+            passed[key] = None if previous is None or loaders is None else previous | loaders
+    analysis.batch_parameters = {key: loaders for key, loaders in passed.items() if loaders}
+
+
+def _find_moves(analysis: Analysis) -> None:
+    created = [
+        (analysis.binding(assignment.scope, dotted_name(assignment.targets[0])), assignment.scope, assignment.value)
+        for assignment in analysis.facts.assignments
+        if len(assignment.targets) == 1 and dotted_name(assignment.targets[0]) is not None
+    ]
+    created += _returned_models(analysis)
+    for binding, scope, node in created:
+        if analysis.roles.get(binding) != MODEL:
+            continue
+        while isinstance(node, cst.Call) and analysis.is_move_call(node, scope):
+            analysis._model_moves[id(node)] = binding
+            node = node.func.value
+    for site in analysis.facts.calls:
+        call = site.node
+        if not analysis.is_move_call(call, site.scope):
+            continue
+        receiver = call.func.value
+        key = dotted_name(receiver)
+        model = analysis._model_moves.get(id(call)) or (analysis.binding(site.scope, key) if key is not None else None)
+        loaders = batch_loaders(analysis, site, receiver)
+        if analysis.roles.get(model) == MODEL:
+            analysis.moves.append(Move(site, "model", frozenset({model})))
+        elif loaders is not None:
+            analysis.moves.append(Move(site, "batch", frozenset(loaders)))
+        else:
+            analysis.moves.append(Move(site, "other"))
+
+
+def _returned_models(analysis: Analysis) -> list[tuple[Binding, Scope, cst.BaseExpression]]:
+    """Models a factory creates in its return statement (``return Net().to(device)``) that a caller uses as its
+    model: they take the model role, so that a move chained on them is a model move."""
+    found = []
+    for target, source, alias, via in analysis.edges:
+        function, key = source
+        if alias or via is None or not key.startswith("return[") or analysis.roles.get(target) != MODEL:
+            continue
+        _set_role(analysis, source, MODEL, None)
+        found.append((source, function, factory_returns(analysis, function)[int(key[len("return[") : -1])]))
+    return found
+
+
+def _find_backward_calls(analysis: Analysis) -> None:
+    for site in analysis.facts.calls:
+        func = site.node.func
+        if not isinstance(func, cst.Attribute) or func.attr.value != "backward":
+            continue
+        receiver = func.value
+        if analysis.qualify(receiver) is not None or analysis.role_of(site.scope, receiver) == ACCELERATOR:
+            continue
+        analysis.backward_calls.append(site)

@@ -1,0 +1,1 @@
+"""Plain-data edits and the one rebuild that applies them."""

@@ -1,0 +1,1 @@
+"""The command line around the pipeline: files in, reports and writes out."""

@@ -1,0 +1,130 @@
+"""Convert files one by one or in parallel: read, convert, write atomically (convert_source has already checked
+that its output parses).
+
+Every file gets a ``FileReport``; a file that fails never stops the others. The converter (and libcst with it)
+is imported only for a file that the cheap pre-filter says may need converting.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from typing import NamedTuple
+
+from accel_convert.model import Change, ConvertError, Diagnostic, Options, Result
+from accel_convert.shell.diffing import unified_diff
+from accel_convert.shell.files import (
+    Source,
+    SourceError,
+    decode_source,
+    encode_source,
+    read_source,
+    refuse_notebook,
+    write_atomic,
+)
+
+
+class FileReport(NamedTuple):
+    """What happened to one file. ``error`` is a full message (with the path); ``output`` holds the converted
+    bytes when the file changed; ``diff`` is filled when asked for, to be written in ``diff_encoding`` (the
+    file's own, so that `git apply` finds its lines byte for byte). A named tuple: it is created at import
+    time far more cheaply than a dataclass, and a one-file run pays for every import."""
+
+    path: str
+    changed: bool = False
+    changes: tuple[Change, ...] = ()
+    diagnostics: tuple[Diagnostic, ...] = ()
+    diff: str = ""
+    diff_encoding: str = "utf-8"
+    output: bytes | None = None
+    error: str | None = None
+
+
+def convert_text(text: str, options: Options) -> Result:
+    """Run the converter on ``text``, skipping the libcst import when the pre-filter finds nothing to do."""
+    from accel_convert.analysis.prefilter import may_need_conversion
+
+    if not may_need_conversion(text):
+        return Result(text)
+    from accel_convert.convert import convert_source
+
+    return convert_source(text, options)
+
+
+def convert_decoded(source: Source, path: str, options: Options, diff: bool) -> FileReport:
+    """Convert one decoded file; errors come back in the report, not as exceptions."""
+    try:
+        result = convert_text(source.text, options)
+        if result.text == source.text:
+            return FileReport(path, diagnostics=result.diagnostics)
+        output = encode_source(result.text, source.encoding)
+    except ConvertError as exc:
+        return FileReport(path, error=exc.format(path))
+    except SourceError as exc:
+        return FileReport(path, error=exc.format(path))
+    except Exception as exc:  # a bug in a rule must not take the other files down
+        return FileReport(path, error=f"{path}: internal error: {type(exc).__name__}: {exc}")
+    return FileReport(
+        path,
+        changed=True,
+        changes=result.changes,
+        diagnostics=result.diagnostics,
+        diff=unified_diff(source.on_disk(source.text), source.on_disk(result.text), path) if diff else "",
+        diff_encoding=source.byte_encoding,
+        output=output,
+    )
+
+
+def convert_bytes(data: bytes, path: str, options: Options, diff: bool) -> FileReport:
+    """Decode and convert the content of a file (used for stdin)."""
+    try:
+        refuse_notebook(path)
+        source = decode_source(data)
+    except SourceError as exc:
+        return FileReport(path, error=exc.format(path))
+    return convert_decoded(source, path, options, diff)
+
+
+def convert_file(path: str, options: Options, write: bool, diff: bool) -> FileReport:
+    """Convert the file at ``path``, rewriting it in place when ``write`` and something changed. The report leaves
+    ``output`` out: the bytes are on disk or not wanted, and need not travel back from a worker process."""
+    try:
+        refuse_notebook(path)
+        source = read_source(path)
+    except SourceError as exc:
+        return FileReport(path, error=exc.format(path))
+    report = convert_decoded(source, path, options, diff)
+    if write and report.changed:
+        try:
+            write_atomic(path, report.output)
+        except SourceError as exc:
+            return FileReport(path, error=exc.format(path))
+    return report._replace(output=None)
+
+
+def convert_files(paths: Sequence[str], options: Options, write: bool, diff: bool, jobs: int) -> Iterator[FileReport]:
+    """Reports for ``paths`` in their order; with ``jobs > 1`` and several files, they are converted in worker
+    processes."""
+    workers = min(jobs, len(paths))
+    if workers <= 1:
+        for path in paths:
+            yield convert_file(path, options, write, diff)
+        return
+    from concurrent.futures import ProcessPoolExecutor  # only paid for by runs with several files
+    from concurrent.futures.process import BrokenProcessPool
+
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(convert_file, path, options, write, diff) for path in paths]
+        for path, future in zip(paths, futures):
+            try:
+                yield future.result()
+            except BrokenProcessPool:
+                yield FileReport(path, error=f"{path}: internal error: the worker process converting it died")
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
