@@ -48,6 +48,9 @@ class _Scaler:
     scope: object
     statement: cst.CSTNode
     call: cst.Call
+    # ``GradScaler() if c else None``: the expression true when the scaler exists (``c``, or ``not c`` for
+    # ``None if c else GradScaler()``); None for a scaler made unconditionally
+    condition: cst.BaseExpression | None = None
 
 
 class MixedPrecision(Rule):
@@ -152,7 +155,37 @@ class MixedPrecision(Rule):
                 odd.append(site)
         loads = [load for load in analysis.facts.loads if any(_names_load(analysis, load, s) for s in scalers)]
         loads += _attribute_reads(analysis, scalers)
-        if odd or len(loads) != sum(len(v) for v in uses.values()):
+        tests, unreachable = _presence_tests(context, scalers, start)
+        flags = [call for scope, call in autocasts if _presence_flag(analysis, scope, call, scalers)]
+        if unreachable is not None:
+            message = (
+                f"mixed precision left as is: `{context.code(unreachable.test)}` tests whether the optional "
+                "`GradScaler` exists where the accelerator cannot be reached, so it cannot become "
+                "`accelerator.mixed_precision == \"fp16\"`"
+            )
+            plan.diagnostics.append(context.diagnostic(self.code, unreachable, message))
+            return
+        conditional = next((s for s in scalers if s.condition is not None), None)
+        passed = _passed_to(analysis, scalers)
+        if passed is not None:
+            scaler, call = passed
+            made = "" if scaler.condition is None else f" (made only when `{context.code(scaler.condition)}`)"
+            message = (
+                f"mixed precision left as is: the `GradScaler` `{scaler.name}`{made} is passed to "
+                f"`{context.code(call.func)}(...)`, which the rewrite does not follow (the script keeps its own loss "
+                "scaling and autocast); to convert it, stop passing it and let the accelerator scale the loss "
+                "(`Accelerator(mixed_precision=...)`, `accelerator.backward(loss)`, `optimizer.step()`)"
+            )
+            plan.diagnostics.append(context.diagnostic(self.code, call, message))
+            return
+        if conditional is not None and _keyword(conditional.call, "enabled") is not None:
+            message = (
+                f"mixed precision left as is: the `GradScaler` `{conditional.name}` is both optional and has an "
+                "`enabled=` flag"
+            )
+            plan.diagnostics.append(context.diagnostic(self.code, conditional.statement, message))
+            return
+        if odd or len(loads) != sum(len(v) for v in uses.values()) + len(tests) + len(flags):
             node = odd[0].node if odd else scalers[0].statement
             message = (
                 "mixed precision left as is: the `GradScaler` is used beyond scale/step/update/unscale_ and its "
@@ -180,6 +213,11 @@ class MixedPrecision(Rule):
             return
         argument = f'"{mode}"' if enabled is None else f'"{mode}" if {context.code(enabled)} else "no"'
         context.accelerator_arguments.append((f"mixed_precision={argument}", _free_names(enabled)))
+        for node, statement, scope, location, positive, accelerator in tests:
+            compare = "==" if positive else "!="
+            plan.expression(node.test, ReplaceWith(f'{accelerator}.mixed_precision {compare} "fp16"'), statement)
+            context.use(scope, location)
+            plan.changes.append(context.change(self.code, node.test, f"`{context.code(node.test)}` -> `{accelerator}.mixed_precision {compare} \"fp16\"`", statement))
         for scaler in scalers:
             plan.statement(scaler.statement).remove = True
             plan.changes.append(context.change(self.code, scaler.statement, f"`{scaler.name}` removed: the accelerator scales the loss"))
@@ -265,13 +303,89 @@ def _parent(statement: cst.CSTNode, node: cst.CSTNode) -> cst.CSTNode | None:
 def _scalers(analysis) -> list[_Scaler]:
     found = []
     for assignment in analysis.facts.assignments:
-        value = assignment.value
-        if isinstance(value, cst.Call) and analysis.qualify(value.func) in SCALERS and len(assignment.targets) == 1:
+        call, condition = _scaler_value(analysis, assignment.value)
+        if call is not None and len(assignment.targets) == 1:
             key = dotted_name(assignment.targets[0])
             statement = assignment.statement
             if key is not None and len(statement.body) == 1:
-                found.append(_Scaler(key, assignment.scope, statement, value))
+                found.append(_Scaler(key, assignment.scope, statement, call, condition))
     return found
+
+
+def _scaler_value(analysis, value) -> tuple[cst.Call | None, cst.BaseExpression | None]:
+    """(the ``GradScaler(...)`` call, the condition under which it is made) of ``GradScaler(...)`` (no condition),
+    ``GradScaler(...) if c else None`` (``c``) and ``None if c else GradScaler(...)`` (``not c``)."""
+    if isinstance(value, cst.Call) and analysis.qualify(value.func) in SCALERS:
+        return value, None
+    if not isinstance(value, cst.IfExp):
+        return None, None
+    test = value.test
+    for made, other, negated in ((value.body, value.orelse, False), (value.orelse, value.body, True)):
+        if isinstance(made, cst.Call) and analysis.qualify(made.func) in SCALERS and _is_none(other):
+            if not negated:
+                return made, test
+            if isinstance(test, (cst.BooleanOperation, cst.IfExp, cst.Lambda, cst.NamedExpr)) and not test.lpar:
+                test = test.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
+            return made, cst.UnaryOperation(cst.Not(), test)
+    return None, None
+
+
+def _presence_tests(context, scalers, start):
+    """The ``if`` statements whose test is a presence test of an optional scaler (``_presence_test``), as
+    (if node, its statement, scope, location, positive, the accelerator's expression there), and the first such
+    ``if`` that cannot reach the accelerator (None when all can)."""
+    analysis = context.analysis
+    found = []
+    if not any(s.condition is not None for s in scalers):
+        return found, None
+    for node, scope, location in analysis.facts.if_statements:
+        test = _presence_test(analysis, scope, node.test, scalers)
+        if test is None:
+            continue
+        statement = analysis.facts.statement_at(*location[-1]) if location and location[-1][1] >= 0 else None
+        if statement is not node:
+            continue  # an ``elif``: its test is not part of its statement's header, the count of uses flags it
+        accelerator = reachable(context, scope, location, start)
+        if accelerator is None:
+            return found, node
+        found.append((node, statement, scope, location, test[1], accelerator))
+    return found, None
+
+
+def _presence_flag(analysis, scope, call, scalers) -> bool:
+    """``autocast(enabled=scaler is not None)`` with an optional scaler: the flag the scaler's condition replaces."""
+    enabled = _keyword(call, "enabled")
+    test = None if enabled is None else _presence_test(analysis, scope, enabled, scalers)
+    return test is not None and test[1]
+
+
+def _passed_to(analysis, scalers) -> tuple[_Scaler, cst.Call] | None:
+    """The first scaler passed (by its name) as an argument of a call, with that call."""
+    for site in analysis.facts.calls:
+        for arg in site.node.args:
+            scaler = next((s for s in scalers if _names(analysis, site.scope, arg.value, s)), None)
+            if scaler is not None:
+                return scaler, site.node
+    return None
+
+
+def _is_none(node) -> bool:
+    return isinstance(node, cst.Name) and node.value == "None"
+
+
+def _presence_test(analysis, scope, node, scalers) -> tuple[_Scaler, bool] | None:
+    """(the conditional scaler, True when ``node`` is true with it) for ``scaler is not None``, ``scaler is None``,
+    ``scaler`` or ``not scaler`` naming a scaler made as ``GradScaler() if c else None``."""
+    positive = True
+    while isinstance(node, cst.UnaryOperation) and isinstance(node.operator, cst.Not):
+        node, positive = node.expression, not positive
+    if isinstance(node, cst.Comparison) and len(node.comparisons) == 1 and _is_none(node.comparisons[0].comparator):
+        operator = node.comparisons[0].operator
+        if not isinstance(operator, (cst.Is, cst.IsNot)):
+            return None
+        node, positive = node.left, positive == isinstance(operator, cst.IsNot)
+    scaler = next((s for s in scalers if s.condition is not None and _names(analysis, scope, node, s)), None)
+    return None if scaler is None else (scaler, positive)
 
 
 def _names(analysis, scope, node, scaler: _Scaler) -> bool:
@@ -320,6 +434,9 @@ def _keyword(call: cst.Call, name: str):
 def _mode(analysis, scalers, autocasts) -> tuple[str, cst.BaseExpression | None]:
     bf16 = any(analysis.qualify(_keyword(call, "dtype") or cst.Name("_")) in _BF16 for call in autocasts)
     mode = "bf16" if bf16 and not scalers else "fp16"
+    conditional = next((s.condition for s in scalers if s.condition is not None), None)
+    if conditional is not None:
+        return mode, conditional
     for call in [s.call for s in scalers] + autocasts:
         enabled = _keyword(call, "enabled")
         if enabled is not None:
