@@ -71,7 +71,11 @@ class RunPool:
 
     def submit(self, run: Run) -> None:
         if run not in self._futures:
-            self._futures[run] = self._executor.submit(execute, run, self._cwd)
+            # a working directory of its own: a script that writes a file there (best.pt) and reads it back
+            # must not meet another run's file
+            cwd = self._cwd / f"run-{len(self._futures)}"
+            cwd.mkdir()
+            self._futures[run] = self._executor.submit(execute, run, cwd)
 
     def result(self, run: Run) -> subprocess.CompletedProcess:
         self.submit(run)

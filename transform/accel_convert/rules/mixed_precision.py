@@ -65,6 +65,12 @@ class MixedPrecision(Rule):
     - `Accelerator(mixed_precision="fp16")` when the script has a `GradScaler` or an fp16 autocast,
       `"bf16"` when its autocast asks for `dtype=torch.bfloat16`. An `enabled=` flag is carried over:
       `GradScaler(enabled=use_amp)` gives `mixed_precision="fp16" if use_amp else "no"`.
+    - So does a scaler made under a condition, `scaler = GradScaler() if args.amp else None` (or
+      `None if ... else GradScaler()`): `mixed_precision="fp16" if args.amp else "no"`. Tests of whether it exists,
+      `if scaler is not None:` (`is None`, `if scaler:`, `not scaler`), become
+      `if accelerator.mixed_precision == "fp16":` (`!=`), and `autocast(enabled=scaler is not None)` follows the
+      same condition. Such a scaler passed to a function keeps the script's mixed precision as it is, with a
+      diagnostic naming the call.
     - `with torch.cuda.amp.autocast():`, `with torch.autocast(device_type="cuda", dtype=...):`,
       `torch.amp.autocast("cuda")` become `with accelerator.autocast():`.
     - `scaler.scale(loss).backward()` becomes `accelerator.backward(loss)` (with AC004), `scaler.step(optimizer)`

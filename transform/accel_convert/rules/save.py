@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import libcst as cst
 
+from accel_convert.analysis.everywhere import statement_order, where
 from accel_convert.analysis.imports import dotted_name
 from accel_convert.edits.plan import ReplaceWith
 from accel_convert.rules.base import Rule
@@ -32,6 +33,13 @@ class Save(Rule):
       the saved keys and the keys loaded back are those of the plain model, with any number of processes.
     - A `GradScaler`'s `state_dict()` / `load_state_dict(...)` in the same checkpoint goes to
       `accelerator.scaler` (AC014).
+    - A `torch.load` of the same path (the same expression) after such a save, later in the same function or
+      after a call of the function that saves, gets `accelerator.wait_for_everyone()` before its statement unless a
+      wait or a barrier is already between them: the main process alone writes the file, and the others would
+      read it before it exists, or an older one. Where only the main process loads it (`if rank == 0:`, also
+      through the calls that lead to a helper) nothing is added. Where the load may run on some processes only
+      (under a `while`, or an `if` on anything but the parsed command line, `range` counters and constants) a
+      wait would hang: it gets a diagnostic instead.
 
     ## Example
     ```python
@@ -52,6 +60,7 @@ class Save(Rule):
     def plan(self, context, plan):
         analysis = context.analysis
         start = start_of_access(context)
+        saves = []
         for site in analysis.facts.calls:
             call = site.node
             accelerator = reachable(context, site.scope, site.location, start)
@@ -61,6 +70,7 @@ class Save(Rule):
             if analysis.qualify(func) == "torch.save" and len(call.args) >= 2 and not self._to_file_object(context, site):
                 plan.expression(func, ReplaceWith(f"{accelerator}.save"), site.statement)
                 plan.changes.append(context.change(self.code, call, f"`torch.save` -> `{accelerator}.save`"))
+                saves.append(site)
             elif isinstance(func, cst.Attribute) and func.attr.value in ("state_dict", "load_state_dict"):
                 if not _is_model(analysis, site.scope, func.value):
                     continue
@@ -72,6 +82,7 @@ class Save(Rule):
             else:
                 continue
             context.use(site.scope, site.location)
+        _wait_before_loads(self.code, context, plan, saves, lambda scope, location: reachable(context, scope, location, start))
 
     def _to_file_object(self, context, site) -> bool:
         """True when ``torch.save``'s target is an open file or a buffer, not a path."""
@@ -97,3 +108,92 @@ class Save(Rule):
                 ):
                     return True
         return False
+
+
+def _wait_before_loads(code, context, plan, saves, reachable_at) -> None:
+    """``accelerator.wait_for_everyone()`` before a ``torch.load`` of a file a converted save wrote earlier: the
+    main process alone writes it, the others would read it before it is there (or an older one). ``reachable_at``:
+    (scope, location) -> the accelerator's expression there, or None."""
+    if not saves:
+        return
+    analysis = context.analysis
+    facts = analysis.facts
+    order = statement_order(facts)
+    written = [(site, _path_code(context, site.node, 1)) for site in saves]
+    for site in facts.calls:
+        if analysis.qualify(site.node.func) != "torch.load":
+            continue
+        path = _path_code(context, site.node, 0)
+        statement = facts.statement_at(*site.location[-1]) if site.location else None
+        if path is None or statement is None:
+            continue
+        after = [
+            start
+            for save, saved in written
+            if saved == path and (start := _written_before(analysis, order, save, site)) is not None
+        ]
+        if not after or _waits_between(analysis, order, site, min(after), order[id(statement)]):
+            continue
+        place = where(analysis, site.scope, site.location)
+        if place.main_only:
+            continue  # the main process reads what it wrote itself
+        accelerator = reachable_at(site.scope, site.location)
+        if not place.everywhere or accelerator is None:
+            if not place.everywhere and place.branch is not None:
+                kind = "while" if isinstance(place.branch, cst.While) else "if"
+                why = f"`{kind} {context.code(place.branch.test)}:` may send the processes different ways"
+            elif not place.everywhere:
+                why = "the calls that lead to it are too deep to follow"
+            else:
+                why = f"`{site.scope.name}` cannot reach the accelerator"
+            message = (
+                f"`torch.load({path})` reads the file `accelerator.save` writes from the main process only, with no "
+                f"`accelerator.wait_for_everyone()` between them, so the other processes may read it before it is "
+                f"written; a wait cannot go here ({why}): call `accelerator.wait_for_everyone()` where every process "
+                "runs it, after the save and before the load"
+            )
+            plan.diagnostics.append(context.diagnostic(code, site.node, message, site.statement))
+            continue
+        plan.statement(statement).before.append(cst.parse_statement(f"{accelerator}.wait_for_everyone()\n"))
+        context.use(site.scope, site.location)
+        plan.changes.append(
+            context.change(code, site.node, f"`{accelerator}.wait_for_everyone()` before loading `{path}`", site.statement)
+        )
+
+
+def _path_code(context, call: cst.Call, position: int) -> str | None:
+    """The code of the path argument of ``torch.save(obj, f)`` (position 1) or ``torch.load(f)`` (position 0)."""
+    positional = [arg for arg in call.args if arg.keyword is None]
+    value = next((arg.value for arg in call.args if arg.keyword is not None and arg.keyword.value == "f"), None)
+    if value is None and len(positional) > position:
+        value = positional[position].value
+    return None if value is None else " ".join(context.code(value).split())
+
+
+def _written_before(analysis, order, save, load) -> int | None:
+    """Where the load's scope has surely run the save before the load: the order of the save's statement (same
+    scope, earlier in the file) or of a call of the function that saves; None otherwise."""
+    facts = analysis.facts
+    load_at = order[id(facts.statement_at(*load.location[-1]))]
+    if save.scope is load.scope:
+        at = order[id(facts.statement_at(*save.location[-1]))]
+        return at if at < load_at else None
+    for site in facts.calls:
+        func = site.node.func
+        if site.scope is load.scope and isinstance(func, cst.Name) and facts.functions.get(func.value) is save.scope:
+            at = order[id(facts.statement_at(*site.location[-1]))]
+            if at < load_at:
+                return at
+    return None
+
+
+def _waits_between(analysis, order, load, start: int, end: int) -> bool:
+    """A ``wait_for_everyone()`` or ``barrier()`` call in the load's scope between two statements."""
+    facts = analysis.facts
+    for site in facts.calls:
+        func = site.node.func
+        name = func.attr.value if isinstance(func, cst.Attribute) else func.value if isinstance(func, cst.Name) else None
+        if name in ("wait_for_everyone", "barrier") and site.scope is load.scope:
+            if start <= order[id(facts.statement_at(*site.location[-1]))] <= end:
+                return True
+    return False
