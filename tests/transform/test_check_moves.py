@@ -189,3 +189,63 @@ def test_moves_of_batches_passed_to_a_helper_and_of_a_self_model():
     violations = check(before, unprepared)  # x and y: one violation for their statement
     assert [(v.invariant, v.binding, v.scope) for v in violations] == [("move-of-unprepared", "self.loader", "Trainer.fit")]
     assert violations[0].line == unprepared.splitlines().index("        for x, y in self.loader:") + 1
+
+
+def test_batches_of_a_module_level_loader_iterated_in_a_function_through_enumerate_and_a_dict_comprehension():
+    """pytorch/examples vae's shape: loaders and prepare at module level, `for i, (data, _) in enumerate(...)` in
+    train(); dict batches moved by a comprehension."""
+    before = dedent(
+        """\
+        import torch
+        from torch.utils.data import DataLoader
+
+        device = torch.device("cuda")
+        train_loader = DataLoader([{"x": torch.randn(3)} for _ in range(8)], batch_size=4)
+        model = torch.nn.Linear(3, 1).to(device)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+
+
+        def train(epoch):
+            for batch_idx, batch in enumerate(train_loader):
+                batch = {k: v.to(device) for k, v in batch.items()}
+                loss = model(batch["x"]).sum()
+                loss.backward()
+                optimizer.step()
+
+
+        for epoch in range(2):
+            train(epoch)
+        """
+    )
+    after = dedent(
+        """\
+        import torch
+        from torch.utils.data import DataLoader
+        from accel import Accelerator
+
+        accelerator = Accelerator()
+        device = accelerator.device
+        train_loader = DataLoader([{"x": torch.randn(3)} for _ in range(8)], batch_size=4)
+        model = torch.nn.Linear(3, 1)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
+
+
+        def train(epoch):
+            for batch_idx, batch in enumerate(train_loader):
+                loss = model(batch["x"]).sum()
+                accelerator.backward(loss)
+                optimizer.step()
+
+
+        for epoch in range(2):
+            train(epoch)
+        """
+    )
+    assert _found(after, before) == []
+    unprepared = after.replace("model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)",
+                               "model, optimizer = accelerator.prepare(model, optimizer)")
+    assert [(v.invariant, v.binding, v.scope) for v in check(before, unprepared)] == [
+        ("move-of-unprepared", "train_loader", "train"),
+        ("unprepared-loader", "train_loader", ""),
+    ]

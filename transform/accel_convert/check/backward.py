@@ -54,7 +54,7 @@ def loss_calls(flow: Flow) -> dict:
                 for callee in flow.callees(scope, node):
                     if isinstance(callee, Scope):
                         stack.extend((callee, value) for value in callee.returns)
-            elif isinstance(node, (ast.Name, ast.Attribute)):
+            elif isinstance(node, (ast.Name, ast.Attribute)) and isinstance(node.ctx, ast.Load):
                 key = key_of(node, scope)
                 if key is None or key == scope.self_name:
                     continue
@@ -218,7 +218,7 @@ def backward_through_unwrapped(flow: Flow):
             for read_key, node in scope.loads:
                 if node.lineno <= end or read_key == target_key:
                     continue
-                if _creations(flow, scope, node) & made and stale.trains(scope, node):
+                if stale.trains(scope, node) and _creations(flow, scope, node) & made:
                     kept = f"`{target_key}`" if target_key else "nothing"
                     found.append(
                         Violation(

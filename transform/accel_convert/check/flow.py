@@ -301,7 +301,7 @@ class Flow:
         self._batches[id(expr)] = frozenset()
         out = set()
         for node in ast.walk(expr):
-            if isinstance(node, (ast.Name, ast.Attribute)):
+            if isinstance(node, (ast.Name, ast.Attribute)) and isinstance(node.ctx, ast.Load):
                 key = key_of(node, scope)
                 if key is not None and key != scope.self_name:
                     for definition in self.lookup(scope, key, node):

@@ -132,19 +132,26 @@ class _Converted:
                 flow.trail(site.scope, arg, (), self.trail)
         self.loops: dict = {}
         for loop in flow.p.loops:
-            self.loops.setdefault((loop.scope.qualname, ast.dump(loop.iter)), []).append(loop)
+            iterable = loop.iter
+            while True:  # `for i, (x, y) in enumerate(loader)`: its batches come from `loader`
+                self.loops.setdefault((loop.scope.qualname, ast.dump(iterable)), []).append(loop)
+                if not (isinstance(iterable, ast.Call) and iterable.args):
+                    break
+                iterable = iterable.args[0]
 
     def prepared(self, qualname: str, key: str) -> bool:
         if (qualname, key) in self.trail:
             return True
         for scope in self.flow.p.scope_named(qualname):
-            scopes = [scope]
+            definitions = set(self.flow.lookup(scope, key))
             if key.startswith("self.") and scope.cls is not None:
-                scopes = list(scope.cls.methods.values())
-            for where in scopes:
-                for definition in where.defs.get(key, ()):
-                    if any(o[0] == "prepared" for o in self.flow.def_origins(definition)):
-                        return True
+                for method in scope.cls.methods.values():
+                    definitions.update(method.defs.get(key, ()))
+            else:
+                definitions.update(scope.defs.get(key, ()))
+            for definition in definitions:
+                if any(o[0] == "prepared" for o in self.flow.def_origins(definition)):
+                    return True
         return False
 
     def loop_prepared(self, qualname: str, iterable) -> tuple[bool, int | None]:

@@ -184,7 +184,6 @@ class _Builder:
 
     def run(self, tree: ast.Module) -> Scope:
         module = self._scope(tree, "", None)
-        self._imports(tree)
         self.pending.append((module, tree.body))
         while self.pending:
             scope, body = self.pending.pop(0)
@@ -213,20 +212,6 @@ class _Builder:
         self.p.by_qualname.setdefault(qualname, []).append(scope)
         self.p.scope_of_node[id(node)] = scope
         return scope
-
-    def _imports(self, tree):
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
-                for alias in node.names:
-                    if alias.asname:
-                        self.p.imports[alias.asname] = alias.name
-                    else:
-                        root = alias.name.split(".")[0]
-                        self.p.imports[root] = root
-            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-                for alias in node.names:
-                    if alias.name != "*":
-                        self.p.imports[alias.asname or alias.name] = f"{node.module}.{alias.name}"
 
     # definitions ----------------------------------------------------------------------------------------------------
     def _def(self, kind, key, node, **fields) -> Def:
@@ -262,6 +247,21 @@ class _Builder:
         self._bind(target, env, "for", node, value=iterable)
 
     # statements -----------------------------------------------------------------------------------------------------
+    def _carry(self, start, before, end):
+        """Definitions a loop's body makes reach its reads on the next round: added to the reads since ``start``
+        (one walk of the body instead of two, so nested loops stay linear)."""
+        if end is None:
+            return
+        changed = {key: defs for key, defs in end.items() if defs is not before.get(key)}
+        if not changed:
+            return
+        reach = self.p.reach
+        for key, node in self.scope.loads[start:]:
+            defs = changed.get(key)
+            if defs is not None:
+                previous = reach.get(id(node))
+                reach[id(node)] = defs if previous is None else previous | defs
+
     def _block(self, statements, env):
         for statement in statements:
             if env is None:
@@ -292,17 +292,17 @@ class _Builder:
             self.loops.append(loop)
             entry = dict(env)
             self._bind_loop(s.target, s.iter, entry, s)
-            first = self._block(s.body, entry)
-            again = _merge(env, first)
-            self._bind_loop(s.target, s.iter, again, s)
-            second = self._block(s.body, again)
+            start = len(self.scope.loads)
+            end = self._block(s.body, entry)
+            self._carry(start, env, end)
             self.loops.pop()
-            env = self._block(s.orelse, _merge(env, first, second))
+            env = self._block(s.orelse, _merge(env, end))
         elif isinstance(s, ast.While):
             self._expr(s.test, env)
-            first = self._block(s.body, dict(env))
-            second = self._block(s.body, _merge(env, first))
-            env = self._block(s.orelse, _merge(env, first, second))
+            start = len(self.scope.loads)
+            end = self._block(s.body, dict(env))
+            self._carry(start, env, end)
+            env = self._block(s.orelse, _merge(env, end))
         elif isinstance(s, ast.If):
             self._expr(s.test, env)
             body = self._block(s.body, dict(env))
@@ -342,7 +342,6 @@ class _Builder:
             child = self._scope(s, qualname, parent, info if scope.class_body else None)
             if info is not None:
                 info.methods[s.name] = child
-            self._note_body(child, s.body)
             self.pending.append((child, s.body))
             if info is None:
                 env[s.name] = frozenset([self._def("def", s.name, s)])
@@ -366,7 +365,13 @@ class _Builder:
                 if alias.name == "*":
                     continue
                 name = alias.asname or alias.name.split(".")[0]
-                qualified = alias.name if isinstance(s, ast.Import) else f"{s.module}.{alias.name}"
+                if isinstance(s, ast.Import):
+                    qualified = alias.name if alias.asname else name
+                elif s.module and not s.level:
+                    qualified = f"{s.module}.{alias.name}"
+                else:
+                    qualified = alias.name  # a relative import: the user's own module
+                self.p.imports.setdefault(alias.asname or name, qualified)
                 env[name] = frozenset([self._def("import", name, s, value=qualified)])
         elif isinstance(s, ast.Return):
             if s.value is not None:
@@ -405,15 +410,29 @@ class _Builder:
                 return None
         return env
 
-    def _note_body(self, scope, body):
-        for node in body:
-            for child in ast.walk(node):
-                if isinstance(child, (ast.Yield, ast.YieldFrom)):
-                    scope.generator = True
-                    return
-
     # expressions ----------------------------------------------------------------------------------------------------
     def _expr(self, node, env):  # noqa: C901
+        if isinstance(node, ast.Constant):
+            return
+        if isinstance(node, ast.BinOp):
+            self._expr(node.left, env)
+            self._expr(node.right, env)
+            return
+        if isinstance(node, (ast.Tuple, ast.List)):
+            for element in node.elts:
+                self._expr(element, env)
+            return
+        if isinstance(node, ast.Subscript):
+            self._expr(node.value, env)
+            self._expr(node.slice, env)
+            return
+        if isinstance(node, ast.Compare):
+            self._expr(node.left, env)
+            for comparator in node.comparators:
+                self._expr(comparator, env)
+            return
+        if isinstance(node, (ast.Yield, ast.YieldFrom)):
+            self.scope.generator = True
         if isinstance(node, ast.Name):
             if isinstance(node.ctx, ast.Load):
                 self._read(node.id, node, env)
