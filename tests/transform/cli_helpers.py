@@ -11,7 +11,25 @@ from click.testing import CliRunner
 from accel_convert.model import Options
 from accel_convert.shell.cli import main
 
+# converts with no diagnostic: the command exits 0 in place
 TRAIN = """\
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+model = nn.Linear(4, 1)
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+loader = DataLoader(TensorDataset(torch.randn(32, 4), torch.randn(32, 1)), batch_size=8)
+for x, y in loader:
+    optimizer.zero_grad()
+    loss = nn.functional.mse_loss(model(x), y)
+    loss.backward()
+    optimizer.step()
+print(f"loss {loss.item():.4f}")
+"""
+
+# converts, with a diagnostic that leaves work (AC002 at line 7: the loop iterates a list, not a prepared loader)
+UNPREPARED = """\
 import torch
 from torch import nn
 
@@ -29,6 +47,12 @@ print(f"loss {loss.item():.4f}")
 PLAIN = 'import os\n\nprint("no training here", os.getcwd())\n'
 
 SYNTAX_ERROR = "import torch\n\nloss.backward(\n"
+
+
+def diagnostics(text: str, **options):
+    from accel_convert.convert import convert_source
+
+    return convert_source(text, Options(**options)).diagnostics
 
 
 def converted(text: str, **options) -> str:

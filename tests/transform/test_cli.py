@@ -136,10 +136,9 @@ def test_select_and_ignore_pass_rule_codes_to_the_converter(scripts, tmp_path):
     invoke("--select", first, "train.py")
     assert scripts[0].read_text() == expected
     write(scripts[0], TRAIN)
-    prefix = first[:2]  # e.g. "AC": ignoring every rule leaves the file alone
-    result = invoke("--ignore", f"{prefix}, {first}", "train.py")
-    assert result.exit_code == 0
-    assert scripts[0].read_text() == TRAIN == converted(TRAIN, ignore=frozenset({prefix}))
+    result = invoke("--ignore", "AC004", "train.py")
+    assert result.exit_code == 0, result.stderr
+    assert scripts[0].read_text() == converted(TRAIN, ignore=frozenset({"AC004"})) != converted(TRAIN)
 
 
 def test_verbose_lists_each_change_with_code_and_line(scripts):
@@ -187,10 +186,10 @@ def test_internal_error_in_one_file_exits_123_and_others_still_convert(scripts, 
     real = runner.convert_text
     write(tmp_path / "other.py", TRAIN.replace("lr=0.1", "lr=0.2"))
 
-    def failing(text, options):
+    def failing(text, options, *args):
         if "lr=0.2" in text:
             raise RuntimeError("rule exploded")
-        return real(text, options)
+        return real(text, options, *args)
 
     monkeypatch.setattr(runner, "convert_text", failing)
     result = invoke("other.py", "train.py")
@@ -210,10 +209,13 @@ def test_diagnostics_are_printed_unless_quiet(scripts, monkeypatch):
     from accel_convert.shell import runner
 
     monkeypatch.setattr(
-        runner, "convert_text", lambda text, options: Result(text, (), (Diagnostic("AC900", 3, 5, "left for you"),))
+        runner, "convert_text", lambda text, *args: Result(text, (), (Diagnostic("AC900", 3, 5, "left for you"),))
     )
-    assert "plain.py:3:5: AC900 left for you" in invoke("plain.py").stderr.splitlines()
-    assert invoke("--quiet", "plain.py").stderr == ""
+    result = invoke("plain.py")
+    assert "plain.py:3:5: AC900 left for you" in result.stderr.splitlines()
+    assert result.exit_code == 1  # it leaves work
+    quiet = invoke("--quiet", "plain.py")
+    assert quiet.stderr == "" and quiet.exit_code == 1
 
 
 def test_color_on_and_off(scripts):

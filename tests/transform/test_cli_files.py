@@ -157,3 +157,90 @@ def test_verbose_names_the_configuration_used(project):
     write(project / "pyproject.toml", "[tool.accel-convert]\njobs = 1\n")
     result = invoke("--check", "--verbose", "train.py")
     assert f"using configuration from {project / 'pyproject.toml'}" in result.stderr
+
+
+def test_a_read_only_file_is_not_replaced_exit_123_and_the_others_convert(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    locked = write(tmp_path / "locked.py", TRAIN)
+    other = write(tmp_path / "train.py", TRAIN)
+    os.chmod(locked, 0o444)
+    before = (locked.read_bytes(), locked.stat().st_mtime_ns, locked.stat().st_ino)
+    result = invoke("locked.py", "train.py")
+    assert result.exit_code == 123
+    assert "locked.py: error: the file is read-only: not replaced" in result.stderr.splitlines()[0]
+    assert (locked.read_bytes(), locked.stat().st_mtime_ns, locked.stat().st_ino) == before
+    assert stat.S_IMODE(locked.stat().st_mode) == 0o444
+    assert other.read_text() == converted(TRAIN)
+    assert "1 file converted, 0 files left unchanged, 1 file failed to convert." in result.stderr
+    assert sorted(os.listdir(tmp_path)) == ["locked.py", "train.py"]
+
+
+def test_a_read_only_file_may_be_checked_diffed_read_from_stdin_or_left_unchanged(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    locked = write(tmp_path / "locked.py", TRAIN)
+    plain = write(tmp_path / "plain.py", PLAIN)
+    os.chmod(locked, 0o444)
+    os.chmod(plain, 0o444)
+    assert invoke("--check", "locked.py").exit_code == 1
+    assert invoke("--diff", "locked.py").exit_code == 0
+    assert invoke("plain.py").exit_code == 0  # nothing to write
+    stdin = invoke("-", input=locked.read_bytes())
+    assert stdin.exit_code == 0 and stdin.stdout == converted(TRAIN)
+    assert locked.read_text() == TRAIN
+
+
+SYNTAX_ERROR_AT_30 = "import torch\n" + "x = 1\n" * 28 + "def main(:\n    pass\n\n\nloss.backward()\n"
+
+
+def test_a_syntax_error_is_reported_where_python_reports_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    broken = write(tmp_path / "broken.py", SYNTAX_ERROR_AT_30)
+    try:
+        compile(SYNTAX_ERROR_AT_30, "broken.py", "exec")
+    except SyntaxError as error:
+        python = (error.lineno, error.offset, error.msg)
+    assert python[0] == 30
+    result = invoke("broken.py")
+    assert result.exit_code == 123
+    assert result.stderr.splitlines()[0] == f"broken.py:{python[0]}:{python[1]}: syntax error: {python[2]}"
+    assert broken.read_text() == SYNTAX_ERROR_AT_30
+
+
+@pytest.mark.parametrize(
+    "text, position",
+    [
+        ("import torch\nx = (1,\nloss.backward()\n", "2:5: syntax error: '(' was never closed"),
+        ("import torch\nif True:\nloss.backward()\n", "3:1: syntax error: expected an indented block"),
+    ],
+)
+def test_syntax_error_positions_and_messages_are_pythons(tmp_path, monkeypatch, text, position):
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path / "broken.py", text)
+    result = invoke("--check", "broken.py")
+    assert result.exit_code == 123
+    assert result.stderr.splitlines()[0].startswith(f"broken.py:{position}")
+
+
+BROKEN_PLAIN = "import os\n\n\ndef helper(:\n    return os.getcwd()\n"
+
+
+def test_a_named_file_that_does_not_parse_fails_even_without_training_code(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path / "helper.py", BROKEN_PLAIN)
+    for mode in ([], ["--check"], ["--diff"]):
+        result = invoke(*mode, "helper.py")
+        assert result.exit_code == 123, mode
+        assert result.stderr.splitlines()[0] == "helper.py:4:12: syntax error: invalid syntax"
+    assert (tmp_path / "helper.py").read_text() == BROKEN_PLAIN
+    stdin = invoke("--stdin-filename", "helper.py", "-", input=BROKEN_PLAIN.encode())
+    assert stdin.exit_code == 123 and stdin.stdout == ""
+    assert "helper.py:4:12: syntax error" in stdin.stderr
+
+
+def test_a_file_without_training_code_found_in_a_directory_is_not_parsed(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path / "pkg" / "helper.py", BROKEN_PLAIN)
+    write(tmp_path / "pkg" / "train.py", TRAIN)
+    result = invoke("--check", "pkg")
+    assert result.exit_code == 1  # train.py would change; helper.py is skipped by the text search
+    assert "syntax error" not in result.stderr

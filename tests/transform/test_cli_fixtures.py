@@ -1,5 +1,6 @@
 """Every fixture's before.py through the command line: the --diff applies with `git apply` to give exactly what the
-converter's API gives (bytes, encoding and line endings included), and --check then finds nothing left to do."""
+converter's API gives (bytes, encoding and line endings included), and --check then finds nothing left to do. The
+exit status is 1 while a file would change or a diagnostic leaves work (a declined file stays at 1 until silenced)."""
 
 import shutil
 import subprocess
@@ -8,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from accel_convert.shell.files import decode_source
-from tests.transform.cli_helpers import converted, invoke
+from tests.transform.cli_helpers import converted, diagnostics, invoke
 
 FIXTURES = sorted(Path(__file__).resolve().parents[2].joinpath("fixtures").glob("*/before.py"))
 
@@ -20,9 +21,10 @@ def test_fixture_diff_applies_and_the_result_is_stable(before, tmp_path, monkeyp
     data = script.read_bytes()
     source = decode_source(data)
     expected = converted(source.text).encode(source.encoding)
+    work = any(not d.is_note for d in diagnostics(source.text))
 
     result = invoke("--check", "--diff", "train.py")
-    assert result.exit_code == (1 if expected != data else 0), result.stderr
+    assert result.exit_code == (1 if expected != data or work else 0), result.stderr
     assert script.read_bytes() == data
     assert (result.stdout_bytes == b"") == (expected == data)
     if result.stdout_bytes:
@@ -31,4 +33,6 @@ def test_fixture_diff_applies_and_the_result_is_stable(before, tmp_path, monkeyp
     assert script.read_bytes() == expected
 
     again = invoke("--check", "train.py")
-    assert again.exit_code == 0, again.stderr
+    left = any(not d.is_note for d in diagnostics(expected.decode(source.encoding)))
+    assert again.exit_code == (1 if left else 0), again.stderr
+    assert "would convert" not in again.stderr

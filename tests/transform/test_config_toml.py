@@ -22,7 +22,7 @@ name = "x"
 
 [tool.accel-convert]
 target = "accelerate"
-select = ["AC0", "AC101"]
+select = ["AC0", "AC01"]
 ignore = ["AC002"]
 exclude = ["legacy/"]
 extend-exclude = ["*_old.py"]
@@ -34,7 +34,7 @@ jobs = 3
         path=str(path),
         root=str(tmp_path),
         target="accelerate",
-        select=frozenset({"AC0", "AC101"}),
+        select=frozenset({"AC0", "AC01"}),
         ignore=frozenset({"AC002"}),
         exclude=("legacy/",),
         extend_exclude=("*_old.py",),
@@ -70,7 +70,8 @@ def test_common_base_of_files_and_folders(tmp_path):
     [
         (
             "colour = true",
-            "unknown key 'colour' (allowed: target, select, ignore, exclude, extend-exclude, " "force-exclude, jobs)",
+            "unknown key 'colour' (allowed: target, select, ignore, exclude, extend-exclude, "
+            "force-exclude, jobs, per-file-ignores)",
         ),
         ('target = "jax"', "[tool.accel-convert] target: expected one of accel, accelerate, got 'jax'"),
         ('select = "AC001"', "[tool.accel-convert] select: expected a list of rule codes"),
@@ -119,6 +120,24 @@ def test_other_toml_files_hold_the_keys_at_the_top_level(tmp_path):
 
 
 def test_parse_codes_splits_commas_and_rejects_non_codes():
-    assert parse_codes(" AC001, AC1 ,,", "--select") == frozenset({"AC001", "AC1"})
-    with pytest.raises(ConfigError, match=r"--select: 'AC-1' is not a rule code \(expected codes such as AC001"):
+    assert parse_codes(" AC001, AC01 ,,", "--select") == frozenset({"AC001", "AC01"})
+    with pytest.raises(ConfigError, match=r"--select: 'AC-1' is not a rule code; the rules are AC001, AC002, "):
         parse_codes("AC-1", "--select")
+
+
+def test_per_file_ignores_are_read_as_patterns_and_codes(tmp_path):
+    path = _write(
+        tmp_path / "pyproject.toml",
+        '[tool.accel-convert]\nper-file-ignores = {"tests/**" = ["AC010", "AC01"], "scratch.py" = []}\n',
+    )
+    assert load_config(str(path)).per_file_ignores == (
+        ("tests/**", frozenset({"AC010", "AC01"})),
+        ("scratch.py", frozenset()),
+    )
+
+
+@pytest.mark.parametrize("codes", ['["AC999"]', '["AC0O1"]', '["XY"]'])
+def test_unknown_codes_in_the_configuration_are_errors_listing_the_rules(tmp_path, codes):
+    path = _write(tmp_path / "pyproject.toml", f"[tool.accel-convert]\nselect = {codes}\n")
+    with pytest.raises(ConfigError, match=r"select: '.*' is not a rule code; the rules are AC001, AC002, .*AC021"):
+        load_config(str(path))

@@ -91,3 +91,15 @@ def test_atomic_write_into_a_read_only_folder_fails_and_leaves_the_file(tmp_path
     finally:
         os.chmod(tmp_path, 0o755)
     assert path.read_bytes() == b"old\n"
+
+
+@pytest.mark.parametrize("mode", [0o444, 0o400, 0o555])
+def test_atomic_write_refuses_a_read_only_file_and_leaves_bytes_and_mode(tmp_path, mode):
+    path = tmp_path / "train.py"
+    path.write_bytes(b"old\r\n")
+    os.chmod(path, mode)
+    with pytest.raises(SourceError, match=r"the file is read-only: not replaced \(make it writable, e.g. `chmod u\+w"):
+        write_atomic(str(path), b"new\n")
+    assert path.read_bytes() == b"old\r\n"
+    assert stat.S_IMODE(path.stat().st_mode) == mode
+    assert os.listdir(tmp_path) == ["train.py"]  # no temporary file left behind

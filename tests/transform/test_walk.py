@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from accel_convert.shell.walk import DEFAULT_EXCLUDE, Excluder, collect_files
+from accel_convert.shell.walk import DEFAULT_EXCLUDE, Excluder, collect, collect_files
 
 
 def _tree(root, *names):
@@ -105,3 +105,25 @@ def test_outside_git_the_walk_prunes_excluded_folders(project, monkeypatch):
 
 def test_excluded_directory_named_with_force_exclude_gives_nothing(project):
     assert collect_files(["build"], Excluder(["build"], "."), force_exclude=True) == []
+
+
+def test_collect_names_the_explicit_files_and_the_notebooks_found(project):
+    _tree(project, "nb/explore.ipynb", "pkg/analysis.ipynb", "build/old.ipynb")
+    collected = collect(["train.py", "."], Excluder(DEFAULT_EXCLUDE, "."))
+    assert collected.explicit == frozenset({"train.py"})
+    assert _relative(collected.notebooks, project) == ["nb/explore.ipynb", "pkg/analysis.ipynb"]  # build/ excluded
+    assert not any(path.endswith(".ipynb") for path in collected.files)
+    assert collected.files == collect_files(["train.py", "."], Excluder(DEFAULT_EXCLUDE, "."))
+
+
+def test_notebooks_named_explicitly_are_files_to_convert_not_found_notebooks(project):
+    _tree(project, "explore.ipynb")
+    collected = collect(["explore.ipynb"], Excluder(DEFAULT_EXCLUDE, "."))
+    assert collected.files == ["explore.ipynb"] and collected.notebooks == []
+
+
+def test_git_lists_notebooks_too(project):
+    subprocess.run(["git", "init", "-q"], check=True)
+    _tree(project, "explore.ipynb", "ignored.ipynb")
+    (project / ".gitignore").write_text("ignored.ipynb\n")
+    assert _relative(collect(["."], Excluder(DEFAULT_EXCLUDE, ".")).notebooks, project) == ["explore.ipynb"]

@@ -12,7 +12,7 @@ from accel_convert.decisions.access import locate
 from accel_convert.edits.plan import Plan
 from accel_convert.edits.rewrite import hot_nodes, rewrite
 from accel_convert.edits.unused_imports import drop_imports, made_unused
-from accel_convert.model import ConvertError, Options, Result
+from accel_convert.model import ConvertError, Options, Result, python_syntax_error
 from accel_convert.rules import PLANNING_ORDER
 from accel_convert.rules.context import Context
 from accel_convert.rules.prepare import prepared_bindings, self_training_models
@@ -71,6 +71,9 @@ def _parse(text: str) -> cst.Module:
     try:
         return cst.parse_module(text)
     except cst.ParserSyntaxError as error:
+        python = python_syntax_error(text)  # reported where Python itself reports it (libcst's position may differ)
+        if python is not None:
+            raise python from None
         raise ConvertError(f"syntax error: {error.message}", error.raw_line, error.raw_column + 1) from None
 
 

@@ -54,6 +54,7 @@ class Backward(Rule):
     code = "AC004"
     name = "backward"
     summary = "Call `accelerator.backward(loss)` instead of `loss.backward()`."
+    notes = ("`loss.backward()` left as is because AC002 did not add `accelerator.prepare` (AC002's diagnostic says why and what to do)",)
 
     def needs(self, analysis):
         return [site.scope for site in analysis.backward_calls if _trains_prepared(analysis, site) is True]
@@ -63,7 +64,8 @@ class Backward(Rule):
             verdict = _trains_prepared(context.analysis, site)
             if verdict is not True:
                 if verdict is not None:
-                    plan.diagnostics.append(context.diagnostic(self.code, site.node, f"`{context.code(site.node)}` left as is: {verdict}"))
+                    report = context.note if verdict == _NOT_PREPARED else context.diagnostic  # AC002 says what to do
+                    plan.diagnostics.append(report(self.code, site.node, f"`{context.code(site.node)}` left as is: {verdict}"))
                 continue
             accelerator = context.access.expression(site.scope)
             receiver = context.code(site.node.func.value.with_changes(lpar=[], rpar=[]))
@@ -98,13 +100,14 @@ def _verdict(analysis: Analysis, index: _Index, site: CallSite) -> bool | str | 
     if trace.prepared:
         return True
     if not analysis.prepared and (trace.unknown or trace.unprepared):
-        return "`accelerator.prepare` is not added (see AC002), and `accelerator.backward` needs the prepared optimizer"
+        return _NOT_PREPARED
     if trace.unprepared:
         names = ", ".join(sorted(f"`{key}`" for _, key in trace.unprepared))
         return f"it trains {names}, which `accelerator.prepare` does not hold; prepare it to train it with the accelerator"
     return True if trace.unknown else None
 
 
+_NOT_PREPARED = "`accelerator.prepare` is not added (see AC002), and `accelerator.backward` needs the prepared optimizer"
 _INDEXES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # Analysis -> _Index
 
 

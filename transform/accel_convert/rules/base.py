@@ -15,6 +15,9 @@ class Rule:
     name: ClassVar[str]
     summary: ClassVar[str]
     unsafe: ClassVar[bool] = False  # the rewrite may change behaviour (ruff's sense): the page says how
+    # the diagnostics of this rule that are notes (they only explain a line kept on purpose: shown with -v, no
+    # effect on the exit status), one phrase each for its page; every other diagnostic it reports leaves work
+    notes: ClassVar[tuple[str, ...]] = ()
 
     def needs(self, analysis: Analysis) -> list[Scope]:
         """Scopes whose rewritten code will name the accelerator."""

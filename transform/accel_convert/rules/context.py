@@ -10,7 +10,7 @@ from accel_convert.analysis.facts import Location, Scope
 from accel_convert.analysis.roles import Analysis
 from accel_convert.decisions.access import Access
 from accel_convert.edits.positions import positions, positions_in_statements
-from accel_convert.model import Change, Diagnostic, Options
+from accel_convert.model import NOTE, WORK, Change, Diagnostic, Options
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,7 @@ class Pending:
     node: cst.CSTNode
     message: str
     statement: cst.CSTNode | None  # the statement holding ``node`` (found from the facts when None)
+    severity: str = WORK  # of a diagnostic: WORK leaves something to do, NOTE only explains a line kept on purpose
 
 
 @dataclass(eq=False)
@@ -48,6 +49,10 @@ class Context:
 
     def diagnostic(self, code: str, node: cst.CSTNode, message: str, statement: cst.CSTNode | None = None) -> Pending:
         return Pending(Diagnostic, code, node, message, statement)
+
+    def note(self, code: str, node: cst.CSTNode, message: str, statement: cst.CSTNode | None = None) -> Pending:
+        """A diagnostic that only explains a line kept on purpose (shown with ``-v``; no work for the user)."""
+        return Pending(Diagnostic, code, node, message, statement, NOTE)
 
     def _statement_of(self, item: Pending) -> cst.CSTNode | None:
         if item.statement is not None:
@@ -77,7 +82,7 @@ class Context:
             if item.kind is Change:
                 result.append(Change(item.code, line, item.message))
             else:
-                result.append(Diagnostic(item.code, line, column, item.message))
+                result.append(Diagnostic(item.code, line, column, item.message, item.severity))
         return result
 
     def use(self, scope: Scope, location: Location) -> None:

@@ -27,7 +27,22 @@ def render_page(rule: Rule) -> str:
         if rule.unsafe
         else "**Fix safety:** safe — one process computes the same numbers as the original script."
     )
-    return f"{_HEADER}# {rule.code} {rule.name}\n\n{text}\n\n## Fix safety\n{safety}\n"
+    return f"{_HEADER}# {rule.code} {rule.name}\n\n{text}\n\n## Severity\n{render_severity(rule)}\n\n## Fix safety\n{safety}\n"
+
+
+def render_severity(rule: Rule) -> str:
+    """Which diagnostics of ``rule`` leave work (exit status 1) and which are notes (``-v`` only), from its ``notes``."""
+    work = (
+        f"leaves work for you: `accel-convert` (in place, `--check`, `--diff` or `-`) exits with status 1 until you act "
+        f"on it or silence it with `# accel-convert: ignore[{rule.code}]` on its line (or `per-file-ignores`)."
+    )
+    if not rule.notes:
+        return f"Every diagnostic of {rule.code} {work}"
+    notes = "\n".join(f"- {note}" for note in rule.notes)
+    return (
+        f"These diagnostics of {rule.code} are **notes**: they only explain a line kept on purpose, are shown with "
+        f"`-v`, and do not change the exit status:\n\n{notes}\n\nEvery other diagnostic of {rule.code} {work}"
+    )
 
 
 def render_index() -> str:

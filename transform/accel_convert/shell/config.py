@@ -11,7 +11,7 @@ import re
 import sys
 from dataclasses import dataclass
 
-from accel_convert.model import TARGETS
+from accel_convert.model import RULE_CODES, TARGETS
 
 TABLE = "tool.accel-convert"
 RULE_CODE = re.compile(r"[A-Z]+[0-9]*")
@@ -34,6 +34,7 @@ class Config:
     extend_exclude: tuple[str, ...] = ()
     force_exclude: bool | None = None
     jobs: int | None = None
+    per_file_ignores: tuple[tuple[str, frozenset[str]], ...] = ()
 
 
 def _string(value, where):
@@ -72,6 +73,14 @@ def _jobs(value, where):
     return value
 
 
+def _per_file_ignores(value, where):
+    if not isinstance(value, dict):
+        raise ConfigError(
+            f'{where}: expected a table of patterns and rule codes such as {{"tests/**" = ["AC010"]}}, got {value!r}'
+        )
+    return tuple((_string(pattern, where), _codes(codes, f"{where}: {pattern!r}")) for pattern, codes in value.items())
+
+
 KEYS = {
     "target": _target,
     "select": _codes,
@@ -80,19 +89,26 @@ KEYS = {
     "extend-exclude": _patterns,
     "force-exclude": _bool,
     "jobs": _jobs,
+    "per-file-ignores": _per_file_ignores,
 }
 
 
 def parse_codes(text: str, where: str) -> frozenset[str]:
-    """Rule codes or code prefixes from a comma-separated list such as ``"AC001, AC1"``."""
+    """Rule codes or code prefixes from a comma-separated list such as ``"AC001, AC01"``; each must be the code of
+    a rule or a prefix of one (``AC0`` stands for every code it starts)."""
     codes = frozenset(code.strip() for code in text.split(",") if code.strip())
-    bad = sorted(code for code in codes if not RULE_CODE.fullmatch(code))
+    bad = sorted(code for code in codes if not RULE_CODE.fullmatch(code) or not known_code(code))
     if bad:
         raise ConfigError(
-            f"{where}: {', '.join(map(repr, bad))} is not a rule code"
-            " (expected codes such as AC001 or prefixes such as AC0)"
+            f"{where}: {', '.join(map(repr, bad))} {'is not a rule code' if len(bad) == 1 else 'are not rule codes'};"
+            f" the rules are {', '.join(RULE_CODES)} (or a prefix such as AC0 or AC01 for every code it starts)"
         )
     return codes
+
+
+def known_code(code: str) -> bool:
+    """True when ``code`` is a rule's code or a prefix of one."""
+    return any(rule.startswith(code) for rule in RULE_CODES)
 
 
 def common_base(paths: list[str]) -> str:

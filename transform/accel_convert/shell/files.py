@@ -2,7 +2,7 @@
 
 A file is decoded with the encoding Python itself would use (PEP 263 cookie, UTF-8 BOM), without newline
 translation, so that CRLF line endings and the BOM survive a round trip. Writes are atomic and keep the file's
-permission bits.
+permission bits; a read-only file is refused, not replaced.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def decode_source(data: bytes) -> Source:
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         raise SourceError(
-            f"cannot decode line {line} as {encoding}: invalid byte {data[exc.start:exc.start + 1]!r}"
+            f"cannot decode line {line} as {encoding}: invalid byte {data[exc.start : exc.start + 1]!r}"
             f" (declare the file's encoding with a PEP 263 coding comment)"
         ) from None
     return Source(text, encoding)
@@ -93,6 +93,9 @@ def write_atomic(path: str, data: bytes) -> None:
     The bytes go to a temporary file in the same directory, which is then renamed over the target, so a crash
     leaves either the old or the new file, never a half-written one. A symbolic link is followed: the file it
     points to is replaced, the link stays.
+
+    A read-only file (no write permission bit, or none for this user) is refused: a rename would replace it although
+    its owner marked it not to be changed (and would, for root, whatever its mode).
     """
     import tempfile  # only paid for by runs that write
 
@@ -100,6 +103,13 @@ def write_atomic(path: str, data: bytes) -> None:
     directory, name = os.path.split(target)
     try:
         mode = os.stat(target).st_mode & 0o7777
+        if not mode & 0o222 or not os.access(target, os.W_OK):
+            import shlex
+
+            raise SourceError(
+                f"the file is read-only: not replaced (make it writable, e.g. `chmod u+w {shlex.quote(path)}`, "
+                "to convert it)"
+            )
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".accel-convert.tmp")
     except OSError as exc:
         raise SourceError(f"cannot write: {exc.strerror}") from None

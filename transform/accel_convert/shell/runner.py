@@ -2,16 +2,17 @@
 that its output parses).
 
 Every file gets a ``FileReport``; a file that fails never stops the others. The converter (and libcst with it)
-is imported only for a file that the cheap pre-filter says may need converting.
+is imported only for a file that the cheap pre-filter says may need converting; a file named explicitly that the
+pre-filter skips is still checked for syntax errors (by Python's own parser, which is cheap).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import NamedTuple
 
-from accel_convert.model import Change, ConvertError, Diagnostic, Options, Result
+from accel_convert.model import Change, ConvertError, Diagnostic, Options, Result, python_syntax_error
 from accel_convert.shell.diffing import unified_diff
 from accel_convert.shell.files import (
     Source,
@@ -22,41 +23,57 @@ from accel_convert.shell.files import (
     refuse_notebook,
     write_atomic,
 )
+from accel_convert.shell.suppress import split
 
 
 class FileReport(NamedTuple):
     """What happened to one file. ``error`` is a full message (with the path); ``output`` holds the converted
     bytes when the file changed; ``diff`` is filled when asked for, to be written in ``diff_encoding`` (the
-    file's own, so that `git apply` finds its lines byte for byte). A named tuple: it is created at import
-    time far more cheaply than a dataclass, and a one-file run pays for every import."""
+    file's own, so that `git apply` finds its lines byte for byte). ``diagnostics`` are those that stand;
+    ``suppressed`` those silenced by a comment or per-file-ignores, each with what silenced it. A named tuple: it is
+    created at import time far more cheaply than a dataclass, and a one-file run pays for every import."""
 
     path: str
     changed: bool = False
     changes: tuple[Change, ...] = ()
     diagnostics: tuple[Diagnostic, ...] = ()
+    suppressed: tuple[tuple[Diagnostic, str], ...] = ()
     diff: str = ""
     diff_encoding: str = "utf-8"
     output: bytes | None = None
     error: str | None = None
 
 
-def convert_text(text: str, options: Options) -> Result:
-    """Run the converter on ``text``, skipping the libcst import when the pre-filter finds nothing to do."""
+def convert_text(text: str, options: Options, strict: bool = False) -> Result:
+    """Run the converter on ``text``, skipping the libcst import when the pre-filter finds nothing to do; with
+    ``strict`` (a file named explicitly), such a file must still parse."""
     from accel_convert.analysis.prefilter import may_need_conversion
 
     if not may_need_conversion(text):
+        error = python_syntax_error(text) if strict else None
+        if error is not None:
+            raise error
         return Result(text)
     from accel_convert.convert import convert_source
 
     return convert_source(text, options)
 
 
-def convert_decoded(source: Source, path: str, options: Options, diff: bool) -> FileReport:
-    """Convert one decoded file; errors come back in the report, not as exceptions."""
+def convert_decoded(
+    source: Source,
+    path: str,
+    options: Options,
+    diff: bool,
+    strict: bool = False,
+    file_ignores: tuple[tuple[str, frozenset[str]], ...] = (),
+) -> FileReport:
+    """Convert one decoded file; errors come back in the report, not as exceptions. ``file_ignores``: the
+    per-file-ignores (pattern, codes) that match the file."""
     try:
-        result = convert_text(source.text, options)
+        result = convert_text(source.text, options, strict)
+        diagnostics, suppressed = split(result.diagnostics, source.text, file_ignores)
         if result.text == source.text:
-            return FileReport(path, diagnostics=result.diagnostics)
+            return FileReport(path, diagnostics=diagnostics, suppressed=suppressed)
         output = encode_source(result.text, source.encoding)
     except ConvertError as exc:
         return FileReport(path, error=exc.format(path))
@@ -68,24 +85,34 @@ def convert_decoded(source: Source, path: str, options: Options, diff: bool) -> 
         path,
         changed=True,
         changes=result.changes,
-        diagnostics=result.diagnostics,
+        diagnostics=diagnostics,
+        suppressed=suppressed,
         diff=unified_diff(source.on_disk(source.text), source.on_disk(result.text), path) if diff else "",
         diff_encoding=source.byte_encoding,
         output=output,
     )
 
 
-def convert_bytes(data: bytes, path: str, options: Options, diff: bool) -> FileReport:
-    """Decode and convert the content of a file (used for stdin)."""
+def convert_bytes(
+    data: bytes, path: str, options: Options, diff: bool, file_ignores: tuple[tuple[str, frozenset[str]], ...] = ()
+) -> FileReport:
+    """Decode and convert the content of a file (used for stdin, which counts as a file named explicitly)."""
     try:
         refuse_notebook(path)
         source = decode_source(data)
     except SourceError as exc:
         return FileReport(path, error=exc.format(path))
-    return convert_decoded(source, path, options, diff)
+    return convert_decoded(source, path, options, diff, True, file_ignores)
 
 
-def convert_file(path: str, options: Options, write: bool, diff: bool) -> FileReport:
+def convert_file(
+    path: str,
+    options: Options,
+    write: bool,
+    diff: bool,
+    strict: bool = False,
+    file_ignores: tuple[tuple[str, frozenset[str]], ...] = (),
+) -> FileReport:
     """Convert the file at ``path``, rewriting it in place when ``write`` and something changed. The report leaves
     ``output`` out: the bytes are on disk or not wanted, and need not travel back from a worker process."""
     try:
@@ -93,7 +120,7 @@ def convert_file(path: str, options: Options, write: bool, diff: bool) -> FileRe
         source = read_source(path)
     except SourceError as exc:
         return FileReport(path, error=exc.format(path))
-    report = convert_decoded(source, path, options, diff)
+    report = convert_decoded(source, path, options, diff, strict, file_ignores)
     if write and report.changed:
         try:
             write_atomic(path, report.output)
@@ -102,19 +129,33 @@ def convert_file(path: str, options: Options, write: bool, diff: bool) -> FileRe
     return report._replace(output=None)
 
 
-def convert_files(paths: Sequence[str], options: Options, write: bool, diff: bool, jobs: int) -> Iterator[FileReport]:
+def convert_files(
+    paths: Sequence[str],
+    options: Options,
+    write: bool,
+    diff: bool,
+    jobs: int,
+    explicit: Collection[str] = (),
+    file_ignores: Callable[[str], tuple[tuple[str, frozenset[str]], ...]] | None = None,
+) -> Iterator[FileReport]:
     """Reports for ``paths`` in their order; with ``jobs > 1`` and several files, they are converted in worker
-    processes."""
+    processes. The ``explicit`` ones (named on the command line) must parse even without training code;
+    ``file_ignores(path)`` gives the per-file-ignores that match a file."""
+    explicit = frozenset(explicit)
+
+    def arguments(path: str) -> tuple:
+        return (path, options, write, diff, path in explicit, file_ignores(path) if file_ignores else ())
+
     workers = min(jobs, len(paths))
     if workers <= 1:
         for path in paths:
-            yield convert_file(path, options, write, diff)
+            yield convert_file(*arguments(path))
         return
     from concurrent.futures import ProcessPoolExecutor  # only paid for by runs with several files
     from concurrent.futures.process import BrokenProcessPool
 
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(convert_file, path, options, write, diff) for path in paths]
+        futures = [pool.submit(convert_file, *arguments(path)) for path in paths]
         for path, future in zip(paths, futures):
             try:
                 yield future.result()

@@ -4,7 +4,8 @@ Exclude patterns use .gitignore syntax and are matched against paths relative to
 of the configuration file, else the working directory); a pattern without a slash such as ``build`` matches
 that name at any depth. Inside a git work tree, directories are listed through ``git ls-files`` so that
 .gitignore (and .git/info/exclude, core.excludesFile) is honoured exactly as git does; elsewhere they are
-walked on disk. Files named explicitly are always converted unless ``force_exclude`` is set.
+walked on disk. Files named explicitly are always converted unless ``force_exclude`` is set. Jupyter notebooks
+found in a directory are not converted but are listed, so that the summary can name them.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Iterable
+from typing import NamedTuple
 
 DEFAULT_EXCLUDE = (
     ".bzr",
@@ -61,30 +63,55 @@ class Excluder:
         return self._spec.match_file(relative + "/" if is_dir else relative)
 
 
-def collect_files(paths: Iterable[str], excluder: Excluder, force_exclude: bool = False) -> list[str]:
-    """The files to convert, in a stable order and each once.
+class Collected(NamedTuple):
+    """What a run works on: ``files`` to convert (in a stable order, each once), the subset of them ``explicit``
+    (named on the command line, not found in a directory), and the Jupyter ``notebooks`` found in directories
+    (not converted)."""
 
-    ``paths`` must exist. Directories contribute their ``*.py`` files that are neither excluded nor ignored by git;
-    explicit files are kept as given (also non-``.py`` ones), unless ``force_exclude`` and they match an exclude.
+    files: list[str]
+    explicit: frozenset[str]
+    notebooks: list[str]
+
+
+def collect(paths: Iterable[str], excluder: Excluder, force_exclude: bool = False) -> Collected:
+    """The files to convert, the ones of them named explicitly, and the notebooks found in directories.
+
+    ``paths`` must exist. Directories contribute their ``*.py`` files (and list their ``*.ipynb`` notebooks) that
+    are neither excluded nor ignored by git; explicit files are kept as given (also non-``.py`` ones), unless
+    ``force_exclude`` and they match an exclude.
     """
     found: dict[str, None] = {}
+    explicit: set[str] = set()
+    notebooks: dict[str, None] = {}
     for path in paths:
         if os.path.isdir(path):
             if force_exclude and excluder.excluded(path, is_dir=True):
                 continue
-            for file in _python_files(path, excluder):
-                found.setdefault(file)
+            for file in _listed_files(path, excluder):
+                if file.endswith(".py"):
+                    found.setdefault(file)
+                else:
+                    notebooks.setdefault(file)
         elif not (force_exclude and excluder.excluded(path)):
             found.setdefault(os.path.normpath(path))
-    return list(found)
+            explicit.add(os.path.normpath(path))
+    return Collected(list(found), frozenset(explicit), [path for path in notebooks if path not in found])
 
 
-def _python_files(directory: str, excluder: Excluder) -> list[str]:
+def collect_files(paths: Iterable[str], excluder: Excluder, force_exclude: bool = False) -> list[str]:
+    """The files to convert, in a stable order and each once (see ``collect``)."""
+    return collect(paths, excluder, force_exclude).files
+
+
+def _listed_files(directory: str, excluder: Excluder) -> list[str]:
+    """The ``*.py`` files and ``*.ipynb`` notebooks below ``directory`` that are neither excluded nor ignored."""
     listed = _git_listed_files(directory)
     if listed is None:
         listed = _walked_files(directory, excluder)
     return sorted(
-        path for path in listed if path.endswith(".py") and not excluder.excluded(path) and os.path.isfile(path)
+        path
+        for path in listed
+        if path.endswith((".py", ".ipynb")) and not excluder.excluded(path) and os.path.isfile(path)
     )
 
 
@@ -94,7 +121,19 @@ def _git_listed_files(directory: str) -> list[str] | None:
 
     try:
         listing = subprocess.run(
-            ["git", "-C", directory, "ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", "*.py"],
+            [
+                "git",
+                "-C",
+                directory,
+                "ls-files",
+                "-z",
+                "--cached",
+                "--others",
+                "--exclude-standard",
+                "--",
+                "*.py",
+                "*.ipynb",
+            ],
             capture_output=True,
             check=True,
         ).stdout
