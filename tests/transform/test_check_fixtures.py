@@ -25,7 +25,10 @@ def _read(path: Path) -> str:
 
 @pytest.mark.parametrize(
     "case",
-    [pytest.param(case, marks=pytest.mark.xfail(reason=KNOWN[case], strict=True)) if case in KNOWN else case for case in CASES],
+    [
+        pytest.param(case, marks=pytest.mark.xfail(reason=KNOWN[case], strict=True)) if case in KNOWN else case
+        for case in CASES
+    ],
 )
 def test_fixture_output_holds_every_invariant(case):
     folder = FIXTURES / case

@@ -166,3 +166,27 @@ def test_a_gather_in_a_comprehension_over_an_unprepared_loader():
     after = HEAD + "model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)\n" + TRAIN
     after += "labels = torch.cat([accelerator.gather_for_metrics(y.to(device)) for _, y in val_loader])\n"
     assert _invariants(after) == [("gather-unprepared", "val_loader")]
+
+
+def test_a_loader_prepared_together_with_the_model_under_a_condition_passes():
+    after = dedent(
+        """\
+        import torch
+        from torch.utils.data import DataLoader, TensorDataset
+        from accel import Accelerator
+
+
+        def train(use_accelerator):
+            model = torch.nn.Linear(4, 1)
+            optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+            loader = DataLoader(TensorDataset(torch.randn(8, 4), torch.randn(8, 1)), batch_size=4)
+            if use_accelerator:
+                accelerator = Accelerator(cpu=True)
+                model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+            for i, (x, y) in enumerate(loader):
+                loss = torch.nn.functional.mse_loss(model(x), y)
+                loss.backward()
+                optimizer.step()
+        """
+    )
+    assert _invariants(after) == []

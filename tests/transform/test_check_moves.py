@@ -187,7 +187,9 @@ def test_moves_of_batches_passed_to_a_helper_and_of_a_self_model():
         "self.model, self.optimizer, self.loader\n", "self.model, self.optimizer\n"
     )
     violations = check(before, unprepared)  # x and y: one violation for their statement
-    assert [(v.invariant, v.binding, v.scope) for v in violations] == [("move-of-unprepared", "self.loader", "Trainer.fit")]
+    assert [(v.invariant, v.binding, v.scope) for v in violations] == [
+        ("move-of-unprepared", "self.loader", "Trainer.fit")
+    ]
     assert violations[0].line == unprepared.splitlines().index("        for x, y in self.loader:") + 1
 
 
@@ -243,8 +245,10 @@ def test_batches_of_a_module_level_loader_iterated_in_a_function_through_enumera
         """
     )
     assert _found(after, before) == []
-    unprepared = after.replace("model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)",
-                               "model, optimizer = accelerator.prepare(model, optimizer)")
+    unprepared = after.replace(
+        "model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)",
+        "model, optimizer = accelerator.prepare(model, optimizer)",
+    )
     assert [(v.invariant, v.binding, v.scope) for v in check(before, unprepared)] == [
         ("move-of-unprepared", "train_loader", "train"),
         ("unprepared-loader", "train_loader", ""),

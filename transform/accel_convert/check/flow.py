@@ -20,6 +20,7 @@ import ast
 from accel_convert.check.scopes import STAR, Program, Scope, dotted, key_of
 
 UNKNOWN = ("unknown",)
+MAX_DEPTH = 120
 _UNKNOWN_SET = frozenset([UNKNOWN])
 UNWRAP = ("unwrap_model", "extract_model_from_parallel")
 LOADER_BASES = ("DataLoader",)
@@ -43,6 +44,7 @@ class Flow:
         self._loader: dict = {}
         self._callees: dict = {}
         self._class_base: dict = {}
+        self._depth = 0
 
     # names ------------------------------------------------------------------------------------------------------------
     def lookup(self, scope: Scope, key: str, node=None) -> frozenset:
@@ -87,10 +89,35 @@ class Flow:
         found = self._origins.get(memo)
         if found is not None:
             return found
+        if self._depth > MAX_DEPTH:  # a chain of hundreds of definitions: not worth following
+            return _UNKNOWN_SET
         self._origins[memo] = frozenset()
-        found = frozenset(self._compute(scope, expr, path))
+        self._depth += 1
+        try:
+            found = frozenset(self._compute(scope, expr, path))
+        finally:
+            self._depth -= 1
         self._origins[memo] = found
         return found
+
+    def conditionally_prepared(self, scope: Scope, expr) -> bool:
+        """Every unprepared loader ``expr`` may hold is also what a prepare it may hold was given
+        (``if use_accelerator: loader = accelerator.prepare(loader)``): prepared together with the model or not."""
+        origins = self.origins(scope, expr)
+        raw = {o[2] for o in origins if o[0] == "call" and is_loader_name(o[1])}
+        given = set()
+        for origin in origins:
+            if origin[0] == "prepared" and origin[2] is not None and origin[2] < len(origin[1].args):
+                caller = self._prepare_scope(origin[1])
+                if caller is not None:
+                    given |= {o[2] for o in self.origins(caller, origin[1].args[origin[2]]) if o[0] == "call"}
+        return bool(raw) and raw <= given
+
+    def _prepare_scope(self, call):
+        for site in self.p.calls_by_name.get("prepare", ()):
+            if site.node is call:
+                return site.scope
+        return None
 
     def _compute(self, scope, expr, path):  # noqa: C901
         key = key_of(expr, scope)
@@ -357,9 +384,10 @@ class Flow:
         self._def_batches[id(definition)] = found
         return found
 
-    def loader_status(self, scope: Scope, expr) -> tuple[str, object] | None:
-        """("unprepared", the DataLoader(...) origin), ("prepared", origin) or None (not known to be a loader) for
-        what a loop over ``expr`` iterates; wrappers (``enumerate``, ``tqdm``, ``zip``'s first) are looked through."""
+    def loader_status(self, scope: Scope, expr) -> tuple | None:
+        """("unprepared", the DataLoader(...) origin, the loader expression), ("prepared", origin, expression) or
+        None (not known to be a loader) for what a loop over ``expr`` iterates; wrappers (``enumerate``, ``tqdm``,
+        ``zip``'s first) are looked through."""
         memo = id(expr)
         if memo in self._loader:
             return self._loader[memo]
@@ -369,9 +397,9 @@ class Flow:
         raw = [o for o in origins if o[0] == "call" and is_loader_name(o[1])]
         prepared = [o for o in origins if o[0] == "prepared"]
         if raw:
-            found = ("unprepared", raw[0])
+            found = ("unprepared", raw[0], expr)
         elif prepared:
-            found = ("prepared", prepared[0])
+            found = ("prepared", prepared[0], expr)
         elif isinstance(expr, ast.Call) and expr.args and not isinstance(expr.args[0], ast.Starred):
             if not self.callees(scope, expr):
                 found = self.loader_status(scope, expr.args[0])

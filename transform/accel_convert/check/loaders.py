@@ -76,7 +76,7 @@ def unprepared_loaders(flow: Flow):
         status = flow.loader_status(loop.scope, loop.iter)
         if status is None or status[0] != "unprepared":
             continue
-        if not trains_prepared(flow, loop) or moves_batches(loop):
+        if not trains_prepared(flow, loop) or moves_batches(loop) or flow.conditionally_prepared(loop.scope, status[2]):
             continue
         binding, scope = _loader_binding(flow, status, loop.iter)
         name = binding or ast.unparse(loop.iter)
@@ -108,7 +108,7 @@ def gathers_over_unprepared(flow: Flow):
             sources |= {(loop.iter, loop.scope) for loop in site.loops}
             for iterable, scope in sorted(sources, key=lambda s: s[0].lineno):
                 status = flow.loader_status(scope, iterable)
-                if status is None or status[0] != "unprepared":
+                if status is None or status[0] != "unprepared" or flow.conditionally_prepared(scope, status[2]):
                     continue
                 binding, binding_scope = _loader_binding(flow, status, iterable)
                 label = binding or ast.unparse(iterable)
