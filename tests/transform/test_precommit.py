@@ -1,5 +1,5 @@
 """The pre-commit hook, installed by pre-commit itself from this repository: an unconverted training script
-fails the check with the diff shown; once converted, it passes."""
+fails the check with the diff shown and the command that converts it; once converted, it passes."""
 
 import os
 import shutil
@@ -51,6 +51,7 @@ def test_hook_fails_with_the_diff_then_passes_once_converted(tmp_path, monkeypat
     assert "accel-convert" in output and "Failed" in output
     assert "- exit code: 1" in output
     assert unified_diff(TRAIN, converted(TRAIN), "train.py") in output
+    assert "To convert it (then review and stage the result), run: accel-convert --force-exclude train.py" in output
     assert (project / "train.py").read_text() == TRAIN  # the check rewrites nothing
 
     monkeypatch.chdir(project)
