@@ -53,7 +53,7 @@ def where(analysis, scope: Scope, location: Location, depth: int = 0) -> Where:
     inside = _where_in_scope(analysis, scope, location)
     if not inside.everywhere or scope.parent is None:
         return inside
-    callers = _callers(analysis, scope)
+    callers = callers_of(analysis, scope)
     if depth > 8:
         return Where(False, branch=None)
     places = [where(analysis, site.scope, site.location, depth + 1) for site in callers]
@@ -62,7 +62,7 @@ def where(analysis, scope: Scope, location: Location, depth: int = 0) -> Where:
     return next((place for place in places if not place.everywhere), inside)
 
 
-def _callers(analysis, function: Scope) -> list:
+def callers_of(analysis, function: Scope) -> list:
     """The call sites of a function of the file (by its name) or of a method (``self.method(...)`` in its class)."""
     found = []
     for site in analysis.facts.calls:

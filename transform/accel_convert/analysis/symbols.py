@@ -49,6 +49,39 @@ STAR_EXPORTS = {
 }
 
 
+# Splits and permutations of a data set that draw from a global random generator unless given one of their own:
+# qualified name -> (the global generator: "torch", "numpy" or "random"; the keyword that gives them their own,
+# and its position when it may be passed positionally, or None)
+RANDOM_SPLITS: dict[str, tuple[str, tuple[str, int | None] | None]] = {
+    "torch.utils.data.random_split": ("torch", ("generator", 2)),
+    "torch.utils.data.dataset.random_split": ("torch", ("generator", 2)),
+    "torch.randperm": ("torch", ("generator", None)),
+    "numpy.random.permutation": ("numpy", None),
+    "numpy.random.shuffle": ("numpy", None),
+    "numpy.random.choice": ("numpy", None),
+    "sklearn.model_selection.train_test_split": ("numpy", ("random_state", None)),
+    "random.shuffle": ("random", None),
+    "random.sample": ("random", None),
+}
+# Generators made without a seed draw a fresh one from the operating system: different in every process.
+UNSEEDED_GENERATORS = frozenset({"numpy.random.default_rng", "numpy.random.RandomState", "random.Random"})
+# Calls that seed global random generators -> the generators they seed.
+_ALL_GENERATORS = frozenset({"torch", "numpy", "random"})
+SEEDS: dict[str, frozenset[str]] = {
+    "torch.manual_seed": frozenset({"torch"}),
+    "torch.random.manual_seed": frozenset({"torch"}),
+    "numpy.random.seed": frozenset({"numpy"}),
+    "random.seed": frozenset({"random"}),
+    "accelerate.utils.set_seed": _ALL_GENERATORS,
+    "transformers.set_seed": _ALL_GENERATORS,
+    "transformers.trainer_utils.set_seed": _ALL_GENERATORS,
+    "lightning.seed_everything": _ALL_GENERATORS,
+    "lightning.pytorch.seed_everything": _ALL_GENERATORS,
+    "lightning.fabric.seed_everything": _ALL_GENERATORS,
+    "pytorch_lightning.seed_everything": _ALL_GENERATORS,
+}
+
+
 def is_optimizer(qualified: str) -> bool:
     if qualified.startswith(("torch.optim.lr_scheduler.", "torch.optim.swa_utils.")):
         return False

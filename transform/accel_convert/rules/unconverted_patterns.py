@@ -6,6 +6,7 @@ import libcst as cst
 
 from accel_convert.analysis import symbols
 from accel_convert.analysis.imports import dotted_name
+from accel_convert.analysis.randomness import unseeded_splits
 from accel_convert.analysis.roles import OPTIMIZER
 from accel_convert.analysis.traverse import Walker
 from accel_convert.rules.base import Rule
@@ -35,6 +36,15 @@ class UnconvertedPatterns(Rule):
       under several processes each one would train its own copy of the parameters. The file is left unchanged; with
       an optimizer from `torch.optim` it converts. A file with no `.backward()` (evaluation, data preparation) gets
       no diagnostic.
+    - a **random split made before training that is not seeded alike in every process**:
+      `random_split(ds, [a, b])` without `generator=`, `np.random.permutation(n)`, `torch.randperm(n)`,
+      `random.shuffle(rows)`, `train_test_split(...)` without `random_state=`, a Hugging Face `dataset.shuffle()`
+      without `seed=`, when nothing seeds the global generator it draws from before it (or only under an `if`, as
+      `if args.seed is not None: set_seed(args.seed)`), and a split drawn from a generator made without a seed
+      (`rng = np.random.default_rng()`). Every process runs the script, so each would make its own split, and
+      samples one process holds out would be another's training samples. Seeding it changes which samples each
+      part gets, with one process too, so the split is left to the user. Splits inside loops (a permutation every
+      epoch) are not reported.
     - **NVIDIA apex AMP** (`amp.initialize`, `amp.scale_loss`): apex must wrap the model before any other wrapper and
       runs its own scaled backward, so the whole file is left unchanged. Replace it with `torch.amp` (`autocast`
       and `GradScaler`), which AC014 converts, and run the converter again.
@@ -87,6 +97,8 @@ class UnconvertedPatterns(Rule):
             message = f"`{func.value}` wraps an optimizer and has its own `step()`, which is not converted: {advice}"
             plan.diagnostics.append(context.diagnostic(self.code, site.node, message))
         if context.access is not None:
+            for split in unseeded_splits(analysis):
+                plan.diagnostics.append(context.diagnostic(self.code, split.site.node, _unseeded_message(context, split)))
             return  # a training run was found: AC004 handles each backward call
         if not any(role == OPTIMIZER for role in analysis.roles.values()):
             _report_training_without_optimizer(context, plan, self.code)
@@ -104,6 +116,38 @@ class UnconvertedPatterns(Rule):
                     "and call `accelerator.backward(...)` there",
                 )
             )
+
+
+def _unseeded_message(context, split) -> str:
+    """What an unseeded split does under several processes, and how to seed it (``randomness.unseeded_splits``)."""
+    call = split.site.node
+    name = context.code(call.func)
+    harm = (
+        "under several processes each process splits differently, so samples one process holds out are another's "
+        "training samples"
+    )
+    if split.generator is None:
+        return (
+            f"`{name}(...)` draws from a generator made without a seed, which starts from a fresh seed in every process: "
+            f"{harm}; give the generator a seed (the same in every process); nothing converted"
+        )
+    qualified = context.analysis.qualify(call.func) or ""
+    if qualified.endswith("train_test_split"):
+        fix = "`random_state=...`"
+    elif qualified.endswith(("random_split", "randperm")):
+        fix = "`generator=torch.Generator().manual_seed(...)`, or `torch.manual_seed(...)` before it"
+    elif qualified.startswith("numpy.") or not qualified:
+        fix = "`seed=...`" if not qualified else "`np.random.seed(...)` before it, or a seeded `np.random.default_rng(...)`"
+    else:
+        fix = "`random.seed(...)` before it"
+    if split.seeded_under is not None:
+        seeded = f"which is seeded only under `if {context.code(split.seeded_under.test)}:`; without that seed,"
+    else:
+        seeded = "which nothing seeds before it:"
+    return (
+        f"`{name}(...)` draws from {split.generator_name} global random generator, {seeded} {harm}; seed it the same "
+        f"in every process ({fix}); that changes which samples each part gets, so it is left to you"
+    )
 
 
 def _report_training_without_optimizer(context, plan, code) -> None:
