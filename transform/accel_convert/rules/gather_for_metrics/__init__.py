@@ -9,7 +9,7 @@ import libcst as cst
 from accel_convert.edits.plan import ReplaceWith
 from accel_convert.rules.base import Rule
 from accel_convert.rules.gather_for_metrics.comprehension_evaluation import comprehension_evaluations
-from accel_convert.rules.gather_for_metrics.evaluation import evaluation_loops
+from accel_convert.rules.gather_for_metrics.evaluation import evaluation_loops, summed_total
 from accel_convert.rules.gather_for_metrics.metric_flow import names_read
 
 
@@ -106,8 +106,25 @@ class GatherForMetrics(Rule):
     `count += y.size(0)` counts every sample once. A mean of per-batch means (`total += loss.item()` then
     `/ len(loader)`) is not a per-sample mean: with N processes each gathered batch holds N batches and the
     last one is shorter, so that number changes with N. Such a sum of a batch-mean loss (a `torch.nn` loss or
-    `torch.nn.functional` loss without `reduction=`) gets a diagnostic: weight each batch by its size, or use
-    a loss with `reduction="sum"`, and divide by the number of samples.
+    `torch.nn.functional` loss without `reduction=`; `total += ...` or `total = total + ...`, also with the model
+    called inline, `total += F.mse_loss(model(x), y).item()`) gets a diagnostic: weight each batch by its size, or
+    use a loss with `reduction="sum"`, and divide by the number of samples.
+
+    ### Loops over a fixed number of samples
+    A loop in the metric code that walks each batch sample by sample with a bound fixed to the batch size (`for i
+    in range(batch_size): label = labels[i]; class_correct[label] += c[i].item()`, the per-class accuracy of the
+    classifier tutorials) would count only the first `batch_size` samples of a gathered batch, or index past the
+    end of a short last batch. Its bound becomes the length of the gathered value it indexes, which is the batch
+    size itself with one process:
+
+    ```python
+    for i in range(len(labels)):
+    ```
+
+    A bound counts as the batch size when it is the `batch_size` given to the loop's DataLoader (the same code:
+    `4`, `args.batch_size`), or a name that says so (`batch_size`, `bs`, `args.test_batch_size`); a loop over
+    `range(num_classes)` is left alone. `range(start, batch_size)` with another start, or with a step, cannot be
+    rewritten: the loop is left as it is, with a diagnostic.
 
     When the output is used inline (`correct += (model(x).argmax(1) == y).sum().item()`), it is first
     assigned to `outputs`, gathered, and the statement reads `outputs` instead.
@@ -256,11 +273,18 @@ class GatherForMetrics(Rule):
                 plan.expression(found.inline, ReplaceWith(found.inline_as), found.statement)
             for name, statement in found.renamed:
                 plan.expression(name, ReplaceWith(found.gathered_as[found.gathered.index(name.value)]), statement)
+            for fixed in found.resized:
+                plan.expression(fixed.bound, ReplaceWith(fixed.replacement), fixed.statement)
+                message = (
+                    f"`{context.code(fixed.bound)}` -> `{fixed.replacement}`: a gathered batch holds the samples of "
+                    "every process, the last one fewer"
+                )
+                plan.changes.append(context.change(self.code, fixed.bound, message, fixed.statement))
             context.use(scope, found.location)
             plan.changes.append(context.change(self.code, found.statement, f"gather {names} for the metrics"))
             for total in found.mean_sums:
                 message = (
-                    f"`{context.code(total.target)}` adds up per-batch mean losses: a gathered batch holds one batch of "
+                    f"`{context.code(summed_total(total))}` adds up per-batch mean losses: a gathered batch holds one batch of "
                     "every process, so this mean of batch means changes with the number of processes; weight each "
                     "batch by its size (or use reduction=\"sum\") and divide by the number of samples"
                 )

@@ -18,6 +18,7 @@ from accel_convert.analysis.imports import dotted_name
 from accel_convert.analysis.roles import LOADER, MODEL, Analysis, connected, root_name
 from accel_convert.analysis.traverse import Walker
 from accel_convert.rules.gather_for_metrics.batch_means import batch_mean_loss, without_scalar_methods
+from accel_convert.rules.gather_for_metrics.fixed_ranges import FixedRange, fixed_ranges
 from accel_convert.rules.gather_for_metrics.metric_fit import fit_to_metrics, free_name
 from accel_convert.rules.gather_for_metrics.metric_flow import metric_flow
 
@@ -41,11 +42,12 @@ class EvaluationLoop:
     gathered: list[str] = field(default_factory=list)  # names to pass through gather_for_metrics, in order
     problem: str | None = None  # why the loop is left as it is
     problem_node: cst.CSTNode | None = None
-    mean_sums: list[cst.AugAssign] = field(default_factory=list)  # ``total += loss.item()`` of a batch-mean loss
+    mean_sums: list[cst.CSTNode] = field(default_factory=list)  # ``total += loss.item()`` of a batch-mean loss
     gathered_as: list[str] = field(default_factory=list)  # the names the gather binds, in the order of ``gathered``
     renamed: list[tuple[cst.Name, cst.CSTNode]] = field(default_factory=list)  # metric reads of a gathered name
     inline_output: str | None = None  # the name an inline model call's output is assigned to first
     inline_as: str | None = None  # the name that replaces an inline model call
+    resized: list[FixedRange] = field(default_factory=list)  # ``range(batch_size)`` bounds -> ``len(<gathered>)``
 
     def set_problem(self, problem: str, node: cst.CSTNode) -> EvaluationLoop:
         self.problem, self.problem_node = problem, node
@@ -233,7 +235,7 @@ def _describe(analysis: Analysis, loop: Loop) -> EvaluationLoop:
         found.problem = f"`{unsafe[0]}` is computed from this process's batch before the forward pass and used after it"
         found.problem_node = found.statement
         return found
-    found.mean_sums = _mean_sums(analysis, loop, assignments, here)
+    found.mean_sums = _mean_sums(analysis, loop, assignments, here, found.statement if found.inline is not None else None)
     found.gathered = list(dict.fromkeys(outputs))
     targets = _batch_targets(loop)
     order = targets + sorted(samples - set(targets))
@@ -242,7 +244,13 @@ def _describe(analysis: Analysis, loop: Loop) -> EvaluationLoop:
     if found.inline is not None:
         found.inline_output = found.inline_as = found.gathered[0]
     flow = metric_flow(loop.node, found.statement, found.inline, found.inline_output)
-    return fit_to_metrics(analysis, loop, found, flow, outputs, assignments)
+    found = fit_to_metrics(analysis, loop, found, flow, outputs, assignments)
+    if found.problem is None:
+        gathered = dict(zip(found.gathered, found.gathered_as))
+        found.resized, problem = fixed_ranges(analysis, loop, _loader_origin(analysis, loop), flow, gathered)
+        if problem is not None:
+            found.set_problem(*problem)
+    return found
 
 
 def _in_loop_after(loop: Loop, load, here: tuple[int, ...]) -> bool:
@@ -291,15 +299,38 @@ def _names_outside(statement: cst.CSTNode, call: cst.Call) -> set[str]:
     return names
 
 
-def _mean_sums(analysis: Analysis, loop: Loop, assignments: list[Assignment], here) -> list[cst.AugAssign]:
-    """``total += loss.item()`` after the forward pass, where ``loss`` is a loss averaged over the batch."""
+def _mean_sums(analysis: Analysis, loop: Loop, assignments: list[Assignment], here, inline=None) -> list[cst.CSTNode]:
+    """``total += loss.item()`` (or ``total = total + loss.item()``) after the forward pass, where ``loss`` is a loss
+    averaged over the batch; with an inline forward pass (``inline``, its statement) that statement too
+    (``total += F.mse_loss(model(x), y).item()``)."""
+    statements = list(_statements_after(analysis, loop, here))
+    if isinstance(inline, cst.SimpleStatementLine):
+        statements.insert(0, inline)
     found = []
-    for statement in _statements_after(analysis, loop, here):
+    for statement in statements:
         for small in statement.body:
-            if isinstance(small, cst.AugAssign) and isinstance(small.operator, cst.AddAssign):
-                if batch_mean_loss(analysis, loop.scope, assignments, without_scalar_methods(small.value)):
-                    found.append(small)
+            added = summed_value(small)
+            if added is not None and batch_mean_loss(analysis, loop.scope, assignments, without_scalar_methods(added)):
+                found.append(small)
     return found
+
+
+def summed_value(small: cst.CSTNode) -> cst.BaseExpression | None:
+    """What ``total += x`` or ``total = total + x`` (``x + total``) adds to ``total``; None for anything else."""
+    if isinstance(small, cst.AugAssign) and isinstance(small.operator, cst.AddAssign):
+        return small.value
+    if isinstance(small, cst.Assign) and len(small.targets) == 1 and isinstance(small.value, cst.BinaryOperation):
+        target, value = small.targets[0].target, small.value
+        if isinstance(target, cst.Name) and isinstance(value.operator, cst.Add):
+            for own, other in ((value.left, value.right), (value.right, value.left)):
+                if isinstance(own, cst.Name) and own.value == target.value:
+                    return other
+    return None
+
+
+def summed_total(small: cst.CSTNode) -> cst.BaseExpression:
+    """The name ``total += x`` or ``total = total + x`` adds to."""
+    return small.target if isinstance(small, cst.AugAssign) else small.targets[0].target
 
 
 def _statements_after(analysis: Analysis, loop: Loop, here):
