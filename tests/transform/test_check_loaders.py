@@ -190,3 +190,74 @@ def test_a_loader_prepared_together_with_the_model_under_a_condition_passes():
         """
     )
     assert _invariants(after) == []
+
+
+def test_a_helper_called_before_prepare_with_the_raw_loader_and_after_with_the_prepared_one():
+    """evaluate(model, val_loader) once before the prepare that follows the optimizer: the first call gathers and
+    computes over the raw loader (each process evaluates all of it), with its batch moves removed."""
+    before = dedent(
+        """\
+        import torch
+        from torch.utils.data import DataLoader, TensorDataset
+
+
+        def evaluate(model, loader, device):
+            correct = 0
+            for x, y in loader:
+                x, y = x.to(device), y.to(device)
+                correct += (model(x).argmax(1) == y).sum().item()
+            return correct
+
+
+        def main():
+            device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+            data = TensorDataset(torch.randn(64, 4), torch.randint(0, 2, (64,)))
+            train_loader, val_loader = DataLoader(data, batch_size=8), DataLoader(data, batch_size=8)
+            model = torch.nn.Linear(4, 2).to(device)
+            print(evaluate(model, val_loader, device))
+            optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+            for x, y in train_loader:
+                x, y = x.to(device), y.to(device)
+                loss = torch.nn.functional.cross_entropy(model(x), y)
+                loss.backward()
+                optimizer.step()
+            print(evaluate(model, val_loader, device))
+        """
+    )
+    after = dedent(
+        """\
+        import torch
+        from torch.utils.data import DataLoader, TensorDataset
+        from accel import Accelerator
+
+
+        def evaluate(model, loader, device, accelerator):
+            correct = 0
+            for x, y in loader:
+                outputs = model(x)
+                outputs, y = accelerator.gather_for_metrics((outputs, y))
+                correct += (outputs.argmax(1) == y).sum().item()
+            return correct
+
+
+        def main():
+            accelerator = Accelerator()
+            device = accelerator.device
+            data = TensorDataset(torch.randn(64, 4), torch.randint(0, 2, (64,)))
+            train_loader, val_loader = DataLoader(data, batch_size=8), DataLoader(data, batch_size=8)
+            model = torch.nn.Linear(4, 2)
+            accelerator.print(evaluate(model, val_loader, device, accelerator))
+            optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+            model, optimizer, train_loader, val_loader = accelerator.prepare(model, optimizer, train_loader, val_loader)
+            for x, y in train_loader:
+                loss = torch.nn.functional.cross_entropy(model(x), y)
+                accelerator.backward(loss)
+                optimizer.step()
+            accelerator.print(evaluate(model, val_loader, device, accelerator))
+        """
+    )
+    assert sorted(_invariants(after, before)) == [
+        ("gather-unprepared", "val_loader"),
+        ("move-of-unprepared", "val_loader"),
+        ("unprepared-loader", "val_loader"),
+    ]

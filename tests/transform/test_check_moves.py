@@ -188,7 +188,7 @@ def test_moves_of_batches_passed_to_a_helper_and_of_a_self_model():
     )
     violations = check(before, unprepared)  # x and y: one violation for their statement
     assert [(v.invariant, v.binding, v.scope) for v in violations] == [
-        ("move-of-unprepared", "self.loader", "Trainer.fit")
+        ("move-of-unprepared", "loader", "")  # the DataLoader(...) where it is made, at module level
     ]
     assert violations[0].line == unprepared.splitlines().index("        for x, y in self.loader:") + 1
 
@@ -250,6 +250,6 @@ def test_batches_of_a_module_level_loader_iterated_in_a_function_through_enumera
         "model, optimizer = accelerator.prepare(model, optimizer)",
     )
     assert [(v.invariant, v.binding, v.scope) for v in check(before, unprepared)] == [
-        ("move-of-unprepared", "train_loader", "train"),
+        ("move-of-unprepared", "train_loader", ""),
         ("unprepared-loader", "train_loader", ""),
     ]

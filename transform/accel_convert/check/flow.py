@@ -100,11 +100,30 @@ class Flow:
         self._origins[memo] = found
         return found
 
-    def conditionally_prepared(self, scope: Scope, expr) -> bool:
-        """Every unprepared loader ``expr`` may hold is also what a prepare it may hold was given
-        (``if use_accelerator: loader = accelerator.prepare(loader)``): prepared together with the model or not."""
+    def conditionally_prepared(self, scope: Scope, expr, depth=0) -> bool:
+        """Every unprepared loader ``expr`` may hold is also what a prepare it may hold at the same point was given
+        (``if use_accelerator: loader = accelerator.prepare(loader)``): prepared together with the model or not.
+        A parameter is asked at each call: one call with the loader before its prepare is not conditional."""
         origins = self.origins(scope, expr)
         raw = {o[2] for o in origins if o[0] == "call" and is_loader_name(o[1])}
+        if not raw:
+            return False
+        key = key_of(expr, scope)
+        if key is not None and depth < 8:
+            defs = self.lookup(scope, key, expr)
+            if defs and all(d.kind == "param" for d in defs):
+                sites = [
+                    (site, caller)
+                    for d in defs
+                    for site, caller in self.param_sites(d.scope, d.key)
+                    if site is not None and caller is not None and not isinstance(site, ast.ClassDef)
+                ]
+                relevant = [
+                    (site, caller)
+                    for site, caller in sites
+                    if any(o[0] == "call" and is_loader_name(o[1]) for o in self.origins(caller, site))
+                ]
+                return bool(relevant) and all(self.conditionally_prepared(c, e, depth + 1) for e, c in relevant)
         given = set()
         for origin in origins:
             if origin[0] == "prepared" and origin[2] is not None and origin[2] < len(origin[1].args):

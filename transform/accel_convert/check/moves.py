@@ -154,16 +154,24 @@ class _Converted:
                     return True
         return False
 
-    def loop_prepared(self, qualname: str, iterable) -> tuple[bool, int | None]:
-        """(whether the loop of the original over ``iterable`` iterates a prepared loader here, its line here)."""
+    def loop_prepared(self, qualname: str, iterable):
+        """(whether the loop of the original over ``iterable`` iterates a prepared loader here, its line here, and
+        (name, scope) of the unprepared loader where it is made, if known)."""
         line = None
+        known = None
         for loop in self.loops.get((qualname, ast.dump(iterable)), ()):
             line = getattr(loop.node, "lineno", loop.iter.lineno)
             status = self.flow.loader_status(loop.scope, loop.iter)
-            if status is not None and status[0] == "prepared":
-                return True, line
+            if status is None:
+                continue
+            if status[0] == "prepared" or self.flow.conditionally_prepared(loop.scope, status[2]):
+                return True, line, None
+            named = self.flow.p.assigned_value.get(id(status[1][2]))  # where the DataLoader(...) is bound
+            known = (named[1], named[0].qualname) if named else (_iterable_key(iterable), qualname)
+        if known:
+            return False, line, known
         key = _iterable_key(iterable)
-        return (key is not None and self.prepared(qualname, key)), line
+        return (key is not None and self.prepared(qualname, key)), line, None
 
     def line_of(self, qualname: str, key: str | None) -> int:
         for scope in self.flow.p.scope_named(qualname):
@@ -219,12 +227,12 @@ def removed_moves(original: Flow, converted: Flow):
         loader = None
         ok = False
         for iterable, where in sorted(sources, key=lambda s: original.loader_status(s[1], s[0]) is None):
-            prepared, at = lookup.loop_prepared(where.qualname, iterable)
+            prepared, at, named = lookup.loop_prepared(where.qualname, iterable)
             if prepared:
                 ok = True
                 break
             if loader is None:  # a known loader first, then what the batch is computed from
-                loader, line, first = (_iterable_key(iterable), where.qualname), at, iterable
+                loader, line, first = named or (_iterable_key(iterable), where.qualname), at, iterable
         if ok:
             continue
         moved = ast.unparse(call)

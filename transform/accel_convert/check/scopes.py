@@ -229,8 +229,15 @@ class _Builder:
                 continue
             definition = self._def(kind, key, node, value=value, path=(*base_path, *path))
             env[key] = frozenset([definition])
-            if kind == "assign" and not path and not base_path:
-                self.p.assigned_value[id(value)] = (self.scope, key)
+            if kind == "assign" and not base_path:
+                element = value
+                for index in path:  # a, b = DataLoader(...), DataLoader(...)
+                    if not isinstance(element, (ast.Tuple, ast.List)) or index == STAR or index >= len(element.elts):
+                        element = None
+                        break
+                    element = element.elts[index]
+                if element is not None:
+                    self.p.assigned_value[id(element)] = (self.scope, key)
 
     def _bind_loop(self, target, iterable, env, node):
         """Loop targets: ``for i, (x, y) in enumerate(loader)`` binds x and y as batches of ``loader``."""
