@@ -425,6 +425,25 @@ class Flow:
         self._loader[memo] = found
         return found
 
+    def loader_name(self, scope: Scope, expr, origin, depth=0) -> tuple[str | None, str]:
+        """(name, scope qualname) for the unprepared loader ``origin`` that ``expr`` holds: where its DataLoader(...)
+        is bound, else the nearest name for it that is not a parameter (the caller's argument), else ``expr``."""
+        named = self.p.assigned_value.get(id(origin[2]))
+        if named is not None:
+            return named[1], named[0].qualname
+        key = key_of(expr, scope)
+        if key is not None and depth < 8:
+            defs = self.lookup(scope, key, expr)
+            if defs and all(d.kind == "param" for d in defs):
+                for d in defs:
+                    for site, caller in self.param_sites(d.scope, d.key):
+                        if site is None or caller is None or isinstance(site, ast.ClassDef):
+                            continue
+                        if origin in self.origins(caller, site):
+                            return self.loader_name(caller, site, origin, depth + 1)
+            return key, scope.qualname
+        return dotted(expr), scope.qualname
+
     def binding_of(self, origin, fallback: str | None = None) -> str | None:
         """The name a ``("call", ...)`` origin is assigned to where it is made (``loader = DataLoader(...)``)."""
         if origin[0] == "call":

@@ -13,7 +13,7 @@ from __future__ import annotations
 import ast
 
 from accel_convert.check.flow import Flow
-from accel_convert.check.scopes import dotted, key_of
+from accel_convert.check.scopes import key_of
 
 GATHERS = ("gather_for_metrics", "gather")
 _MOVERS = ("send_to_device", "to_device", "move_to_device", "move_to")
@@ -59,13 +59,8 @@ def moves_batches(loop) -> bool:
     return False
 
 
-def _loader_binding(flow: Flow, status, iterable):
-    origin = status[1]
-    name = flow.binding_of(origin)
-    if name is not None:
-        scope, key = flow.p.assigned_value[id(origin[2])]
-        return key, scope.qualname
-    return dotted(iterable), None
+def _loader_binding(flow: Flow, status, scope):
+    return flow.loader_name(scope, status[2], status[1])
 
 
 def unprepared_loaders(flow: Flow):
@@ -78,7 +73,7 @@ def unprepared_loaders(flow: Flow):
             continue
         if not trains_prepared(flow, loop) or moves_batches(loop) or flow.conditionally_prepared(loop.scope, status[2]):
             continue
-        binding, scope = _loader_binding(flow, status, loop.iter)
+        binding, scope = _loader_binding(flow, status, loop.scope)
         name = binding or ast.unparse(loop.iter)
         found.append(
             Violation(
@@ -110,7 +105,7 @@ def gathers_over_unprepared(flow: Flow):
                 status = flow.loader_status(scope, iterable)
                 if status is None or status[0] != "unprepared" or flow.conditionally_prepared(scope, status[2]):
                     continue
-                binding, binding_scope = _loader_binding(flow, status, iterable)
+                binding, binding_scope = _loader_binding(flow, status, scope)
                 label = binding or ast.unparse(iterable)
                 found.append(
                     Violation(

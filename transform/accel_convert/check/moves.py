@@ -166,8 +166,7 @@ class _Converted:
                 continue
             if status[0] == "prepared" or self.flow.conditionally_prepared(loop.scope, status[2]):
                 return True, line, None
-            named = self.flow.p.assigned_value.get(id(status[1][2]))  # where the DataLoader(...) is bound
-            known = (named[1], named[0].qualname) if named else (_iterable_key(iterable), qualname)
+            known = self.flow.loader_name(loop.scope, status[2], status[1])
         if known:
             return False, line, known
         key = _iterable_key(iterable)
