@@ -183,3 +183,37 @@ def test_the_prepared_name_trained_passes_and_an_untrained_alias_is_fine():
         """
     )
     assert _found(after) == []
+
+
+def test_a_function_of_the_file_trains_the_global_that_is_not_prepared():
+    after = HEAD + dedent(
+        """\
+        def train():
+            for x, y in loader:
+                loss = F.cross_entropy(model(x), y)
+                accelerator.backward(loss)
+                optimizer.step()
+
+
+        model_without_ddp, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+        train()
+        """
+    )
+    violations = check(after, after)
+    assert [(v.invariant, v.binding, v.scope) for v in violations] == [("backward-unwrapped", "model", "")]
+    assert violations[0].line == after.splitlines().index("        loss = F.cross_entropy(model(x), y)") + 1
+    prepared = after.replace("model_without_ddp, optimizer, loader =", "model, optimizer, loader =")
+    assert _found(prepared) == []
+
+
+def test_prepare_model_alone_counts_as_prepare():
+    after = HEAD + dedent(
+        """\
+        wrapped = accelerator.prepare_model(model)
+        optimizer, loader = accelerator.prepare(optimizer, loader)
+        for x, y in loader:
+            accelerator.backward(F.cross_entropy(model(x), y))
+            optimizer.step()
+        """
+    )
+    assert _found(after) == [("backward-unwrapped", "model")]

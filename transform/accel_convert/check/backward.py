@@ -169,6 +169,25 @@ class _Stale:
         return result
 
 
+def _reads_after(flow: Flow, scope, end: int):
+    """Reads in ``scope`` after line ``end``, and reads in other functions of names they take from ``scope``
+    (a global, a closure's variable): those see what ``scope`` holds at its end."""
+    for key, node in scope.loads:
+        if node.lineno > end:
+            yield scope, key, node
+    for other in flow.p.scopes:
+        if other is scope or other.class_body:
+            continue
+        parent = other.parent
+        while parent is not None and parent is not scope:
+            parent = parent.parent
+        if parent is None:
+            continue
+        for key, node in other.loads:
+            if not key.startswith("self.") and key not in other.defs and key in scope.defs:
+                yield other, key, node
+
+
 def _targets(statement, call):
     """The target nodes the elements of a prepare result are bound to (None where the result is dropped)."""
     if isinstance(statement, ast.Assign) and statement.value is call and len(statement.targets) == 1:
@@ -209,16 +228,17 @@ def backward_through_unwrapped(flow: Flow):
             continue
         scope = site.scope
         end = getattr(site.statement, "end_lineno", site.node.lineno)
+        reads = [read for read in _reads_after(flow, scope, end) if stale.trains(read[0], read[2])]
         for arg, target in zip(site.node.args, targets):
             key = key_of(arg, scope)
             if key is None:
                 continue
             made = _creations(flow, scope, arg)
             target_key = None if target is None else key_of(target, scope)
-            for read_key, node in scope.loads:
-                if node.lineno <= end or read_key == target_key:
+            for where, read_key, node in reads:
+                if read_key == target_key and where is scope:
                     continue
-                if stale.trains(scope, node) and _creations(flow, scope, node) & made:
+                if _creations(flow, where, node) & made:
                     kept = f"`{target_key}`" if target_key else "nothing"
                     found.append(
                         Violation(

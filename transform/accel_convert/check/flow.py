@@ -23,6 +23,7 @@ UNKNOWN = ("unknown",)
 MAX_DEPTH = 120
 _UNKNOWN_SET = frozenset([UNKNOWN])
 UNWRAP = ("unwrap_model", "extract_model_from_parallel")
+PREPARES = ("prepare", "prepare_model", "prepare_data_loader", "prepare_optimizer", "prepare_scheduler")
 LOADER_BASES = ("DataLoader",)
 
 
@@ -133,7 +134,7 @@ class Flow:
         return bool(raw) and raw <= given
 
     def _prepare_scope(self, call):
-        for site in self.p.calls_by_name.get("prepare", ()):
+        for site in self.p.calls_by_name.get(call.func.attr, ()):
             if site.node is call:
                 return site.scope
         return None
@@ -208,7 +209,7 @@ class Flow:
     def _call_origins(self, scope, call, path):
         func = call.func
         if isinstance(func, ast.Attribute):
-            if func.attr == "prepare" and self.is_accelerator(scope, func.value):
+            if func.attr in PREPARES and self.is_accelerator(scope, func.value):
                 return {("prepared", call, path[0] if path else None)}
             if func.attr in UNWRAP:
                 return {("unwrapped", call.args[0] if call.args else None, scope)}
@@ -488,6 +489,7 @@ class Flow:
         """The ``accelerator.prepare(...)`` calls, as CallSites."""
         return [
             site
-            for site in self.p.calls_by_name.get("prepare", ())
+            for name in PREPARES
+            for site in self.p.calls_by_name.get(name, ())
             if isinstance(site.node.func, ast.Attribute) and self.is_accelerator(site.scope, site.node.func.value)
         ]
