@@ -92,3 +92,23 @@ def test_a_loader_without_a_distributed_sampler_or_not_prepared_passes():
         """
     )
     assert _found(after) == []
+
+
+def test_a_distributed_sampler_passed_through_loader_kwargs():
+    after = dedent(
+        """\
+        import torch
+        from torch.utils.data import DataLoader, TensorDataset
+        from torch.utils.data.distributed import DistributedSampler
+        from accel import Accelerator
+
+        accelerator = Accelerator()
+        data = TensorDataset(torch.randn(16, 4))
+        train_kwargs = {"batch_size": 4}
+        train_kwargs.update({"sampler": DistributedSampler(data)})
+        loader = DataLoader(data, **train_kwargs)
+        plain = DataLoader(data, **dict(batch_size=4, shuffle=True))
+        model, loader, plain = accelerator.prepare(torch.nn.Linear(4, 2), loader, plain)
+        """
+    )
+    assert _found(after) == [("sampler-under-prepare", "loader")]
