@@ -134,10 +134,13 @@ def test_prefilter_is_fast_enough_to_skip_thousands_of_files():
 
 def test_select_and_ignore():
     only_setup_and_backward = convert_source(SCRIPT, Options(select=frozenset({"AC001", "AC004"})))
-    assert {change.code for change in only_setup_and_backward.changes} == {"AC001", "AC004"}
-    assert "accelerator.backward(loss)" in only_setup_and_backward.text
+    # without AC002 nothing is prepared, so nothing that depends on prepare is converted: accelerator.backward would
+    # scale gradients that no prepared optimizer unscales
+    assert {change.code for change in only_setup_and_backward.changes} == {"AC001"}
+    assert "loss.backward()" in only_setup_and_backward.text
     assert "x.to(device)" in only_setup_and_backward.text  # AC003 not selected: moves stay (and keep working)
     assert "prepare" not in only_setup_and_backward.text
+    assert any("AC002 is not selected" in d.message for d in only_setup_and_backward.diagnostics)
     # every other rule names the accelerator that AC001 creates: without it nothing is converted
     assert convert_source(SCRIPT, Options(ignore=frozenset({"AC001"}))).text == SCRIPT
 
@@ -149,3 +152,16 @@ def test_importing_the_converter_does_not_import_torch():
     code = "import sys, accel_convert.convert; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_ignoring_prepare_keeps_every_move_and_says_so():
+    """The decision stage answers "what is prepared" once: with AC002 ignored it is nothing, so no rule drops a
+    device move (the script would train on the CPU) and one diagnostic says why."""
+    ignored = convert_source(SCRIPT, Options(ignore=frozenset({"AC002"})))
+    full = convert_source(SCRIPT)
+    assert ".to(device)" in SCRIPT and ".to(device)" not in full.text
+    assert ignored.text.count(".to(device)") == SCRIPT.count(".to(device)")
+    assert "prepare" not in ignored.text and "loss.backward()" in ignored.text
+    assert not any(change.code == "AC003" for change in ignored.changes)
+    [diagnostic] = [d for d in ignored.diagnostics if "AC002 is not selected" in d.message]
+    assert diagnostic.code == "AC001" and diagnostic.severity == "work"

@@ -1,4 +1,7 @@
-"""``convert_source``: the pure function at the heart of accel-convert (text in, text out)."""
+"""``convert_source``: the pure function at the heart of accel-convert (text in, text out).
+
+parse -> analysis -> decisions -> rules (plan, then complete) -> rewrite -> unused imports -> write.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +11,13 @@ import libcst as cst
 
 from accel_convert.analysis.prefilter import may_need_conversion
 from accel_convert.analysis.roles import analyse
-from accel_convert.decisions.access import locate
+from accel_convert.decisions import Decisions, creation_position, decide
 from accel_convert.edits.plan import Plan
 from accel_convert.edits.rewrite import hot_nodes, rewrite
 from accel_convert.edits.unused_imports import drop_imports, made_unused
 from accel_convert.model import ConvertError, Options, Result, python_syntax_error
-from accel_convert.rules import PLANNING_ORDER
+from accel_convert.rules import RULES
 from accel_convert.rules.context import Context
-from accel_convert.rules.prepare import prepared_bindings, self_training_models
-from accel_convert.rules.unconverted_patterns import UnconvertedPatterns, apex_amp
 
 SETUP = "AC001"
 
@@ -49,22 +50,75 @@ def convert_source(text: str, options: Options = Options()) -> Result:
     return Result(bom + converted.code, tuple(plan.changes), tuple(plan.diagnostics))
 
 
-def _report_unrecognised_loop(analysis, plan: Plan, text: str | None) -> None:
-    """``.backward()`` and ``.step()`` in loops, but no ``torch.optim`` optimizer of this file stepped in one
-    (e.g. ``optimizer = model.configure_optimizers()``): say why nothing changed."""
-    site = next((site for site in analysis.backward_calls if site.loops), None)
-    steps_in_loops = any(
-        site.loops and isinstance(site.node.func, cst.Attribute) and site.node.func.attr.value == "step"
-        for site in analysis.facts.calls
-    )
-    if site is None or not steps_in_loops:
-        return  # no optimizer-like step in a loop: gradient checks and the like, not a training loop
-    message = (
-        "training loop not recognised (no `torch.optim` optimizer created in this file is stepped in a loop); "
-        "nothing converted"
-    )
-    context = Context(analysis, None, Options())
-    plan.diagnostics = context.resolve([context.diagnostic(SETUP, site.node, message)], text or analysis.facts.module.code)
+def plan_module(module: cst.Module, options: Options = Options(), text: str | None = None, withdrawn: frozenset[str] = frozenset()) -> Plan:
+    """Analyse a parsed module, decide once what the conversion does, and let each enabled rule add its edits to one
+    Plan (``text``: its source; ``withdrawn``: objects the output check took out of the prepare)."""
+    plan = Plan()
+    if not options.enabled(SETUP):
+        return plan  # every other rule names the accelerator that setup creates
+    analysis = analyse(module)
+    if analysis.has_accelerator:
+        return plan
+    decisions = decide(analysis, options, RULES, withdrawn)
+    rules = [rule for rule in RULES if options.enabled(rule.code)]
+    text = module.code if text is None else text
+    if not decisions.converts:
+        context = Context(analysis, decisions, options)
+        found = Plan()
+        if decisions.no_run:
+            for rule in rules:
+                if rule.reports_without_run:
+                    rule.plan(context, found)
+        plan.diagnostics = _sorted(context.resolve([*decisions.declined, *found.diagnostics], text))
+        return plan
+    plan.diagnostics.extend(decisions.diagnostics)
+    context = _plan_rules(decisions, options, rules, plan)
+    early = _early_uses(context)
+    if early:  # a rule names the accelerator before the place decided for it: create it before those uses too
+        access = decisions.access
+        access.position = creation_position(analysis, access, [*early, _location_of(analysis, access.position)])
+        plan = Plan(diagnostics=list(decisions.diagnostics))
+        context = _plan_rules(decisions, options, rules, plan)
+        if _early_uses(context):
+            raise ConvertError("internal error: the accelerator is used before it is created; please report this file")
+    resolved = context.resolve([*plan.changes, *plan.diagnostics], text)
+    plan.changes = _sorted(resolved[: len(plan.changes)])
+    plan.diagnostics = _sorted(resolved[len(plan.changes) :])
+    plan.hot = hot_nodes(analysis.facts, plan)
+    return plan
+
+
+def _plan_rules(decisions: Decisions, options: Options, rules, plan: Plan) -> Context:
+    context = Context(decisions.analysis, decisions, options)
+    for rule in rules:
+        rule.plan(context, plan)
+    for rule in rules:
+        rule.complete(context, plan)
+    return context
+
+
+def _early_uses(context: Context) -> list:
+    """Locations in the accelerator's home where the planned code names it before (or outside) its creation."""
+    access = context.access
+    block, index = access.position
+    early = []
+    for scope, location in context.uses:
+        if scope is not access.home:
+            continue
+        inside = [position for b, position in location if b == block]
+        if not inside or inside[0] < index:
+            early.append(location)
+    return early
+
+
+def _location_of(analysis, position: tuple[int, int]):
+    """The location of the statement at (block, index)."""
+    block, index = position
+    return analysis.facts.statement_locations[id(analysis.facts.statement_at(block, index))]
+
+
+def _sorted(items: list) -> list:
+    return sorted(items, key=lambda item: (item.line, item.code))
 
 
 def _parse(text: str) -> cst.Module:
@@ -75,46 +129,3 @@ def _parse(text: str) -> cst.Module:
         if python is not None:
             raise python from None
         raise ConvertError(f"syntax error: {error.message}", error.raw_line, error.raw_column + 1) from None
-
-
-def _report_hidden_training(analysis, plan: Plan, options: Options, text: str | None) -> None:
-    """Without a training run, AC021 still names an optimizer wrapper or a helper's backward that may have hidden it."""
-    rule = UnconvertedPatterns()
-    if not options.enabled(rule.code):
-        return
-    context = Context(analysis, None, options)
-    found = Plan()
-    rule.plan(context, found)
-    resolved = context.resolve(found.diagnostics, text or analysis.facts.module.code)
-    plan.diagnostics = sorted([*plan.diagnostics, *resolved], key=lambda item: (item.line, item.code))
-
-
-def plan_module(module: cst.Module, options: Options = Options(), text: str | None = None) -> Plan:
-    """Analyse a parsed module and let each enabled rule add its edits to one Plan (``text``: its source)."""
-    plan = Plan()
-    if not options.enabled(SETUP):
-        return plan  # every other rule names the accelerator that setup creates
-    analysis = analyse(module)
-    if analysis.has_accelerator:
-        return plan
-    context = Context(analysis, None, options)
-    declined = [*apex_amp(context), *self_training_models(context)]  # each leaves the whole file as it is
-    if declined:
-        plan.diagnostics = sorted(context.resolve(declined, text or module.code), key=lambda item: item.line)
-        return plan
-    if analysis.anchor is None:
-        _report_unrecognised_loop(analysis, plan, text)
-        _report_hidden_training(analysis, plan, options, text)
-        return plan
-    analysis.prepared = prepared_bindings(analysis)
-    rules = [rule for rule in PLANNING_ORDER if options.enabled(rule.code)]
-    access = locate(analysis, [scope for rule in rules for scope in rule.needs(analysis)])
-    context = Context(analysis, access, options)
-    for rule in rules:
-        rule.plan(context, plan)
-    key = lambda item: (item.line, item.code)  # noqa: E731
-    resolved = context.resolve([*plan.changes, *plan.diagnostics], module.code if text is None else text)
-    plan.changes = sorted(resolved[: len(plan.changes)], key=key)
-    plan.diagnostics = sorted(resolved[len(plan.changes) :], key=key)
-    plan.hot = hot_nodes(analysis.facts, plan)
-    return plan

@@ -122,9 +122,53 @@ class Facts:
     blocks: dict[int, cst.CSTNode] = field(default_factory=dict)  # id -> Module or IndentedBlock
     if_statements: list[tuple[cst.If, Scope, Location]] = field(default_factory=list)
     statement_locations: dict[int, Location] = field(default_factory=dict)
+    # indexes (ruff's semantic model): calls by method name (``x.step()``) and by plain callee name (``print(...)``),
+    # loads by name; built once on first use, in source order
+    _by_method: dict[str, list[CallSite]] | None = None
+    _by_callee: dict[str, list[CallSite]] | None = None
+    _loads_by_name: dict[str, list[NameLoad]] | None = None
 
     def statement_at(self, block_id: int, index: int) -> cst.CSTNode:
         return self.blocks[block_id].body[index]
+
+    def method_calls(self, *methods: str) -> list[CallSite]:
+        """Calls ``<anything>.<method>(...)`` for any of ``methods``, in source order."""
+        if self._by_method is None:
+            self._index_calls()
+        if len(methods) == 1:
+            return self._by_method.get(methods[0], [])
+        found = {id(site): site for method in methods for site in self._by_method.get(method, ())}
+        return [site for site in self.calls if id(site) in found] if found else []
+
+    def calls_of(self, name: str) -> list[CallSite]:
+        """Calls of the plain name ``name`` (``print(...)``, ``DataLoader(...)``), in source order."""
+        if self._by_callee is None:
+            self._index_calls()
+        return self._by_callee.get(name, [])
+
+    def loads_of(self, names) -> list[NameLoad]:
+        """Loads of any of ``names`` (an iterable of strings), in source order."""
+        if self._loads_by_name is None:
+            index: dict[str, list[NameLoad]] = {}
+            for load in self.loads:
+                index.setdefault(load.name, []).append(load)
+            self._loads_by_name = index
+        names = list(names)
+        if len(names) == 1:
+            return self._loads_by_name.get(names[0], [])
+        found = {id(load) for name in names for load in self._loads_by_name.get(name, ())}
+        return [load for load in self.loads if id(load) in found] if found else []
+
+    def _index_calls(self) -> None:
+        by_method: dict[str, list[CallSite]] = {}
+        by_callee: dict[str, list[CallSite]] = {}
+        for site in self.calls:
+            func = site.node.func
+            if isinstance(func, cst.Attribute):
+                by_method.setdefault(func.attr.value, []).append(site)
+            elif isinstance(func, cst.Name):
+                by_callee.setdefault(func.value, []).append(site)
+        self._by_method, self._by_callee = by_method, by_callee
 
 
 def target_names(node: cst.BaseExpression) -> list[str]:

@@ -96,11 +96,11 @@ def _is_string(node, predicate) -> bool:
     return isinstance(value, str) and predicate(value)
 
 
-def _is_device_literal(node) -> bool:
+def is_device_literal(node) -> bool:
     return _is_string(node, lambda v: v.split(":")[0] in _DEVICE_NAMES)
 
 
-def _is_cpu_literal(node) -> bool:
+def is_cpu_literal(node) -> bool:
     return _is_string(node, lambda v: v == "cpu")
 
 
@@ -129,8 +129,6 @@ class Analysis:
     optimizer_models: dict[Binding, set[Binding]] = field(default_factory=dict)  # optimizer -> models it steps
     _factories: dict[Scope, list | None] = field(default_factory=dict)  # function -> what it returns (factory_returns)
     _self_calling: set[Scope] | None = None  # functions that call themselves
-    # what AC002 passes through accelerator.prepare, with every binding it flows into (convert.plan_module fills it)
-    prepared: set[Binding] = field(default_factory=set)
     _model_moves: dict[int, Binding] = field(default_factory=dict)  # id(move chained on a model's assignment) -> model
 
     # names ----------------------------------------------------------------------------------------------------------
@@ -157,7 +155,7 @@ class Analysis:
 
     # moves ----------------------------------------------------------------------------------------------------------
     def is_device_expression(self, node: cst.BaseExpression, scope: Scope | None = None) -> bool:
-        if _is_device_literal(node):
+        if is_device_literal(node):
             return True
         if isinstance(node, cst.Call):
             return self.qualify(node.func) in symbols.DEVICE_CONSTRUCTORS
@@ -175,7 +173,7 @@ class Analysis:
             return all(arg.keyword is None or arg.keyword.value in ("non_blocking", "device") for arg in call.args)
         if method != "to":
             return False
-        if any(_is_cpu_literal(arg.value) for arg in call.args):
+        if any(is_cpu_literal(arg.value) for arg in call.args):
             return False  # an explicit move to the CPU is kept
         if any(arg.keyword is not None and arg.keyword.value == "device" for arg in call.args):
             return True
@@ -219,7 +217,7 @@ def _find_anchor(analysis: Analysis) -> None:
         changed = False
         for site in analysis.facts.calls:
             if site.loops or site.comprehensions or site.scope in repeated:
-                callee = _callee(analysis, site)
+                callee = called_function(analysis, site)
                 if callee is not None and callee[0] not in repeated:
                     repeated.add(callee[0])
                     changed = True
@@ -268,7 +266,7 @@ def _hand_out(analysis: Analysis, binding: Binding, assignment: Assignment | Non
         if not isinstance(function, Scope) or function.parent is None or factory_returns(analysis, function) is None:
             break
         outs = [(t, via) for t, source, alias, via in analysis.edges if source == binding and not alias and via]
-        calls = [site for site in analysis.facts.calls if _callee(analysis, site) == (function, 0)]
+        calls = [site for site in analysis.facts.calls if called_function(analysis, site) == (function, 0)]
         if len(outs) != 1 or len(calls) != 1 or analysis.creations.get(outs[0][0]) is not outs[0][1]:
             break
         target, via = outs[0]
@@ -453,7 +451,7 @@ def _creation_of(analysis: Analysis, binding: Binding) -> Assignment | None:
     return None
 
 
-def _callee(analysis: Analysis, site: CallSite) -> tuple[Scope, int] | None:
+def called_function(analysis: Analysis, site: CallSite) -> tuple[Scope, int] | None:
     """The function or method defined in this file that ``site`` calls, and how many leading params it skips."""
     func = site.node.func
     facts = analysis.facts
@@ -506,7 +504,7 @@ def _find_edges(analysis: Analysis) -> None:
             if returned is not None and returned[0] is not None:
                 analysis.edges.append((returned_binding(function, index), returned[0], False, None))
     for site in facts.calls:
-        callee = _callee(analysis, site)
+        callee = called_function(analysis, site)
         if callee is None:
             continue
         function, skip = callee
@@ -762,7 +760,7 @@ def _find_device_definitions(analysis: Analysis) -> None:
             continue
         if not all(analysis.is_device_expression(assign.value) for _, assign in branches):
             continue
-        conditions = [test for test, assign in branches if test is not None and not _is_cpu_literal(assign.value)]
+        conditions = [test for test, assign in branches if test is not None and not is_cpu_literal(assign.value)]
         condition = conditions[0] if len(conditions) == 1 else None
         if len(conditions) > 1:
             condition = cst.BooleanOperation(conditions[0], cst.Or(), conditions[1])
@@ -817,7 +815,7 @@ def _drop_overwritten_devices(analysis: Analysis) -> None:
             if other.scope is definition.scope
             and other.key == definition.key
             and path(other.location) > path(definition.location)
-            and _runs_after(facts, definition.location, other.location)
+            and runs_after(facts, definition.location, other.location)
         ]
         if any(
             not reads_between(definition.scope, definition.key, path(definition.location), path(other.location))
@@ -849,7 +847,7 @@ def _read_names(statement: cst.CSTNode) -> set[str]:
     return found
 
 
-def _runs_after(facts, first, second) -> bool:
+def runs_after(facts, first, second) -> bool:
     """True when the statement at ``second`` surely runs once the one at ``first`` has: it lies later in the same
     block, or in ``if __name__ == "__main__":`` blocks there (the path that runs the script)."""
     depth = len(first) - 1
@@ -874,7 +872,7 @@ def _is_main_guard(test: cst.BaseExpression) -> bool:
     return len(names) == 1 and len(strings) == 1
 
 
-def _option_dest(call: cst.Call) -> str | None:
+def option_dest(call: cst.Call) -> str | None:
     """The ``args`` attribute an ``add_argument("--device", ...)`` call fills, when it picks a device."""
     func = call.func
     if not (isinstance(func, cst.Attribute) and func.attr.value == "add_argument") or not call.args:
@@ -916,7 +914,7 @@ def _find_option_devices(analysis: Analysis) -> None:
     """``parser.add_argument("--device", default="cuda" if ... else "cpu")``: ``args.device`` holds the device."""
     options = {}
     for site in analysis.facts.calls:
-        dest = _option_dest(site.node)
+        dest = option_dest(site.node)
         if dest is None:
             continue
         default = next((a.value for a in site.node.args if a.keyword is not None and a.keyword.value == "default"), None)
@@ -935,7 +933,7 @@ def _is_string_device(node: cst.BaseExpression) -> bool:
     """``"cuda"``, ``"cuda:0" if ... else "cpu"``: a device held as a string."""
     if isinstance(node, cst.IfExp):
         return _is_string_device(node.body) and _is_string_device(node.orelse)
-    return _is_device_literal(node)
+    return is_device_literal(node)
 
 
 def _if_lines(node: cst.If):
@@ -949,18 +947,18 @@ def _describe_device(analysis: Analysis, definition: DeviceDefinition, value: cs
     """Fill in when the definition picks an accelerator (its condition), or that it is always the CPU."""
     if isinstance(value, cst.Call) and analysis.qualify(value.func) == "torch.device":
         positional = [arg.value for arg in value.args if arg.keyword is None]
-        if positional and not _is_device_literal(positional[0]) and not isinstance(positional[0], cst.IfExp):
+        if positional and not is_device_literal(positional[0]) and not isinstance(positional[0], cst.IfExp):
             definition.device_argument = positional[0]
             return
         if positional:
             value = positional[0]
     if isinstance(value, cst.IfExp):
-        if _is_cpu_literal(value.orelse):
+        if is_cpu_literal(value.orelse):
             definition.cuda_condition = value.test
-        elif _is_cpu_literal(value.body):
+        elif is_cpu_literal(value.body):
             definition.cuda_condition = cst.UnaryOperation(cst.Not(), value.test)
         return
-    definition.cpu_literal = _is_cpu_literal(value)
+    definition.cpu_literal = is_cpu_literal(value)
 
 
 def _contains_availability_check(analysis: Analysis, node: cst.CSTNode) -> bool:
@@ -1028,7 +1026,7 @@ def _find_batch_parameters(analysis: Analysis) -> None:
     """Parameters of the file's functions that every call fills with a batch value."""
     passed: dict[tuple[Scope, str], set[Binding] | None] = {}
     for site in analysis.facts.calls:
-        callee = _callee(analysis, site)
+        callee = called_function(analysis, site)
         if callee is None:
             continue
         function, skip = callee
@@ -1099,3 +1097,20 @@ def _find_backward_calls(analysis: Analysis) -> None:
         if analysis.qualify(receiver) is not None or analysis.role_of(site.scope, receiver) == ACCELERATOR:
             continue
         analysis.backward_calls.append(site)
+
+
+def holds_model(analysis, scope, *nodes) -> bool:
+    """A model, or a name assigned from one (``self.model = model.to(self.gpu_id)`` in a trainer's ``__init__``)."""
+    if any(analysis.role_of(scope, node) == MODEL for node in nodes):
+        return True
+    keys = {analysis.binding(scope, key) for key in map(dotted_name, nodes) if key is not None}
+    for assignment in analysis.facts.assignments:
+        target = dotted_name(assignment.targets[0]) if len(assignment.targets) == 1 else None
+        if target is None or analysis.binding(assignment.scope, target) not in keys:
+            continue
+        value = assignment.value
+        while isinstance(value, cst.Call) and isinstance(value.func, cst.Attribute) and value.func.attr.value in ("to", "cuda"):
+            value = value.func.value
+        if analysis.role_of(assignment.scope, value) == MODEL:
+            return True
+    return False

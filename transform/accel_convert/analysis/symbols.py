@@ -12,10 +12,17 @@ MODEL_WRAPPERS = frozenset(
     {
         "torch.nn.DataParallel",
         "torch.nn.parallel.DataParallel",
+        "torch.nn.parallel.data_parallel.DataParallel",
         "torch.nn.parallel.DistributedDataParallel",
         "torch.nn.parallel.distributed.DistributedDataParallel",
         "apex.parallel.DistributedDataParallel",
     }
+)
+# nn.parallel.data_parallel(module, inputs, device_ids, output_device, dim, module_kwargs): DataParallel as a call
+FUNCTIONAL_DATA_PARALLEL = frozenset({"torch.nn.parallel.data_parallel", "torch.nn.parallel.data_parallel.data_parallel"})
+# the number of devices of a kind visible to this process
+DEVICE_COUNTS = frozenset(
+    {"torch.cuda.device_count", "torch.xpu.device_count", "torch.mps.device_count", "torch.accelerator.device_count"}
 )
 MODULE_BASES = frozenset({"torch.nn.Module", "torch.nn.modules.module.Module"})
 DEVICE_CONSTRUCTORS = frozenset({"torch.device", "torch.accelerator.current_accelerator"})

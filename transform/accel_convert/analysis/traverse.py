@@ -48,7 +48,7 @@ _SKIPPED = {
 _FIELDS: dict[type, tuple[str, ...]] = {}
 
 
-def _code_fields(kind: type) -> tuple[str, ...]:
+def code_fields(kind: type) -> tuple[str, ...]:
     fields = _FIELDS.get(kind)
     if fields is None:
         fields = tuple(
@@ -79,7 +79,7 @@ class Walker:
     def walk(self, node: cst.CSTNode) -> None:
         visit, leave = self._handlers_for(type(node))
         if visit is None or visit(self, node) is not False:
-            for name in _code_fields(type(node)):
+            for name in code_fields(type(node)):
                 value = getattr(node, name)
                 if isinstance(value, cst.CSTNode):
                     self.walk(value)
@@ -89,3 +89,21 @@ class Walker:
                             self.walk(item)
         if leave is not None:
             leave(self, node)
+
+
+def free_names(node) -> set[str]:
+    """The plain names an expression reads (``args.amp`` reads ``args``); empty for None."""
+    names: set[str] = set()
+    if node is None:
+        return names
+
+    class _Names(Walker):
+        def visit_Name(self, name: cst.Name) -> None:
+            names.add(name.value)
+
+        def visit_Attribute(self, attribute: cst.Attribute) -> bool:
+            self.walk(attribute.value)
+            return False
+
+    _Names().walk(node)
+    return names

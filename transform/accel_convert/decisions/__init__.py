@@ -1,1 +1,100 @@
-"""The decision stage: what one conversion does, computed once and read by every rule."""
+"""The decision stage: what one conversion does, computed once per file before any rule plans, read by every rule.
+
+- the training run (the scope that owns it), or the whole-file decline and why: a rule's ``declines`` (Hogwild,
+  apex AMP, a model that trains itself) or no training step found (``no_run``);
+- the one answer to "what is prepared" (``prepared``): empty when AC002 is deselected or the prepare comes too late,
+  so no rule removes a move or gathers a metric that only a prepare would make right;
+- where the accelerator lives, how each scope reaches it, and before which statement it is created (``access``).
+
+Rules never re-derive these, never import each other, and plan in any order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from accel_convert.analysis.facts import Location, Scope
+from accel_convert.analysis.roles import PREPARED_ROLES, Analysis
+from accel_convert.decisions.access import Access, locate
+from accel_convert.decisions.no_run import reasons
+from accel_convert.decisions.prepared import Preparation, candidates, place
+from accel_convert.edits.placement import common_level
+from accel_convert.edits.plan import Pending
+from accel_convert.model import Diagnostic, Options
+
+SETUP, PREPARE = "AC001", "AC002"
+
+
+@dataclass(eq=False)
+class Decisions:
+    analysis: Analysis
+    declined: list[Pending]  # non-empty, or no owner: the whole file is left as it is (these say why)
+    owner: Scope | None = None  # the scope that owns the training run
+    preparation: Preparation | None = None  # the prepare statement; None when nothing is prepared
+    diagnostics: list[Pending] = field(default_factory=list)  # why there is no prepare although there are objects
+    access: Access | None = None
+    withdrawn: frozenset[str] = frozenset()  # objects the output check took out of the prepare
+    no_run: bool = False  # declined because no training run was found (not by a rule's ``declines``)
+
+    @property
+    def converts(self) -> bool:
+        return self.owner is not None and not self.declined
+
+    @property
+    def prepared(self) -> set:
+        """Every binding holding a prepared object (aliases, helpers' parameters, factories' returns)."""
+        return self.preparation.bindings if self.preparation is not None else set()
+
+
+def decide(analysis: Analysis, options: Options, rules, withdrawn: frozenset[str] = frozenset()) -> Decisions:
+    """The decisions for one file. ``rules``: every rule (a decline protects the whole file whatever is selected;
+    only the enabled ones name the accelerator); ``withdrawn``: keys the output check took out of the prepare."""
+    declined = [pending for rule in rules for pending in rule.declines(analysis)]
+    rules = [rule for rule in rules if options.enabled(rule.code)]
+    if declined:
+        return Decisions(analysis, declined, withdrawn=withdrawn)
+    if analysis.anchor is None:
+        return Decisions(analysis, reasons(analysis), withdrawn=withdrawn, no_run=True)
+    owner = analysis.anchor.scope
+    decisions = Decisions(analysis, [], owner, withdrawn=withdrawn)
+    objects = candidates(analysis, owner, withdrawn)
+    if objects and not options.enabled(PREPARE):
+        message = (
+            f"{PREPARE} is not selected, so nothing is passed through `accelerator.prepare` and nothing that depends on "
+            "it is converted (device moves, `backward`, gathers stay as they are): under several processes every "
+            "process would train alone on all the data"
+        )
+        decisions.diagnostics.append(Pending(Diagnostic, SETUP, analysis.anchor.node, message, analysis.anchor.statement))
+    elif objects:
+        preparation = place(analysis, owner, objects)
+        if preparation.late:
+            message = "a loop uses the model or optimizer before the last object is created; `accelerator.prepare` not added"
+            decisions.diagnostics.append(Pending(Diagnostic, PREPARE, preparation.anchor, message, None))
+        else:
+            decisions.preparation = preparation
+    needs = [need for rule in rules for need in rule.needs(decisions)]
+    access = locate(analysis, owner, [scope for scope, _ in needs])
+    uses = [location for scope, location in needs if scope is access.home]
+    uses += [site.location for site, _ in access.call_sites if site.scope is access.home]
+    if decisions.preparation is not None and owner is access.home:
+        uses.append(decisions.preparation.location)
+    access.position = creation_position(analysis, access, uses)
+    decisions.access = access
+    return decisions
+
+
+def creation_position(analysis: Analysis, access: Access, uses: list[Location]) -> tuple[int, int]:
+    """(block, statement index) in the accelerator's home before which it is created: before the first device
+    definition, use of the accelerator, device flag or prepared object of that scope."""
+    home = access.home
+    locations = [d.location for d in analysis.device_definitions if d.scope is home]
+    locations += uses
+    if not any(d.scope is home for d in analysis.device_definitions):
+        locations += [flag.assignment.location for flag in analysis.flags if flag.assignment.scope is home]
+        locations += [
+            assignment.location
+            for binding, assignment in analysis.creations.items()
+            if assignment.scope is home and analysis.roles.get(binding) in PREPARED_ROLES
+        ]
+    _, block_id, indices = common_level(locations)
+    return block_id, min(indices)

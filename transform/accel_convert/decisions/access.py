@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import libcst as cst
 
 from accel_convert.analysis.facts import CallSite, Scope
-from accel_convert.analysis.roles import Analysis, _callee
+from accel_convert.analysis.roles import Analysis, called_function
 from accel_convert.analysis.traverse import Walker
 
 NAME = "accelerator"
@@ -38,6 +38,8 @@ class Access:
     passed: dict[Scope, bool] = field(default_factory=dict)  # helper -> its new parameter is keyword-only
     classes: dict[str, bool] = field(default_factory=dict)  # class -> its ``__init__``'s new parameter is keyword-only
     call_sites: list[tuple[CallSite, bool]] = field(default_factory=list)  # (call or construction, pass by keyword)
+    position: tuple[int, int] = (0, 0)  # (block, statement index) in home before which the accelerator is created
+    start: tuple[int, ...] = ()  # the path in home after which the accelerator surely exists (run's first object)
 
     def _direct(self, scope: Scope) -> str | None:
         if self.home.parent is None:
@@ -60,9 +62,25 @@ class Access:
             return f"{method.self_name}.{NAME}"
         return None
 
+    def reachable(self, scope: Scope, location) -> str | None:
+        """The accelerator's expression where code at ``location`` in ``scope`` surely runs after its creation."""
+        accelerator = self.expression(scope)
+        if accelerator is None:
+            return None
+        if scope is self.home:
+            return accelerator if path(location) > self.start else None
+        if self.attribute and self.home.name != "__init__":
+            return None  # another method may run before the accelerator attribute is set
+        return accelerator
+
     def initializers(self, analysis: Analysis) -> list[Scope]:
         """The ``__init__`` of each class that receives the accelerator."""
         return [analysis.facts.classes[name].methods["__init__"] for name in self.classes]
+
+
+def path(location) -> tuple[int, ...]:
+    """The statement indices of a location, comparable in source order within one scope."""
+    return tuple(index for _, index in location)
 
 
 def _decorated(method: Scope, name: str) -> bool:
@@ -171,14 +189,18 @@ def _keyword_only(params: cst.Parameters) -> bool:
     )
 
 
-def locate(analysis: Analysis, needs) -> Access:
-    """Decide where the accelerator lives and which helpers and classes get it passed in, for the scopes in ``needs``."""
-    owner = analysis.anchor.scope
+def locate(analysis: Analysis, owner: Scope, needs) -> Access:
+    """Decide where the accelerator lives and which helpers and classes get it passed in, for the scopes in ``needs``
+    (``position`` is set by the decision stage once the uses are known)."""
     home, attribute = _home(analysis, owner)
     access = Access(home, owner, attribute)
+    starts = [d.location for d in analysis.device_definitions if d.scope is home]
+    if analysis.anchor.scope is home:
+        starts.append(analysis.anchor.location)
+    access.start = min((path(location) for location in starts), default=(1 << 30,))
     callers: dict[Scope | str, list[CallSite] | None] = {}  # helper or class name -> its calls or constructions
     for site in analysis.facts.calls:
-        callee = _callee(analysis, site)
+        callee = called_function(analysis, site)
         if callee is not None and callee[1] == 0:
             callers.setdefault(callee[0], []).append(site)
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import libcst as cst
 
-from accel_convert.model import Change, Diagnostic
+from accel_convert.model import WORK, Change, Diagnostic
 
 
 def expression(code: str) -> cst.BaseExpression:
@@ -26,12 +26,15 @@ def expression(code: str) -> cst.BaseExpression:
 
 @dataclass
 class StatementEdit:
-    """Statements to put before / after an original statement, and whether it is removed or replaced."""
+    """Statements to put before / after an original statement, whether it is removed or replaced, and the condition
+    it runs under (``guard``: it goes inside ``if <guard>:``, after every other edit to it; neighbours under the
+    same guard share one ``if``)."""
 
     before: list[cst.BaseStatement] = field(default_factory=list)
     after: list[cst.BaseStatement] = field(default_factory=list)
     replacement: cst.BaseStatement | None = None
     remove: bool = False
+    guard: str | None = None
 
 
 @dataclass(frozen=True)
@@ -201,6 +204,18 @@ def _line_layout(params: cst.Parameters) -> tuple[cst.Comma, cst.Comma | cst.May
     if not isinstance(separator, cst.Comma) or not isinstance(separator.whitespace_after, cst.ParenthesizedWhitespace):
         return None
     return separator, ordered[-1].comma
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A change or diagnostic whose line is looked up once all of them are known (one pass for all)."""
+
+    kind: type
+    code: str
+    node: cst.CSTNode
+    message: str
+    statement: cst.CSTNode | None  # the statement holding ``node`` (found from the facts when None)
+    severity: str = WORK  # of a diagnostic: WORK leaves something to do, NOTE only explains a line kept on purpose
 
 
 @dataclass

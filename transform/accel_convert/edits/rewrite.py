@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import libcst as cst
 
-from accel_convert.analysis.traverse import Walker, _code_fields
-from accel_convert.edits.plan import Plan
+from accel_convert.analysis.traverse import Walker, code_fields
+from accel_convert.edits.plan import Plan, expression
 
 # nodes between a compound statement and its blocks, which are not statements themselves
 _WRAPPERS = (cst.Else, cst.ExceptHandler, cst.ExceptStarHandler, cst.Finally, cst.MatchCase)
@@ -44,7 +44,7 @@ class _Ancestors(Walker):
         if isinstance(statement, cst.SimpleStatementLine):
             self.walk(statement)
             return
-        for name in _code_fields(type(statement)):  # the header only: nested statements are located apart
+        for name in code_fields(type(statement)):  # the header only: nested statements are located apart
             if name in _STATEMENT_BLOCKS:
                 continue
             value = getattr(statement, name)
@@ -94,7 +94,7 @@ class _Rebuild:
         if id(node) not in self.hot and not isinstance(node, _WRAPPERS):
             return node
         changes = {}
-        for name in _code_fields(type(node)):
+        for name in code_fields(type(node)):
             value = getattr(node, name)
             if isinstance(value, cst.CSTNode):
                 new = self.rebuild(value)
@@ -114,6 +114,7 @@ class _Rebuild:
     def _body(self, originals, updated) -> list:
         result = []
         pending = []  # leading lines of removed statements, handed to the next statement
+        open_guard = None  # (guard, the ``if`` just written for it) while neighbours may join it
         for original, current in zip(originals, updated):
             edit = self.plan.statements.get(id(original))
             lines = list(current.leading_lines)
@@ -131,10 +132,20 @@ class _Rebuild:
             after = list(edit.after) if edit else []
             if kept is not None:
                 kept = kept.with_changes(leading_lines=[])
+            guard = edit.guard if edit is not None and kept is not None else None
+            if guard is not None:
+                if open_guard is not None and open_guard[0] == guard and not before and not lines:
+                    joined = open_guard[1].with_changes(body=open_guard[1].body.with_changes(body=[*open_guard[1].body.body, kept]))
+                    result[-1] = joined
+                    open_guard = (guard, joined) if not after else None
+                    result.extend(after)
+                    continue
+                kept = cst.If(test=expression(guard), body=cst.IndentedBlock([kept]))
             statements = [*before, *([kept] if kept is not None else []), *after]
             if not statements:
                 pending = lines
                 continue
             statements[0] = statements[0].with_changes(leading_lines=lines)
             result.extend(statements)
+            open_guard = (guard, result[-1]) if guard is not None and not after else None
         return result

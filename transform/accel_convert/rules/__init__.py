@@ -18,8 +18,14 @@ from accel_convert.rules.setup import Setup
 from accel_convert.rules.torch_distributed import TorchDistributed
 from accel_convert.rules.unconverted_patterns import UnconvertedPatterns
 
-RULES: tuple[Rule, ...] = (Setup(), Prepare(), DeviceMoves(), Backward(), GatherForMetrics(), Print(), Save(), ClipGrad(), MixedPrecision(), GradientAccumulation(), TorchDistributed(), HandWrittenDDP(), ProgressBars(), Hogwild(), MainProcessWriters(), UnconvertedPatterns())
-# Planning order: the setup rule places the accelerator before every use the others planned; Hogwild may veto all.
-PLANNING_ORDER: tuple[Rule, ...] = (GatherForMetrics(), Print(), ProgressBars(), Save(), ClipGrad(), MixedPrecision(), GradientAccumulation(), TorchDistributed(), HandWrittenDDP(), Backward(), DeviceMoves(), Prepare(), MainProcessWriters(), UnconvertedPatterns(), Setup(), Hogwild())
+# in code order; the order is not a dependency (every rule reads the decisions, none reads another's edits)
+RULES: tuple[Rule, ...] = tuple(
+    sorted(
+        (Setup(), Prepare(), DeviceMoves(), Backward(), GatherForMetrics(), Print(), Save(), ClipGrad(), MixedPrecision(),
+         GradientAccumulation(), TorchDistributed(), HandWrittenDDP(), ProgressBars(), Hogwild(), MainProcessWriters(),
+         UnconvertedPatterns()),
+        key=lambda rule: rule.code,
+    )
+)
 
-__all__ = ["PLANNING_ORDER", "RULES", "Rule"]
+__all__ = ["RULES", "Rule"]

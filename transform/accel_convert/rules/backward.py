@@ -56,12 +56,12 @@ class Backward(Rule):
     summary = "Call `accelerator.backward(loss)` instead of `loss.backward()`."
     notes = ("`loss.backward()` left as is because AC002 did not add `accelerator.prepare` (AC002's diagnostic says why and what to do)",)
 
-    def needs(self, analysis):
-        return [site.scope for site in analysis.backward_calls if _trains_prepared(analysis, site) is True]
+    def needs(self, decisions):
+        return [(site.scope, site.location) for site in decisions.analysis.backward_calls if _trains_prepared(decisions.analysis, decisions.prepared, site) is True]
 
     def plan(self, context, plan):
         for site in context.analysis.backward_calls:
-            verdict = _trains_prepared(context.analysis, site)
+            verdict = _trains_prepared(context.analysis, context.decisions.prepared, site)
             if verdict is not True:
                 if verdict is not None:
                     report = context.note if verdict == _NOT_PREPARED else context.diagnostic  # AC002 says what to do
@@ -85,21 +85,22 @@ class Backward(Rule):
             )
 
 
-def _trains_prepared(analysis: Analysis, site: CallSite) -> bool | str | None:
+def _trains_prepared(analysis: Analysis, prepared: set, site: CallSite) -> bool | str | None:
     """True when the backward is to be rewritten; a reason (str) when it is left with a diagnostic; None when it is
     left silently (a tensor computed from literals and library calls only)."""
     index = _Index.of(analysis)
-    if site not in index.verdicts:
-        index.verdicts[site] = _verdict(analysis, index, site)
-    return index.verdicts[site]
+    key = (site, frozenset(prepared))
+    if key not in index.verdicts:
+        index.verdicts[key] = _verdict(analysis, prepared, index, site)
+    return index.verdicts[key]
 
 
-def _verdict(analysis: Analysis, index: _Index, site: CallSite) -> bool | str | None:
-    trace = _Trace(analysis, index)
+def _verdict(analysis: Analysis, prepared: set, index: _Index, site: CallSite) -> bool | str | None:
+    trace = _Trace(analysis, prepared, index)
     trace.expression(site.scope, site.node.func.value)
     if trace.prepared:
         return True
-    if not analysis.prepared and (trace.unknown or trace.unprepared):
+    if not prepared and (trace.unknown or trace.unprepared):
         return _NOT_PREPARED
     if trace.unprepared:
         names = ", ".join(sorted(f"`{key}`" for _, key in trace.unprepared))
@@ -128,7 +129,7 @@ class _Index:
                     self.method_calls.setdefault(root, []).append(site)
         self.local_callables = set(analysis.facts.functions) | set(analysis.facts.classes)
         self.other_binders: dict[Scope, set[str]] = {}
-        self.verdicts: dict[CallSite, bool | str | None] = {}
+        self.verdicts: dict[tuple, bool | str | None] = {}  # (site, prepared bindings) -> verdict
 
     @classmethod
     def of(cls, analysis: Analysis) -> _Index:
@@ -149,8 +150,9 @@ class _Index:
 class _Trace:
     """Follows a tensor back through the plain assignments of its scope to the objects it is computed from."""
 
-    def __init__(self, analysis: Analysis, index: _Index) -> None:
+    def __init__(self, analysis: Analysis, prepared: set, index: _Index) -> None:
         self.analysis = analysis
+        self.prepared_bindings = prepared
         self.index = index
         self.prepared: set = set()  # bindings of prepared objects it is computed from
         self.unprepared: set = set()  # models and optimizers it is computed from that are not prepared
@@ -172,7 +174,7 @@ class _Trace:
         for count in range(len(parts), 0, -1):
             binding = analysis.binding(scope, ".".join(parts[:count]))
             role = analysis.roles.get(binding)
-            if binding in analysis.prepared:
+            if binding in self.prepared_bindings:
                 self.prepared.add(binding)
                 return
             if role in (MODEL, OPTIMIZER):

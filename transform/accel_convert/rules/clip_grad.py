@@ -50,8 +50,8 @@ class ClipGrad(Rule):
     name = "clip-grad"
     summary = "Clip gradients with `accelerator.clip_grad_norm_` / `accelerator.clip_grad_value_`."
 
-    def needs(self, analysis):
-        return [site.scope for site, _ in _clip_calls(analysis)]
+    def needs(self, decisions):
+        return [(site.scope, site.location) for site, _ in _clip_calls(decisions.analysis)]
 
     def plan(self, context, plan):
         for site, method in _clip_calls(context.analysis):

@@ -1,4 +1,4 @@
-"""What every rule gets while planning: the analysis, the accelerator's access, options, and line numbers."""
+"""What every rule gets while planning: the analysis, the decisions, options, and line numbers."""
 
 from __future__ import annotations
 
@@ -8,27 +8,17 @@ import libcst as cst
 
 from accel_convert.analysis.facts import Location, Scope
 from accel_convert.analysis.roles import Analysis
+from accel_convert.decisions import Decisions
 from accel_convert.decisions.access import Access
+from accel_convert.edits.plan import Pending
 from accel_convert.edits.positions import positions, positions_in_statements
-from accel_convert.model import NOTE, WORK, Change, Diagnostic, Options
-
-
-@dataclass(frozen=True)
-class Pending:
-    """A change or diagnostic whose line is looked up once all of them are known (one pass for all)."""
-
-    kind: type
-    code: str
-    node: cst.CSTNode
-    message: str
-    statement: cst.CSTNode | None  # the statement holding ``node`` (found from the facts when None)
-    severity: str = WORK  # of a diagnostic: WORK leaves something to do, NOTE only explains a line kept on purpose
+from accel_convert.model import NOTE, Change, Diagnostic, Options
 
 
 @dataclass(eq=False)
 class Context:
     analysis: Analysis
-    access: Access
+    decisions: Decisions
     options: Options
     uses: list[tuple[Scope, Location]] = field(default_factory=list)  # where rules' edits name the accelerator
     # arguments other rules give ``Accelerator(...)``: (code, names the code reads)
@@ -36,6 +26,11 @@ class Context:
     # names other rules' arguments need imported from the runtime next to ``Accelerator``
     accelerator_imports: list[str] = field(default_factory=list)
     _call_statements: dict[int, cst.CSTNode] | None = None
+
+    @property
+    def access(self) -> Access | None:
+        """Where the accelerator lives and how each scope reaches it (None without a training run)."""
+        return self.decisions.access
 
     @property
     def module(self) -> cst.Module:
@@ -96,18 +91,3 @@ class Context:
             block = facts.blocks[block_id]
             text += block.indent if block.indent is not None else self.module.default_indent
         return text
-
-
-def common_level(locations: list[Location]) -> tuple[int, int, list[int]]:
-    """The deepest block holding all ``locations``: (depth, block id, index of each location in that block)."""
-    depth = 0
-    while True:
-        blocks = {location[depth][0] for location in locations}
-        if len(blocks) != 1:
-            depth -= 1
-            break
-        indices = {location[depth][1] for location in locations}
-        if len(indices) != 1 or any(len(location) == depth + 1 for location in locations):
-            break
-        depth += 1
-    return depth, locations[0][depth][0], [location[depth][1] for location in locations]

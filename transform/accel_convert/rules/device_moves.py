@@ -11,9 +11,9 @@ from accel_convert.analysis.roles import (
     MODEL,
     Analysis,
     Move,
-    _is_cpu_literal,
-    _is_device_literal,
+    is_device_literal,
     batch_loaders,
+    is_cpu_literal,
 )
 from accel_convert.edits.plan import DropMove, ReplaceWith, Retarget
 from accel_convert.rules.base import Rule
@@ -73,16 +73,17 @@ class DeviceMoves(Rule):
     name = "device-moves"
     summary = "Drop the device moves that `accelerator.prepare` makes redundant; point the others at the accelerator's device."
 
-    def needs(self, analysis):
-        scopes = [site.scope for site, _ in _device_keywords(analysis)]
-        scopes += [move.site.scope for move in _kept_moves(analysis) if _hard_coded(analysis, move.call, move.site.scope)]
-        return [scope for scope in scopes if _device_variable(analysis, scope) is None]
+    def needs(self, decisions):
+        analysis = decisions.analysis
+        sites = [site for site, _ in _device_keywords(analysis)]
+        sites += [move.site for move in _kept_moves(decisions) if _hard_coded(analysis, move.call, move.site.scope)]
+        return [(site.scope, site.location) for site in sites if _device_variable(analysis, site.scope) is None]
 
     def plan(self, context, plan):
         analysis = context.analysis
         bare: set[int] = set()
         sites = []
-        kept = {id(move) for move in _kept_moves(analysis)}
+        kept = {id(move) for move in _kept_moves(context.decisions)}
         for move in analysis.moves:
             call = move.call
             if id(move) not in kept:
@@ -103,7 +104,7 @@ class DeviceMoves(Rule):
             elif _unknown_device(analysis, _device_argument(call), move.site.scope):
                 plan.diagnostics.append(context.diagnostic(self.code, call, _unknown_message(context, call, None)))
         for site in _unclassified_conversions(analysis):
-            placed = _placed_by_prepare(analysis, site, site.node.func.value)
+            placed = _placed_by_prepare(analysis, context.decisions.prepared, site, site.node.func.value)
             plan.diagnostics.append(context.diagnostic(self.code, site.node, _unknown_message(context, site.node, placed)))
         for site, arg in _device_keywords(analysis):
             device = self._device(context, site.scope)
@@ -129,12 +130,13 @@ class DeviceMoves(Rule):
         return f"{accelerator}.device" if accelerator is not None else None
 
 
-def _kept_moves(analysis: Analysis) -> list[Move]:
+def _kept_moves(decisions) -> list[Move]:
     """The moves that stay: of objects prepare does not place, and of a prepared model moved back to the device."""
+    analysis, prepared = decisions.analysis, decisions.prepared
     moved_off = _moved_off_device(analysis)
     kept = []
     for move in analysis.moves:
-        if move.kind == "other" or not move.sources <= analysis.prepared:
+        if move.kind == "other" or not move.sources <= prepared:
             kept.append(move)
         elif move.kind == "model" and _origin(analysis, next(iter(move.sources))) in moved_off:
             receiver = analysis._strip(move.call, move.site.scope)
@@ -170,7 +172,7 @@ def _to_cpu(analysis: Analysis, call: cst.Call) -> bool:
     device = _device_argument(call) if call.func.attr.value == "to" else None
     if isinstance(device, cst.Call) and analysis.qualify(device.func) == "torch.device" and device.args:
         device = device.args[0].value
-    return device is not None and _is_cpu_literal(device)
+    return device is not None and is_cpu_literal(device)
 
 
 def _device_argument(call: cst.Call) -> cst.BaseExpression | None:
@@ -196,8 +198,8 @@ def _hard_coded(analysis: Analysis, call: cst.Call, scope: Scope) -> bool:
 def _names_accelerator(analysis: Analysis, node: cst.BaseExpression, scope: Scope) -> bool:
     if isinstance(node, cst.Integer):
         return True
-    if _is_device_literal(node):
-        return not _is_cpu_literal(node)
+    if is_device_literal(node):
+        return not is_cpu_literal(node)
     if isinstance(node, cst.Call) and analysis.qualify(node.func) == "torch.device" and node.args:
         return _names_accelerator(analysis, node.args[0].value, scope)
     key = dotted_name(node)
@@ -250,13 +252,13 @@ def _unclassified_conversions(analysis: Analysis):
             yield site
 
 
-def _placed_by_prepare(analysis: Analysis, site: CallSite, receiver: cst.BaseExpression) -> str | None:
+def _placed_by_prepare(analysis: Analysis, prepared: set, site: CallSite, receiver: cst.BaseExpression) -> str | None:
     """"model" for a prepared model, "batch" for what a prepared loader yields, else None."""
     key = dotted_name(receiver)
-    if key is not None and analysis.binding(site.scope, key) in analysis.prepared:
+    if key is not None and analysis.binding(site.scope, key) in prepared:
         return "model"
     loaders = batch_loaders(analysis, site, receiver)
-    return "batch" if loaders and loaders <= analysis.prepared else None
+    return "batch" if loaders and loaders <= prepared else None
 
 
 def _unknown_message(context, call: cst.Call, placed: str | None) -> str:

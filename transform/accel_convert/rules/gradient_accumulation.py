@@ -67,8 +67,8 @@ class GradientAccumulation(Rule):
     summary = "Turn hand-written gradient accumulation into `with accelerator.accumulate(model):` over k steps."
     unsafe = True
 
-    def needs(self, analysis):
-        return [found.loop.scope for found in _accumulations(analysis) if found.problem is None]
+    def needs(self, decisions):
+        return [(found.loop.scope, found.loop.location) for found in _accumulations(decisions.analysis) if found.problem is None]
 
     def plan(self, context, plan):
         found_all = _accumulations(context.analysis)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import libcst as cst
 
 from accel_convert.analysis import symbols
+from accel_convert.analysis.gpu_counts import gpu_scaled_batches
 from accel_convert.analysis.imports import dotted_name
-from accel_convert.analysis.roles import MODEL, _option_dest, strip_moves
+from accel_convert.analysis.roles import holds_model, option_dest, strip_moves
+from accel_convert.analysis.traverse import free_names
+from accel_convert.edits.placement import defined_after
 from accel_convert.edits.plan import ReplaceWith
 from accel_convert.rules.base import Rule
-from accel_convert.rules.mixed_precision import _free_names
-from accel_convert.rules.setup import accelerator_position, defined_after
 
 # the launcher's environment variables and the accelerator property holding the same number
 _ENVIRONMENT = {"LOCAL_RANK": "local_process_index", "RANK": "process_index", "WORLD_SIZE": "num_processes"}
@@ -40,7 +41,8 @@ class HandWrittenDDP(Rule):
 
     ## What it does
     - `model = DistributedDataParallel(model, device_ids=[rank])` (torch's or apex's) and
-      `model = nn.DataParallel(model)` are removed
+      `model = nn.DataParallel(model)` are removed, also under a condition (`model = nn.DataParallel(model) if
+      n_gpu > 1 else model`; `net = nn.DataParallel(model) if c else model` becomes `net = model`)
       (the model is prepared instead, and an `if` left empty goes too); `ddp_model = DDP(model)` becomes
       `ddp_model = model`, `model = nn.DataParallel(model).to(device)` `model = model.to(device)`.
     - The options of a removed torch `DistributedDataParallel` are carried over to the accelerator, which passes
@@ -59,6 +61,15 @@ class HandWrittenDDP(Rule):
       (`accelerator.is_local_main_process` for the local rank). So does `args.local_rank in [-1, 0]` in a script
       that declares the `--local_rank` option of the old `torch.distributed.launch` (the launcher passes no
       such option: every process would see the default `-1`).
+    - The functional form, `nn.parallel.data_parallel(self.main, x, range(self.ngpu))` (in a model's `forward`),
+      becomes `self.main(x)`: it splits one batch over the GPUs of one process, and every process would use the
+      same GPUs. With `dim=`, `module_kwargs=` or `*args` it is left as is, with a diagnostic.
+    - A batch size scaled by the number of GPUs, as DataParallel scripts do (`batch_size * n_gpu`,
+      `args.batch_size * max(1, torch.cuda.device_count())`, `batch_size *= ngpu`, a product given as a
+      DataLoader's `batch_size=` or assigned to a batch size), gets a diagnostic: DataParallel splits one such
+      batch over the GPUs, but under `accel launch` every process loads batches of that size itself, so each step
+      takes num_processes times as many samples. A GPU count is `torch.cuda.device_count()` (or another device
+      kind's), a name assigned from one, or a name that says so (`n_gpu`, `ngpu`, `num_gpus`, `args.gpus`).
     - `mp.spawn(main, args=(world_size,), nprocs=world_size)` becomes `main(int(os.environ.get("RANK", 0)),
       world_size)`: the launcher starts the processes, and each calls the function once with its own rank
       (0 under plain `python`). `os.environ["MASTER_ADDR"] = ...` and `MASTER_PORT` lines are removed: they
@@ -100,9 +111,10 @@ class HandWrittenDDP(Rule):
     summary = "Let the launcher and `accelerator.prepare` do what a hand-written DDP script does itself."
     unsafe = True
 
-    def needs(self, analysis):
-        reads = [site.scope for site in _rank_reads(analysis)]
-        guards = [scope for _, _, scope, _, _ in _guards(analysis)]
+    def needs(self, decisions):
+        analysis = decisions.analysis
+        reads = [(site.scope, site.location) for site in _rank_reads(analysis)]
+        guards = [(scope, location) for _, _, scope, location, _ in _guards(analysis)]
         return reads + guards
 
     def plan(self, context, plan):
@@ -115,6 +127,9 @@ class HandWrittenDDP(Rule):
                     unwrapped.append(site)
             elif qualified in _SPAWN:
                 _spawn(context, plan, self.code, site)
+            elif qualified in symbols.FUNCTIONAL_DATA_PARALLEL:
+                _call_directly(context, plan, self.code, site)
+        _report_gpu_scaled_batches(context, plan, self.code)
         _carry_options(context, plan, self.code, unwrapped)
         _drop_rendezvous(context, plan, self.code)
         guarded = set()
@@ -162,19 +177,90 @@ def _unwrap(context, plan, code, site, qualified) -> bool:
     name = qualified.rsplit(".", 1)[1]
     positional = [arg.value for arg in call.args if arg.keyword is None and not arg.star]
     assign = _lone_assignment(statement)
-    wrapped = assign is not None and strip_moves(assign.value, lambda node: analysis.is_move_call(node, site.scope)) is call
-    if not wrapped or not positional or not _is_model(analysis, site.scope, positional[0], assign.targets[0].target):
+    other = _other_branch(assign.value, call, context) if assign is not None else None  # ``m = W(m) if c else m``
+    moved = assign is not None and strip_moves(assign.value, lambda node: analysis.is_move_call(node, site.scope)) is call
+    wrapped = moved or other is not None
+    if not wrapped or not positional or not holds_model(analysis, site.scope, positional[0], assign.targets[0].target):
         message = f"`{name}` wraps the model by hand; remove it: `accelerator.prepare` distributes the model"
         plan.diagnostics.append(context.diagnostic(code, call, message))
         return False
     target, model = context.code(assign.targets[0].target), context.code(positional[0])
-    if target == model and assign.value is call:
+    if other is not None and other != model:
+        message = (
+            f"`{name}` wraps the model under a condition whose other branch is not `{model}`; remove the wrapper: "
+            "`accelerator.prepare` distributes the model"
+        )
+        plan.diagnostics.append(context.diagnostic(code, call, message))
+        return False
+    if other is not None and target != model:  # ``net = DataParallel(model) if c else model`` -> ``net = model``
+        plan.expression(assign.value, ReplaceWith(model), statement)
+        message = f"`{context.code(assign.value)}` -> `{model}`: `accelerator.prepare` distributes it"
+        plan.changes.append(context.change(code, call, message))
+    elif target == model and (assign.value is call or other is not None):
         plan.statement(statement).remove = True
         plan.changes.append(context.change(code, call, f"`{name}` wrapper removed: `accelerator.prepare` distributes the model"))
     else:
         plan.expression(call, ReplaceWith(model), statement)
         plan.changes.append(context.change(code, call, f"`{name}({model}, ...)` -> `{model}`: `accelerator.prepare` distributes it"))
     return True
+
+
+def _other_branch(value, call, context) -> str | None:
+    """``DataParallel(m) if c else m`` (or ``m if c else DataParallel(m)``): the code of the branch without the
+    wrapper; None when ``value`` is not such a conditional around ``call``."""
+    if not isinstance(value, cst.IfExp):
+        return None
+    if value.body is call:
+        return context.code(value.orelse)
+    if value.orelse is call:
+        return context.code(value.body)
+    return None
+
+
+_FUNCTIONAL_PARAMETERS = ("module", "inputs", "device_ids", "output_device", "dim", "module_kwargs")
+
+
+def _call_directly(context, plan, code, site) -> None:
+    """``nn.parallel.data_parallel(self.main, x, range(self.ngpu))`` -> ``self.main(x)``: the functional
+    DataParallel splits one batch over the process's GPUs (every process would use the same ones)."""
+    call = site.node
+    given: dict[str | None, cst.BaseExpression] = {}
+    for index, arg in enumerate(call.args):
+        if arg.keyword is not None:
+            key = arg.keyword.value
+        else:
+            key = _FUNCTIONAL_PARAMETERS[index] if index < len(_FUNCTIONAL_PARAMETERS) and not arg.star else None
+        given[key] = arg.value
+    function = context.code(call.func)
+    if None in given or "module" not in given or "inputs" not in given or {"dim", "module_kwargs"} & set(given):
+        message = (
+            f"`{function}(...)` splits each batch over the GPUs of this process: under `accel launch` every process "
+            "would use the same GPUs; call the module directly (`accelerator.prepare` distributes the model)"
+        )
+        plan.diagnostics.append(context.diagnostic(code, call, message))
+        return
+    inputs = given["inputs"]
+    if isinstance(inputs, cst.Tuple):
+        arguments = ", ".join(context.code(element).rstrip(", ") for element in inputs.elements)
+    else:
+        arguments = context.code(inputs)
+    replacement = f"{context.code(given['module'])}({arguments})"
+    plan.expression(call, ReplaceWith(replacement), site.statement)
+    message = f"`{function}(...)` -> `{replacement}`: `accelerator.prepare` distributes the model over the processes"
+    plan.changes.append(context.change(code, call, message))
+
+
+def _report_gpu_scaled_batches(context, plan, code) -> None:
+    """``batch_size * n_gpu``: a DataParallel batch, split over the GPUs of one process; under a launcher every
+    process loads that many samples itself."""
+    for node, size, count in gpu_scaled_batches(context.analysis):
+        message = (
+            f"`{context.code(node)}` scales the batch size by the number of GPUs (`{context.code(count)}`), as "
+            "`nn.DataParallel` needs, which splits one batch over the GPUs of one process: under `accel launch` "
+            "every process loads batches of this size itself, so a step takes num_processes times as many samples; "
+            f"use the per-process batch size (`{context.code(size)}`)"
+        )
+        plan.diagnostics.append(context.diagnostic(code, node, message))
 
 
 def _carry_options(context, plan, code, sites) -> None:
@@ -184,7 +270,7 @@ def _carry_options(context, plan, code, sites) -> None:
     given two values, one DistributedDataParallelKwargs lacks, or one the accelerator's scope cannot read is
     reported, not carried."""
     analysis, home = context.analysis, context.access.home
-    position = accelerator_position(context)
+    position = context.access.position
     carried: dict[str, str] = {}
     names: set[str] = set()
     for site in sites:
@@ -195,7 +281,7 @@ def _carry_options(context, plan, code, sites) -> None:
             if keyword in _PLACEMENT or (keyword is None and not arg.star and index < len(_PLACEMENT)):
                 continue
             text = context.code(arg).rstrip(", ")
-            value_names = _free_names(arg.value) - {"True", "False", "None"}
+            value_names = free_names(arg.value) - {"True", "False", "None"}
             if keyword not in _DDP_OPTIONS and not arg.star:
                 unknown.append(text)
             elif arg.star or (value_names and (site.scope is not home or defined_after(analysis, home, value_names, *position))):
@@ -222,23 +308,6 @@ def _carry_options(context, plan, code, sites) -> None:
     context.accelerator_arguments.append((argument, names))
     context.accelerator_imports.append(_HANDLER)
     plan.changes.append(context.change(code, sites[0].node, f"`{options}` -> `Accelerator({argument})`"))
-
-
-def _is_model(analysis, scope, *nodes) -> bool:
-    """A model, or a name assigned from one (``self.model = model.to(self.gpu_id)`` in a trainer's ``__init__``)."""
-    if any(analysis.role_of(scope, node) == MODEL for node in nodes):
-        return True
-    keys = {analysis.binding(scope, key) for key in map(dotted_name, nodes) if key is not None}
-    for assignment in analysis.facts.assignments:
-        target = dotted_name(assignment.targets[0]) if len(assignment.targets) == 1 else None
-        if target is None or analysis.binding(assignment.scope, target) not in keys:
-            continue
-        value = assignment.value
-        while isinstance(value, cst.Call) and isinstance(value.func, cst.Attribute) and value.func.attr.value in ("to", "cuda"):
-            value = value.func.value
-        if analysis.role_of(assignment.scope, value) == MODEL:
-            return True
-    return False
 
 
 def _drop_rendezvous(context, plan, code) -> None:
@@ -369,7 +438,7 @@ def _is_rank(analysis, scope, node, variables, option: bool) -> bool:
 
 def _declares_local_rank_option(analysis) -> bool:
     """``parser.add_argument("--local_rank", ...)``: the option ``torch.distributed.launch`` used to pass."""
-    return any(_option_dest(site.node) == "local_rank" for site in analysis.facts.calls)
+    return any(option_dest(site.node) == "local_rank" for site in analysis.facts.calls)
 
 
 def _selected(node) -> tuple[cst.BaseExpression, set] | None:

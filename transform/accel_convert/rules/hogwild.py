@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import libcst as cst
 
+from accel_convert.edits.plan import Pending
+from accel_convert.model import Diagnostic
 from accel_convert.rules.base import Rule
 
 
@@ -37,8 +39,7 @@ class Hogwild(Rule):
     name = "hogwild"
     summary = "Leave Hogwild training (processes updating one model in shared memory) unchanged, with a diagnostic."
 
-    def plan(self, context, plan):
-        analysis = context.analysis
+    def declines(self, analysis):
         shared = [
             site
             for site in analysis.facts.calls
@@ -46,14 +47,9 @@ class Hogwild(Rule):
         ]
         processes = any((analysis.qualify(site.node.func) or "").startswith("torch.multiprocessing.") for site in analysis.facts.calls)
         if not shared or not processes:
-            return
-        plan.statements.clear()
-        plan.expressions.clear()
-        plan.edited_statements.clear()
-        plan.changes.clear()
-        plan.diagnostics.clear()
+            return []
         message = (
             "Hogwild training (a model in shared memory updated by torch.multiprocessing workers without gradient "
             "synchronisation) is not data-parallel training: file left unchanged"
         )
-        plan.diagnostics.append(context.diagnostic(self.code, shared[0].node, message))
+        return [Pending(Diagnostic, self.code, shared[0].node, message, None)]

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import libcst as cst
 
-from accel_convert.edits.plan import expression
 from accel_convert.rules.base import Rule
-from accel_convert.rules.print import reachable, start_of_access
 
 _WRITERS = frozenset(
     {"torch.utils.tensorboard.SummaryWriter", "torch.utils.tensorboard.writer.SummaryWriter", "tensorboardX.SummaryWriter", "logging.FileHandler"}
@@ -75,19 +73,18 @@ class MainProcessWriters(Rule):
 
     def plan(self, context, plan):
         analysis = context.analysis
-        start = start_of_access(context)
         guards: list[tuple[cst.SimpleStatementLine, str]] = []
         for site in analysis.facts.calls:
             qualified = analysis.qualify(site.node.func)
             if qualified == _CONFIGURE:
-                self._configure(context, plan, site, start, guards)
+                self._configure(context, plan, site, guards)
             elif qualified in _WRITERS:
-                self._writer(context, plan, site, start, guards)
+                self._writer(context, plan, site, guards)
         _guard(context, plan, guards)
 
-    def _configure(self, context, plan, site, start, guards):
-        accelerator = reachable(context, site.scope, site.location, start)
-        if accelerator is None or not _guardable(plan, site.statement, site.node):
+    def _configure(self, context, plan, site, guards):
+        accelerator = context.access.reachable(site.scope, site.location)
+        if accelerator is None or not _guardable(site.statement, site.node):
             plan.diagnostics.append(
                 context.diagnostic(self.code, site.node, "`logging.basicConfig(...)` runs on every process; configure logging under `if accelerator.is_main_process:`")
             )
@@ -96,13 +93,13 @@ class MainProcessWriters(Rule):
         context.use(site.scope, site.location)
         plan.changes.append(context.change(self.code, site.node, "`logging.basicConfig` on the main process only"))
 
-    def _writer(self, context, plan, site, start, guards):
+    def _writer(self, context, plan, site, guards):
         facts = context.analysis.facts
         label = context.code(site.node.func)
         if any(statement is site.statement for statement, _ in guards):
             return  # created inside a statement already moved to the main process (`logging.basicConfig(handlers=[...])`)
-        accelerator = reachable(context, site.scope, site.location, start)
-        statements = _uses(context, plan, site) if accelerator is not None else None
+        accelerator = context.access.reachable(site.scope, site.location)
+        statements = _uses(context, site) if accelerator is not None else None
         if statements is None:
             plan.diagnostics.append(
                 context.diagnostic(
@@ -119,7 +116,7 @@ class MainProcessWriters(Rule):
         plan.changes.append(context.change(self.code, site.node, f"`{label}` created and used on the main process only"))
 
 
-def _uses(context, plan, site) -> list[cst.CSTNode] | None:
+def _uses(context, site) -> list[cst.CSTNode] | None:
     """The creating statement and each statement using the created name, when all can be guarded; else None."""
     facts = context.analysis.facts
     statement = site.statement
@@ -127,12 +124,12 @@ def _uses(context, plan, site) -> list[cst.CSTNode] | None:
         return None
     attaching = _single_call(statement)
     if attaching is not None and _attaches(attaching, lambda value: value is site.node):
-        return [statement] if _guardable(plan, statement, attaching) else None
+        return [statement] if _guardable(statement, attaching) else None
     assign = statement.body[0]
     if not (isinstance(assign, cst.Assign) and assign.value is site.node and len(assign.targets) == 1):
         return None
     target = assign.targets[0].target
-    if not isinstance(target, cst.Name) or not _guardable(plan, statement, site.node):
+    if not isinstance(target, cst.Name) or not _guardable(statement, site.node):
         return None
     name = target.value
     own = facts.statement_locations[id(statement)]
@@ -149,7 +146,7 @@ def _uses(context, plan, site) -> list[cst.CSTNode] | None:
         call = _single_call(used)
         if call is None or not (_method_call_on(call, name) or _attaches(call, lambda value: _is_name(value, name))):
             return None
-        if not _guardable(plan, used, call):
+        if not _guardable(used, call):
             return None
         if used not in result:
             result.append(used)
@@ -197,30 +194,14 @@ def _single_call(statement: cst.CSTNode) -> cst.Call | None:
     return None
 
 
-def _guardable(plan, statement: cst.CSTNode, call: cst.Call) -> bool:
-    """A one-statement line that no other rule edits."""
+def _guardable(statement: cst.CSTNode, call: cst.Call) -> bool:
+    """A line holding one statement, the call itself when it is an expression statement."""
     if not (isinstance(statement, cst.SimpleStatementLine) and len(statement.body) == 1):
         return False
-    if isinstance(statement.body[0], cst.Expr) and statement.body[0].value is not call:
-        return False
-    return id(statement) not in plan.edited_statements and id(statement) not in plan.statements
+    return not (isinstance(statement.body[0], cst.Expr) and statement.body[0].value is not call)
 
 
 def _guard(context, plan, guards: list[tuple[cst.SimpleStatementLine, str]]) -> None:
-    """Put each statement under ``if <accelerator>.is_main_process:``; adjacent ones share one ``if``."""
-    locations = context.analysis.facts.statement_locations
-    guarded = {locations[id(statement)]: (statement, accelerator) for statement, accelerator in guards}
-    for location in sorted(guarded):
-        statement, accelerator = guarded[location]
-        if plan.removes(statement):
-            continue
-        body = [statement.with_changes(leading_lines=[])]
-        block, index = location[-1]
-        following = guarded.get((*location[:-1], (block, index + 1)))
-        while following is not None and following[1] == accelerator and not following[0].leading_lines:
-            plan.statement(following[0]).remove = True
-            body.append(following[0])
-            index += 1
-            following = guarded.get((*location[:-1], (block, index + 1)))
-        test = expression(f"{accelerator}.is_main_process")
-        plan.statement(statement).replacement = cst.If(test=test, body=cst.IndentedBlock(body))
+    """Put each statement under ``if <accelerator>.is_main_process:`` (adjacent ones share one ``if``)."""
+    for statement, accelerator in guards:
+        plan.statement(statement).guard = f"{accelerator}.is_main_process"

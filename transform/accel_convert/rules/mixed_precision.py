@@ -8,11 +8,10 @@ from dataclasses import dataclass
 import libcst as cst
 
 from accel_convert.analysis.imports import dotted_name
-from accel_convert.analysis.traverse import Walker
+from accel_convert.analysis.traverse import Walker, free_names
+from accel_convert.edits.placement import defined_after
 from accel_convert.edits.plan import ReplaceWith, expression
 from accel_convert.rules.base import Rule
-from accel_convert.rules.print import reachable, start_of_access
-from accel_convert.rules.setup import accelerator_position, defined_after
 
 SCALERS = frozenset(
     {
@@ -136,8 +135,10 @@ class MixedPrecision(Rule):
     summary = "Replace a hand-written `GradScaler` and `autocast` by the accelerator's mixed precision."
     unsafe = True
 
-    def needs(self, analysis):
-        return [scope for scope, _ in _autocasts(analysis)]
+    def needs(self, decisions):
+        analysis = decisions.analysis
+        locations = analysis.facts.statement_locations
+        return [(scope, locations[id(_with_statement(analysis, call))]) for scope, call in _autocasts(analysis)]
 
     def plan(self, context, plan):
         analysis = context.analysis
@@ -147,7 +148,6 @@ class MixedPrecision(Rule):
             return
         uses = {id(s): [] for s in scalers}
         odd = []
-        start = start_of_access(context)
         for site in analysis.facts.calls:
             func = site.node.func
             if not isinstance(func, cst.Attribute):
@@ -155,13 +155,13 @@ class MixedPrecision(Rule):
             scaler = next((s for s in scalers if _names(analysis, site.scope, func.value, s)), None)
             if scaler is None:
                 continue
-            if func.attr.value in _STEPPING or _state_use(context, site, start) is not None:
+            if func.attr.value in _STEPPING or _state_use(context, site) is not None:
                 uses[id(scaler)].append(site)
             else:
                 odd.append(site)
         loads = [load for load in analysis.facts.loads if any(_names_load(analysis, load, s) for s in scalers)]
         loads += _attribute_reads(analysis, scalers)
-        tests, unreachable = _presence_tests(context, scalers, start)
+        tests, unreachable = _presence_tests(context, scalers)
         flags = [call for scope, call in autocasts if _presence_flag(analysis, scope, call, scalers)]
         if unreachable is not None:
             message = (
@@ -206,9 +206,9 @@ class MixedPrecision(Rule):
             return
         mode, enabled = _mode(analysis, scalers, [call for _, call in autocasts])
         home = context.access.home
-        names = _free_names(enabled)
+        names = free_names(enabled)
         if enabled is not None and (
-            not _visible(analysis, home, names) or defined_after(analysis, home, names, *accelerator_position(context))
+            not _visible(analysis, home, names) or defined_after(analysis, home, names, *context.access.position)
         ):
             node = autocasts[0][1] if autocasts else scalers[0].statement
             message = (
@@ -218,7 +218,7 @@ class MixedPrecision(Rule):
             plan.diagnostics.append(context.diagnostic(self.code, node, message))
             return
         argument = f'"{mode}"' if enabled is None else f'"{mode}" if {context.code(enabled)} else "no"'
-        context.accelerator_arguments.append((f"mixed_precision={argument}", _free_names(enabled)))
+        context.accelerator_arguments.append((f"mixed_precision={argument}", free_names(enabled)))
         for node, statement, scope, location, positive, accelerator in tests:
             compare = "==" if positive else "!="
             plan.expression(node.test, ReplaceWith(f'{accelerator}.mixed_precision {compare} "fp16"'), statement)
@@ -228,7 +228,7 @@ class MixedPrecision(Rule):
             plan.statement(scaler.statement).remove = True
             plan.changes.append(context.change(self.code, scaler.statement, f"`{scaler.name}` removed: the accelerator scales the loss"))
             for site in uses[id(scaler)]:
-                self._rewrite_use(context, plan, site, start)
+                self._rewrite_use(context, plan, site)
         for scope, call in autocasts:
             accelerator = context.access.expression(scope)
             if accelerator is None:
@@ -239,10 +239,10 @@ class MixedPrecision(Rule):
             context.use(scope, analysis.facts.statement_locations[id(statement)])
             plan.changes.append(context.change(self.code, call, f"`{context.code(call.func)}` -> `{accelerator}.autocast()`"))
 
-    def _rewrite_use(self, context, plan, site, start) -> None:
+    def _rewrite_use(self, context, plan, site) -> None:
         call = site.node
         method = call.func.attr.value
-        state = _state_use(context, site, start)
+        state = _state_use(context, site)
         if method == "state_dict" and state is not None:
             code = f"{state}.scaler.state_dict() if {state}.scaler is not None else {{}}"
             if not isinstance(_parent(site.statement, call), _BARE_PARENTS):
@@ -267,10 +267,10 @@ class MixedPrecision(Rule):
             plan.changes.append(context.change(self.code, call, f"`{context.code(call.func)}()` removed"))
 
 
-def _state_use(context, site, start) -> str | None:
+def _state_use(context, site) -> str | None:
     """The accelerator's expression when ``site`` saves or restores the scaler's state (``_state_shape``) where the
     accelerator exists."""
-    return reachable(context, site.scope, site.location, start) if _state_shape(site) else None
+    return context.access.reachable(site.scope, site.location) if _state_shape(site) else None
 
 
 def _state_shape(site) -> bool:
@@ -336,7 +336,7 @@ def _scaler_value(analysis, value) -> tuple[cst.Call | None, cst.BaseExpression 
     return None, None
 
 
-def _presence_tests(context, scalers, start):
+def _presence_tests(context, scalers):
     """The ``if`` statements whose test is a presence test of an optional scaler (``_presence_test``), as
     (if node, its statement, scope, location, positive, the accelerator's expression there), and the first such
     ``if`` that cannot reach the accelerator (None when all can)."""
@@ -351,7 +351,7 @@ def _presence_tests(context, scalers, start):
         statement = analysis.facts.statement_at(*location[-1]) if location and location[-1][1] >= 0 else None
         if statement is not node:
             continue  # an ``elif``: its test is not part of its statement's header, the count of uses flags it
-        accelerator = reachable(context, scope, location, start)
+        accelerator = context.access.reachable(scope, location)
         if accelerator is None:
             return found, node
         found.append((node, statement, scope, location, test[1], accelerator))
@@ -460,20 +460,3 @@ def _visible(analysis, home, names: set[str]) -> bool:
     return all(
         name in bound or hasattr(builtins, name) or analysis.qualify(cst.Name(name)) is not None for name in names
     )
-
-
-def _free_names(node) -> set[str]:
-    names: set[str] = set()
-    if node is None:
-        return names
-
-    class _Names(Walker):
-        def visit_Name(self, name: cst.Name) -> None:
-            names.add(name.value)
-
-        def visit_Attribute(self, attribute: cst.Attribute) -> bool:
-            self.walk(attribute.value)
-            return False
-
-    _Names().walk(node)
-    return names

@@ -7,13 +7,12 @@ import sys
 import libcst as cst
 
 from accel_convert.analysis import symbols
+from accel_convert.analysis.batch_sources import hand_made_batches
 from accel_convert.analysis.imports import dotted_name
 from accel_convert.analysis.roles import (
     LOADER,
     MODEL,
     OPTIMIZER,
-    PREPARED_ROLES,
-    SCHEDULER,
     Analysis,
     connected,
     factory_returns,
@@ -21,11 +20,10 @@ from accel_convert.analysis.roles import (
     optimizer_parameter_receivers,
     parameter_receivers,
 )
-from accel_convert.edits.plan import ReplaceWith, SwapKeyword
+from accel_convert.edits.plan import Pending, ReplaceWith, SwapKeyword
+from accel_convert.model import Diagnostic
 from accel_convert.rules.base import Rule
-from accel_convert.rules.context import common_level
 
-_ORDER = {MODEL: 0, OPTIMIZER: 1, LOADER: 2, SCHEDULER: 3}
 _MAX_LINE = 100
 
 
@@ -85,6 +83,15 @@ class Prepare(Rule):
       freezes nothing with `requires_grad_(False)`: parameters that get no gradient (used under `torch.no_grad()`)
       make `DistributedDataParallel` fail at the second step under several processes. Freeze them, or create the
       accelerator with `kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)]`.
+    - a training loop that makes its batches by hand instead of iterating a loader: it slices tensors by the
+      loop's index (`for i in range(0, len(X), bs): xb = X[i:i + bs]`, also `ids[:, i:i + n]` or a permutation
+      `perm[i:i + bs]`), or the model gets what a function of the file returns (`xb, yb = get_batch("train")`,
+      `model(*get_batch(...))`) or a method named like one (`data.next_batch()`). Nothing shards such batches:
+      under several processes every process trains on all the data (or on the same random batches, drawn from the
+      same seed), so N processes do the work of one. Put the data in a `Dataset` and a `DataLoader`, which
+      `prepare` shards, or take this process's share with `accelerator.process_index` and
+      `accelerator.num_processes`. Not reported where the loop holding the step is inside a loop over a loader,
+      or in a function that is given batches or called inside one.
     - a training loop that iterates something other than a `DataLoader` this file creates (a loader returned by
       `get_loader(...)` from another module, or by a function of the file that the rule does not follow: one with
       `return` statements that differ, that calls itself, or is called through an attribute; a generator, or a
@@ -131,38 +138,24 @@ class Prepare(Rule):
     summary = "Pass the model, optimizer, data loaders and per-step LR scheduler through `accelerator.prepare`."
     unsafe = True
 
+    def declines(self, analysis):
+        return self_training_models(analysis)
+
     def plan(self, context, plan):
+        decisions = context.decisions
+        preparation = decisions.preparation
+        if preparation is None:
+            return
         analysis = context.analysis
         owner = context.access.owner
-        objects = _objects(analysis, owner)
-        if not objects:
-            return
         accelerator = context.access.expression(owner)
-        created = [assignment for _, _, assignment in objects if assignment is not None]
-        if created:
-            depth, block_id, indices = common_level([assignment.location for assignment in created])
-            index = max(indices)
-            anchor = analysis.facts.statement_at(block_id, index)
-            location = created[0].location[:depth] + ((block_id, index),)
-        else:
-            block_id = owner.body_block
-            anchor = analysis.facts.blocks[block_id].body[0]
-            location = owner.location + ((block_id, 0),)
-            depth = len(location) - 1
-        if created and _used_in_an_earlier_loop(analysis, owner, objects, block_id, location[depth][1]):
-            plan.diagnostics.append(
-                context.diagnostic(
-                    self.code,
-                    anchor,
-                    "a loop uses the model or optimizer before the last object is created; "
-                    "`accelerator.prepare` not added",
-                )
-            )
-            return
+        objects = [(item.key, item.role, item.creation) for item in preparation.objects]
+        anchor, location = preparation.anchor, preparation.location
+        block_id, index = preparation.position
         keys = [key for key, _, _ in objects]
         statement = _prepare_statement(keys, accelerator, context.indentation(location), context.module.default_indent)
         edit = plan.statement(anchor)
-        if created:
+        if preparation.after:
             edit.after.append(statement)
         else:
             edit.before.append(statement)
@@ -171,14 +164,14 @@ class Prepare(Rule):
         for key, role, assignment in objects:
             if role == LOADER and assignment is not None:
                 binding = analysis.binding(owner, key)
-                created = _loader_creation(analysis, binding, assignment)
+                created = _loader_creation(analysis, decisions.prepared, binding, assignment)
                 if created is not None and _drop_distributed_sampler(context, plan, *created, self.code):
                     _forward_sampler_epochs(context, plan, binding, self.code)
         models = [analysis.binding(owner, key) for key, role, _ in objects if role == MODEL]
-        _unwrap_model_attributes(context, plan, self.code, models, (block_id, location[depth][1]))
+        _unwrap_model_attributes(context, plan, self.code, models, (block_id, index))
         _report_partly_optimized_models(context, plan, self.code, objects)
         _report_unprepared_batches(context, plan, self.code)
-        _report_foreign_calls(context, plan, self.code, objects, (block_id, location[depth][1]))
+        _report_foreign_calls(context, plan, self.code, objects, (block_id, index))
 
 
 # top-level modules of libraries (beyond the standard library) whose functions know what to do with a prepared
@@ -307,7 +300,7 @@ def _report_partly_optimized_models(context, plan, code, objects) -> None:
             model = next((m for m in models if key is not None and (key == m or key.startswith(m + "."))), None)
             if model is None:
                 continue
-            if key == model:
+            if key == model or (key == f"{model}.module" and _wraps_by_hand(analysis)):  # a removed DataParallel's module
                 whole.add(model)
             else:
                 parts.setdefault(model, ([], optimizer))[0].append(key)
@@ -322,6 +315,12 @@ def _report_partly_optimized_models(context, plan, code, objects) -> None:
             "accelerator with `kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)]`"
         )
         plan.diagnostics.append(context.diagnostic(code, optimizer.value, message, optimizer.statement))
+
+
+def _wraps_by_hand(analysis: Analysis) -> bool:
+    """The file wraps a model in ``nn.DataParallel`` or ``DistributedDataParallel`` (AC017 removes the wrapper, so
+    ``model.module`` is the model itself)."""
+    return any(analysis.qualify(site.node.func) in symbols.MODEL_WRAPPERS for site in analysis.facts.calls)
 
 
 def _freezes_parameters(analysis: Analysis) -> bool:
@@ -352,6 +351,12 @@ def _report_unprepared_batches(context, plan, code) -> None:
         loop = site.loops[-1]
         if key is None or analysis.binding(site.scope, key) not in reach or id(loop) in reported:
             continue
+        made = hand_made_batches(analysis, site)
+        if made is not None:
+            if id(made.loop) not in reported:
+                reported.add(id(made.loop))
+                plan.diagnostics.append(context.diagnostic(code, made.node, _hand_made_message(context, made)))
+            continue
         iterated = _iterated_name(analysis, loop)
         if iterated is None or loop in analysis.batch_loops or analysis.role_of(loop.scope, iterated) is not None:
             continue
@@ -363,6 +368,23 @@ def _report_unprepared_batches(context, plan, code) -> None:
             "`accelerator.prepare` as well"
         )
         plan.diagnostics.append(context.diagnostic(code, loop.node.iter, message, loop.node))
+
+
+def _hand_made_message(context, made) -> str:
+    """What a training loop's hand-made batches do under several processes, and what to do instead."""
+    shown = context.code(made.node)
+    shown = f"`{shown}`" if len(shown) <= 60 and "\n" not in shown else "this expression"
+    if made.kind == "slice":
+        source = f"slices {shown} by the loop's index"
+        share = "slice this process's share (`accelerator.process_index`, `accelerator.num_processes`)"
+    else:
+        source = f"gets them from {shown}"
+        share = "make that function return this process's share (`accelerator.process_index`, `accelerator.num_processes`)"
+    return (
+        f"the training loop makes its batches by hand (it {source}), not from a DataLoader: nothing shards them, "
+        "so under several processes every process trains on all the data (or draws the same random batches); "
+        "put the data in a `Dataset` and a `DataLoader`, which `accelerator.prepare` shards, or " + share
+    )
 
 
 def _why_unknown(context, scope, iterated: cst.BaseExpression) -> str:
@@ -467,13 +489,13 @@ def _unwrap_model_attributes(context, plan, code, models, prepared_at: tuple[int
         )
 
 
-def _loader_creation(analysis: Analysis, binding, assignment):
+def _loader_creation(analysis: Analysis, prepared: set, binding, assignment):
     """(the ``DataLoader(...)`` call, its scope, its statement) of a prepared loader: where the owner assigns it, or,
     for a loader a factory of the file returns into prepared bindings only, in that factory; None otherwise."""
     origin = analysis.origins.get(binding, binding)
     if origin == binding:
         return assignment.value, assignment.scope, assignment.statement
-    if origin not in analysis.prepared and origin not in handed_back(analysis, analysis.prepared, used_before=True):
+    if origin not in prepared and origin not in handed_back(analysis, prepared, used_before=True):
         return None
     created = analysis.creations.get(origin)
     if created is not None:
@@ -583,72 +605,6 @@ class _WithoutKeyword:
         return call.with_changes(args=args)
 
 
-def _used_in_an_earlier_loop(analysis: Analysis, owner, objects, block_id: int, index: int) -> bool:
-    """True when a loop that sits before ``index`` in the block reads one of the objects."""
-    roots = {key.split(".")[0] for key, _, _ in objects}
-    loops = {
-        id(loop.node)
-        for loop in analysis.facts.loops
-        if loop.scope is owner and any(b == block_id and i <= index for b, i in loop.location)
-    }
-    for load in analysis.facts.loads:
-        if load.name not in roots or load.scope is not owner:
-            continue
-        for depth, (block, position) in enumerate(load.location):
-            if block == block_id and position <= index:
-                inner = analysis.facts.statement_at(block, position)
-                if id(inner) in loops:
-                    return True
-    return False
-
-
-def _objects(analysis: Analysis, owner):
-    """(key, role, creating assignment or None for a parameter) of the objects the owner scope prepares."""
-    found = []
-    for binding, role in analysis.roles.items():
-        if role not in PREPARED_ROLES:
-            continue
-        holder, key = binding
-        assignment = analysis.creations.get(binding)
-        if holder is owner:
-            if assignment is not None and assignment.scope is not owner:
-                assignment = None
-            if assignment is None and key not in owner.params:
-                continue
-        elif owner.class_name is not None and holder is analysis.facts.classes.get(owner.class_name):
-            if assignment is None or assignment.scope is not owner:
-                continue
-            key = key.replace("self.", f"{owner.self_name}.", 1)
-        else:
-            continue
-        if role == SCHEDULER and not _stepped_per_batch(analysis, binding):
-            continue
-        found.append((binding, key, role, assignment))
-    bindings = {f[0] for f in found}
-    aliased = {source for target, source, alias, _ in analysis.edges if alias and target in bindings and target != source}
-    found = [f for f in found if f[0] not in aliased]
-    found.sort(key=lambda f: (_ORDER[f[2]], _position(f[3])))
-    return [(key, role, assignment) for _, key, role, assignment in found]
-
-
-def _position(assignment) -> tuple:
-    return tuple(index for _, index in assignment.location) if assignment is not None else ()
-
-
-def _stepped_per_batch(analysis: Analysis, binding) -> bool:
-    reach = connected(analysis, binding)
-    for site in analysis.facts.calls:
-        func = site.node.func
-        if not (isinstance(func, cst.Attribute) and func.attr.value == "step"):
-            continue
-        if not any(loop in analysis.batch_loops for loop in site.loops):
-            continue
-        key = dotted_name(func.value)
-        if key is not None and analysis.binding(site.scope, key) in reach:
-            return True
-    return False
-
-
 def _prepare_statement(keys: list[str], accelerator: str, indent: str, unit: str) -> cst.BaseStatement:
     names = ", ".join(keys)
     line = f"{names} = {accelerator}.prepare({names})"
@@ -658,27 +614,10 @@ def _prepare_statement(keys: list[str], accelerator: str, indent: str, unit: str
     return cst.parse_statement(line + "\n")
 
 
-def prepared_bindings(analysis: Analysis) -> set:
-    """The bindings holding an object this rule passes through `accelerator.prepare`, with every binding the object
-    flows into (helpers' parameters, aliases); empty when it declines. AC003 and AC004 rewrite only around these."""
-    owner = analysis.anchor.scope
-    objects = _objects(analysis, owner)
-    created = [assignment for _, _, assignment in objects if assignment is not None]
-    if created:
-        _, block_id, indices = common_level([assignment.location for assignment in created])
-        if _used_in_an_earlier_loop(analysis, owner, objects, block_id, max(indices)):
-            return set()
-    reach: set = set()
-    for key, _, _ in objects:
-        reach |= connected(analysis, analysis.binding(owner, key))
-    return reach | handed_back(analysis, reach)
-
-
-def self_training_models(context) -> list:
+def self_training_models(analysis) -> list:
     """AC002 diagnostics for model classes that build an optimizer from ``self.parameters()`` and step it themselves
     (minimalRL's shape), when the training run is such a class or no other was recognised: preparing ``self`` from
     its own ``__init__`` cannot work, so the file is left as it is. Empty when the file can be converted."""
-    analysis = context.analysis
     anchor = analysis.anchor
     candidates = [anchor] if anchor is not None else _stepped_optimizers(analysis)
     found = {}
@@ -690,7 +629,8 @@ def self_training_models(context) -> list:
         if any(isinstance(r, cst.Name) and r.value == scope.self_name for r in receivers):
             found.setdefault(scope.class_name, assignment)
     return [
-        context.diagnostic(
+        Pending(
+            Diagnostic,
             Prepare.code,
             assignment.node,
             f"the model class `{name}` creates its own optimizer from `self.parameters()` and trains itself: nothing "

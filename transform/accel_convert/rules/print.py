@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import libcst as cst
 
-from accel_convert.analysis.facts import Scope
 from accel_convert.edits.plan import ReplaceWith
 from accel_convert.rules.base import Rule
 
@@ -49,42 +48,13 @@ class Print(Rule):
         analysis = context.analysis
         if "print" in analysis.imports.names or any("print" in scope.assigned for scope in analysis.facts.scopes):
             return
-        start = start_of_access(context)
         for site in analysis.facts.calls:
             func = site.node.func
             if not (isinstance(func, cst.Name) and func.value == "print"):
                 continue
-            accelerator = reachable(context, site.scope, site.location, start)
+            accelerator = context.access.reachable(site.scope, site.location)
             if accelerator is None:
                 continue
             plan.expression(func, ReplaceWith(f"{accelerator}.print"), site.statement)
             context.use(site.scope, site.location)
             plan.changes.append(context.change(self.code, site.node, f"`print` -> `{accelerator}.print`"))
-
-
-def _path(location) -> tuple[int, ...]:
-    return tuple(index for _, index in location)
-
-
-def start_of_access(context) -> tuple[int, ...]:
-    """Where the accelerator surely exists in its home scope: after the run's first object or device."""
-    analysis = context.analysis
-    home = context.access.home
-    locations = [d.location for d in analysis.device_definitions if d.scope is home]
-    if analysis.anchor.scope is home:
-        locations.append(analysis.anchor.location)
-    return min((_path(location) for location in locations), default=(1 << 30,))
-
-
-def reachable(context, scope: Scope, location, start) -> str | None:
-    """The accelerator's expression where the code at ``location`` runs surely after its creation, else None."""
-    access = context.access
-    accelerator = access.expression(scope)
-    if accelerator is None:
-        return None
-    home = access.home
-    if scope is home:
-        return accelerator if _path(location) > start else None
-    if access.attribute and home.name != "__init__":
-        return None  # another method may run before the accelerator attribute is set
-    return accelerator

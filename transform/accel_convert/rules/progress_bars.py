@@ -8,7 +8,6 @@ import libcst as cst
 
 from accel_convert.edits.plan import AppendArgument
 from accel_convert.rules.base import Rule
-from accel_convert.rules.print import reachable, start_of_access
 
 _BARS = frozenset({"tqdm.tqdm", "tqdm.auto.tqdm", "tqdm.notebook.tqdm", "tqdm.trange", "tqdm.auto.trange"})
 
@@ -41,7 +40,6 @@ class ProgressBars(Rule):
 
     def plan(self, context, plan):
         analysis = context.analysis
-        start = start_of_access(context)
         for site in analysis.facts.calls:
             call = site.node
             if analysis.qualify(call.func) not in _BARS:
@@ -50,7 +48,7 @@ class ProgressBars(Rule):
                 continue
             if any(arg.star == "**" for arg in call.args):
                 continue
-            accelerator = reachable(context, site.scope, site.location, start)
+            accelerator = context.access.reachable(site.scope, site.location)
             if accelerator is None:
                 continue
             plan.expression(call, _Disable(accelerator), site.statement)

@@ -6,10 +6,9 @@ import libcst as cst
 
 from accel_convert.analysis.everywhere import statement_order, where
 from accel_convert.analysis.imports import dotted_name
+from accel_convert.analysis.roles import holds_model
 from accel_convert.edits.plan import ReplaceWith
 from accel_convert.rules.base import Rule
-from accel_convert.rules.hand_written_ddp import _is_model
-from accel_convert.rules.print import reachable, start_of_access
 
 _FILE_OPENERS = frozenset({"open", "io.BytesIO", "io.open", "builtins.open"})
 
@@ -59,11 +58,10 @@ class Save(Rule):
 
     def plan(self, context, plan):
         analysis = context.analysis
-        start = start_of_access(context)
         saves = []
         for site in analysis.facts.calls:
             call = site.node
-            accelerator = reachable(context, site.scope, site.location, start)
+            accelerator = context.access.reachable(site.scope, site.location)
             if accelerator is None:
                 continue
             func = call.func
@@ -72,7 +70,7 @@ class Save(Rule):
                 plan.changes.append(context.change(self.code, call, f"`torch.save` -> `{accelerator}.save`"))
                 saves.append(site)
             elif isinstance(func, cst.Attribute) and func.attr.value in ("state_dict", "load_state_dict"):
-                if not _is_model(analysis, site.scope, func.value):
+                if not holds_model(analysis, site.scope, func.value):
                     continue
                 model = context.code(func.value)
                 plan.expression(func.value, ReplaceWith(f"{accelerator}.unwrap_model({model})"), site.statement)
@@ -82,7 +80,7 @@ class Save(Rule):
             else:
                 continue
             context.use(site.scope, site.location)
-        _wait_before_loads(self.code, context, plan, saves, lambda scope, location: reachable(context, scope, location, start))
+        _wait_before_loads(self.code, context, plan, saves, context.access.reachable)
 
     def _to_file_object(self, context, site) -> bool:
         """True when ``torch.save``'s target is an open file or a buffer, not a path."""

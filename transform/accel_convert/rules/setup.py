@@ -6,11 +6,11 @@ import libcst as cst
 
 from accel_convert.analysis import symbols
 from accel_convert.analysis.imports import dotted_name
-from accel_convert.analysis.roles import PREPARED_ROLES, Analysis, DeviceDefinition, Flag, _is_cpu_literal, _runs_after
+from accel_convert.analysis.roles import Analysis, DeviceDefinition, Flag, is_cpu_literal, runs_after
 from accel_convert.analysis.traverse import Walker
+from accel_convert.edits.placement import defined_after
 from accel_convert.edits.plan import AppendArgument, AppendParameter, ReplaceWith
 from accel_convert.rules.base import Rule
-from accel_convert.rules.context import common_level
 
 
 class Setup(Rule):
@@ -80,14 +80,13 @@ class Setup(Rule):
     name = "setup"
     summary = "Import the runtime and create `accelerator = Accelerator(...)` once; the device comes from it."
 
-    def needs(self, analysis):
-        return [definition.scope for definition in analysis.device_definitions]
+    def needs(self, decisions):
+        return [(definition.scope, definition.location) for definition in decisions.analysis.device_definitions]
 
     def plan(self, context, plan):
         analysis = context.analysis
         access = context.access
         self._replace_devices(context, plan)
-        self._remove_flags(context, plan)
         for helper, keyword_only in access.passed.items():
             plan.expression(helper.node, AppendParameter("accelerator", keyword_only), helper.node)
             plan.changes.append(context.change(self.code, helper.node, f"`{helper.name}` takes the accelerator as a parameter"))
@@ -98,8 +97,13 @@ class Setup(Rule):
         for site, by_keyword in access.call_sites:
             plan.expression(site.node, AppendArgument("accelerator", by_keyword, access.expression(site.scope)), site.statement)
             context.use(site.scope, site.location)
+
+    def complete(self, context, plan):
+        """Once every rule has planned: drop the device flags no longer read, create the accelerator with the
+        arguments the rules asked for, and import what they name."""
+        self._remove_flags(context, plan)
         self._create(context, plan)
-        anchor, after = _import_anchor(analysis.facts.module)
+        anchor, after = _import_anchor(context.analysis.facts.module)
         module = "accel" if context.options.target == "accel" else "accelerate"
         names = ", ".join(["Accelerator", *dict.fromkeys(context.accelerator_imports)])
         statement = cst.parse_statement(f"from {module} import {names}\n")
@@ -149,7 +153,7 @@ class Setup(Rule):
         analysis = context.analysis
         access = context.access
         home = access.home
-        block_id, index = accelerator_position(context)
+        block_id, index = access.position
         anchor = analysis.facts.statement_at(block_id, index)
         cpu = _cpu_argument(analysis, home)
         if cpu is not None and defined_after(analysis, home, cpu[1], block_id, index):
@@ -187,24 +191,6 @@ def _is_docstring(statement) -> bool:
         and isinstance(statement.body[0], cst.Expr)
         and isinstance(statement.body[0].value, (cst.SimpleString, cst.ConcatenatedString))
     )
-
-
-def accelerator_position(context) -> tuple[int, int]:
-    """(block, statement index) where ``accelerator = Accelerator(...)`` goes: before the first device definition,
-    use of the accelerator, device flag or prepared object of the scope that owns the run (uses planned so far)."""
-    analysis = context.analysis
-    home = context.access.home
-    locations = [d.location for d in analysis.device_definitions if d.scope is home]
-    locations += [location for scope, location in context.uses if scope is home]
-    if not any(d.scope is home for d in analysis.device_definitions):
-        locations += [flag.assignment.location for flag in analysis.flags if flag.assignment.scope is home]
-        locations += [
-            assignment.location
-            for binding, assignment in analysis.creations.items()
-            if assignment.scope is home and analysis.roles.get(binding) in PREPARED_ROLES
-        ]
-    _, block_id, indices = common_level(locations)
-    return block_id, min(indices)
 
 
 def _import_anchor(module: cst.Module) -> tuple[cst.CSTNode, bool]:
@@ -253,7 +239,7 @@ def _cpu_argument(analysis: Analysis, home) -> tuple[str, set[str]] | None:
         for later in definitions[1:]:
             if later.key != definitions[0].key or later.location == definitions[0].location:
                 continue  # another variable, or an ``elif`` of the same chain
-            if _runs_after(analysis.facts, definitions[0].location, later.location):
+            if runs_after(analysis.facts, definitions[0].location, later.location):
                 cpu = _definition_cpu(analysis, home, later)  # replaces the device the run uses
                 continue
             guard = _cpu_guard(analysis, definitions[0], later)
@@ -302,7 +288,7 @@ def _picks_cpu(analysis: Analysis, value: cst.BaseExpression) -> bool:
     """``"cpu"`` or ``torch.device("cpu")``."""
     if isinstance(value, cst.Call) and analysis.qualify(value.func) == "torch.device" and value.args:
         value = value.args[0].value
-    return _is_cpu_literal(value)
+    return is_cpu_literal(value)
 
 
 def _parenthesised(node: cst.BaseExpression) -> cst.BaseExpression:
@@ -453,18 +439,3 @@ def _names(node: cst.CSTNode) -> set[str]:
 
     _Names().walk(node)
     return names
-
-
-def defined_after(analysis: Analysis, home, names: set[str], block_id: int, index: int) -> bool:
-    """True when some of ``names`` (names or dotted attributes) is assigned in ``home`` at or after the insertion
-    point; ``args.seed = 1`` does not rebind ``args``."""
-    for assignment in analysis.facts.assignments:
-        if assignment.scope is not home:
-            continue
-        bound = {dotted_name(target) for target in assignment.targets}
-        if not bound & names:
-            continue
-        for block, position in assignment.location:
-            if block == block_id and position >= index:
-                return True
-    return False

@@ -5,10 +5,10 @@ from __future__ import annotations
 import libcst as cst
 
 from accel_convert.analysis.imports import dotted_name
+from accel_convert.analysis.roles import holds_model
 from accel_convert.analysis.symbols import MODEL_WRAPPERS
 from accel_convert.edits.plan import ReplaceWith
 from accel_convert.rules.base import Rule
-from accel_convert.rules.hand_written_ddp import _is_model
 
 _REMOVED = frozenset({"torch.distributed.init_process_group", "torch.cuda.set_device"})
 _PROPERTIES = {
@@ -76,9 +76,10 @@ class TorchDistributed(Rule):
     summary = "Replace hand-written `torch.distributed` calls by the accelerator's."
     unsafe = True
 
-    def needs(self, analysis):
-        calls = [site.scope for site, qualified in _sites(analysis) if qualified not in _REMOVED]
-        return calls + [read.scope for read in _module_reads(analysis)]
+    def needs(self, decisions):
+        analysis = decisions.analysis
+        calls = [(site.scope, site.location) for site, qualified in _sites(analysis) if qualified not in _REMOVED]
+        return calls + [(read.scope, read.location) for read in _module_reads(analysis)]
 
     def plan(self, context, plan):
         analysis = context.analysis
@@ -153,7 +154,7 @@ def _module_reads(analysis):
 
 
 def _holds_model(analysis, scope, node) -> bool:
-    if _is_model(analysis, scope, node):
+    if holds_model(analysis, scope, node):
         return True
     key = dotted_name(node)
     binding = analysis.binding(scope, key) if key is not None else None

@@ -9,6 +9,8 @@ from accel_convert.analysis.imports import dotted_name
 from accel_convert.analysis.randomness import unseeded_splits
 from accel_convert.analysis.roles import OPTIMIZER
 from accel_convert.analysis.traverse import Walker
+from accel_convert.edits.plan import Pending
+from accel_convert.model import Diagnostic
 from accel_convert.rules.base import Rule
 
 
@@ -70,6 +72,11 @@ class UnconvertedPatterns(Rule):
     code = "AC021"
     name = "unconverted-patterns"
     summary = "Report training code the converter leaves as it is: helper classes, hand-written updates, apex AMP."
+
+    reports_without_run = True
+
+    def declines(self, analysis):
+        return apex_amp(analysis)
 
     def plan(self, context, plan):
         analysis = context.analysis
@@ -241,10 +248,9 @@ def _names_in(node: cst.CSTNode) -> set[str]:
     return names
 
 
-def apex_amp(context) -> list:
+def apex_amp(analysis) -> list:
     """An AC021 diagnostic when the script uses NVIDIA apex's AMP (``amp.initialize``, ``amp.scale_loss``): it must
     run before any wrapper and owns the backward pass, so the file is left as it is. Empty otherwise."""
-    analysis = context.analysis
     site = next(
         (site for site in analysis.facts.calls if (analysis.qualify(site.node.func) or "").startswith("apex.amp.")),
         None,
@@ -252,11 +258,11 @@ def apex_amp(context) -> list:
     if site is None:
         return []
     message = (
-        f"`{context.code(site.node.func)}` is NVIDIA apex's mixed precision, which must wrap the model before "
+        f"`{analysis.code(site.node.func)}` is NVIDIA apex's mixed precision, which must wrap the model before "
         "`accelerator.prepare` and runs its own backward pass: nothing converted; replace apex AMP with `torch.amp` "
         "(`torch.autocast` and `torch.amp.GradScaler`) first, then run accel-convert again, which converts that"
     )
-    return [context.diagnostic(UnconvertedPatterns.code, site.node, message)]
+    return [Pending(Diagnostic, UnconvertedPatterns.code, site.node, message, None)]
 
 
 def _is_optimizer_class(analysis, info) -> bool:

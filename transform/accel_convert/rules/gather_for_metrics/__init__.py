@@ -205,19 +205,17 @@ class GatherForMetrics(Rule):
     summary = "Gather the model's outputs and the targets in evaluation loops, so metrics cover the whole evaluation set."
     unsafe = True
 
-    def needs(self, analysis):
-        if analysis.anchor is None:
-            return []
-        owner = analysis.anchor.scope
-        loops = [found.loop.scope for found in evaluation_loops(analysis, owner) if found.problem is None]
-        return loops + [found.scope for found in comprehension_evaluations(analysis, owner) if found.problem is None]
+    def needs(self, decisions):
+        analysis, prepared = decisions.analysis, decisions.prepared
+        loops = [(found.loop.scope, found.loop.location) for found in evaluation_loops(analysis, prepared) if found.problem is None]
+        return loops + [(found.scope, found.location) for found in comprehension_evaluations(analysis, prepared) if found.problem is None]
 
     def plan(self, context, plan):
         self._plan_loops(context, plan)
         self._plan_comprehensions(context, plan)
 
     def _plan_comprehensions(self, context, plan):
-        for found in comprehension_evaluations(context.analysis, context.access.owner):
+        for found in comprehension_evaluations(context.analysis, context.decisions.prepared):
             accelerator = context.access.expression(found.scope)
             if found.problem is None and accelerator is None:
                 found.problem, found.problem_node = f"is in `{found.scope.name}`, which cannot reach the accelerator", found.node
@@ -247,7 +245,7 @@ class GatherForMetrics(Rule):
                 plan.diagnostics.append(context.diagnostic(self.code, found.node, message, found.statement))
 
     def _plan_loops(self, context, plan):
-        for found in evaluation_loops(context.analysis, context.access.owner):
+        for found in evaluation_loops(context.analysis, context.decisions.prepared):
             scope = found.loop.scope
             accelerator = context.access.expression(scope)
             if found.problem is None and accelerator is None:
@@ -273,6 +271,13 @@ class GatherForMetrics(Rule):
                 plan.expression(found.inline, ReplaceWith(found.inline_as), found.statement)
             for name, statement in found.renamed:
                 plan.expression(name, ReplaceWith(found.gathered_as[found.gathered.index(name.value)]), statement)
+            for fixed in found.resized:
+                plan.expression(fixed.bound, ReplaceWith(fixed.replacement), fixed.statement)
+                message = (
+                    f"`{context.code(fixed.bound)}` -> `{fixed.replacement}`: a gathered batch holds the samples of "
+                    "every process, the last one fewer"
+                )
+                plan.changes.append(context.change(self.code, fixed.bound, message, fixed.statement))
             for fixed in found.resized:
                 plan.expression(fixed.bound, ReplaceWith(fixed.replacement), fixed.statement)
                 message = (

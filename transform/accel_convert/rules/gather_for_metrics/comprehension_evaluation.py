@@ -15,7 +15,7 @@ import libcst as cst
 
 from accel_convert.analysis.facts import Location, Scope, target_names
 from accel_convert.analysis.roles import Analysis, connected
-from accel_convert.analysis.traverse import _code_fields
+from accel_convert.analysis.traverse import code_fields
 from accel_convert.rules.gather_for_metrics.batch_means import batch_mean_loss, without_scalar_methods
 from accel_convert.rules.gather_for_metrics.evaluation import (
     is_model_call,
@@ -63,8 +63,8 @@ class ComprehensionEvaluation:
         return self
 
 
-def comprehension_evaluations(analysis: Analysis, owner: Scope) -> list[ComprehensionEvaluation]:
-    """Comprehensions over loaders that ``owner`` prepares which evaluate the model, and those that only read the
+def comprehension_evaluations(analysis: Analysis, prepared_bindings: set) -> list[ComprehensionEvaluation]:
+    """Comprehensions over prepared loaders which evaluate the model, and those that only read the
     batches of a loader such a comprehension evaluates (the targets collected beside the predictions)."""
     found: list[ComprehensionEvaluation] = []
     seen: set[int] = set()
@@ -78,7 +78,7 @@ def comprehension_evaluations(analysis: Analysis, owner: Scope) -> list[Comprehe
                 continue
             seen.add(id(node))
             binding = loader_binding(analysis, site.scope, node.for_in.iter)
-            if binding is None or not prepared(analysis, owner, binding) or _already_gathered(node):
+            if binding is None or not prepared(analysis, prepared_bindings, binding) or _already_gathered(node):
                 continue
             if trained is None:
                 trained = training_loaders(analysis)
@@ -238,7 +238,7 @@ def _children(node: cst.CSTNode) -> list[cst.CSTNode]:
     if isinstance(node, cst.Attribute):
         return [node.value]
     found: list[cst.CSTNode] = []
-    for name in _code_fields(type(node)):
+    for name in code_fields(type(node)):
         value = getattr(node, name)
         for item in value if isinstance(value, (tuple, list)) else (value,):
             if isinstance(item, cst.CSTNode):

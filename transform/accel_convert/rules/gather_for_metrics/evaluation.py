@@ -19,6 +19,7 @@ from accel_convert.analysis.roles import LOADER, MODEL, Analysis, connected, roo
 from accel_convert.analysis.traverse import Walker
 from accel_convert.rules.gather_for_metrics.batch_means import batch_mean_loss, without_scalar_methods
 from accel_convert.rules.gather_for_metrics.fixed_ranges import FixedRange, fixed_ranges
+from accel_convert.rules.gather_for_metrics.fixed_ranges import FixedRange, fixed_ranges
 from accel_convert.rules.gather_for_metrics.metric_fit import fit_to_metrics, free_name
 from accel_convert.rules.gather_for_metrics.metric_flow import metric_flow
 
@@ -48,19 +49,20 @@ class EvaluationLoop:
     inline_output: str | None = None  # the name an inline model call's output is assigned to first
     inline_as: str | None = None  # the name that replaces an inline model call
     resized: list[FixedRange] = field(default_factory=list)  # ``range(batch_size)`` bounds -> ``len(<gathered>)``
+    resized: list[FixedRange] = field(default_factory=list)  # ``range(batch_size)`` bounds -> ``len(<gathered>)``
 
     def set_problem(self, problem: str, node: cst.CSTNode) -> EvaluationLoop:
         self.problem, self.problem_node = problem, node
         return self
 
 
-def evaluation_loops(analysis: Analysis, owner: Scope) -> list[EvaluationLoop]:
-    """The evaluation loops over loaders that ``owner`` prepares, each with what to gather or why it cannot."""
+def evaluation_loops(analysis: Analysis, prepared_bindings: set) -> list[EvaluationLoop]:
+    """The evaluation loops over prepared loaders (``prepared_bindings``: the decision stage's), each with what to gather or why it cannot."""
     trained = training_loaders(analysis)
     found = []
     for loop in analysis.batch_loops:
         binding = _loader_origin(analysis, loop)
-        if binding is None or not prepared(analysis, owner, binding) or _trains(analysis, loop):
+        if binding is None or not prepared(analysis, prepared_bindings, binding) or _trains(analysis, loop):
             continue
         if not (without_gradients(analysis, loop.scope, loop.location) or not connected(analysis, binding, upstream=True) & trained):
             continue
@@ -98,16 +100,10 @@ def loader_binding(analysis: Analysis, scope: Scope, iterable: cst.BaseExpressio
     return binding if analysis.roles.get(binding) == LOADER else None
 
 
-def prepared(analysis: Analysis, owner: Scope, binding) -> bool:
-    """True when AC002 prepares the loader held by ``binding`` (created in, or passed to, the run's owner scope)."""
-    for holder, key in connected(analysis, binding, upstream=True):
-        creation = analysis.creations.get((holder, key))
-        if holder is owner and ((creation is not None and creation.scope is owner) or key in owner.params):
-            return True
-        if owner.class_name is not None and holder is analysis.facts.classes.get(owner.class_name):
-            if creation is not None and creation.scope is owner:
-                return True
-    return False
+def prepared(analysis: Analysis, prepared_bindings: set, binding) -> bool:
+    """True when the loader held by ``binding`` is prepared: it, or a binding it comes from, is one the decision
+    stage's ``prepare`` takes or hands the prepared object on to."""
+    return binding in prepared_bindings or bool(connected(analysis, binding, upstream=True) & prepared_bindings)
 
 
 def _inside(loop: Loop, location: Location) -> bool:

@@ -1,0 +1,140 @@
+"""What is prepared: the objects one ``accelerator.prepare(...)`` statement takes, where it goes, and every binding
+those objects flow into. Decided once per file; AC002 writes the statement, every other rule only reads it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import libcst as cst
+
+from accel_convert.analysis.facts import Assignment, Location, Scope
+from accel_convert.analysis.imports import dotted_name
+from accel_convert.analysis.roles import (
+    LOADER,
+    MODEL,
+    OPTIMIZER,
+    PREPARED_ROLES,
+    SCHEDULER,
+    Analysis,
+    connected,
+    handed_back,
+)
+from accel_convert.edits.placement import common_level
+
+_ORDER = {MODEL: 0, OPTIMIZER: 1, LOADER: 2, SCHEDULER: 3}
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """One object ``prepare`` takes: its name in the owner scope, its role, and the assignment creating it (None for
+    a parameter of the owner)."""
+
+    key: str
+    role: str
+    creation: Assignment | None
+
+
+@dataclass(eq=False)
+class Preparation:
+    """The prepare statement: its objects, the statement it goes after (or, with no creation, before), its location,
+    and every binding the prepared objects flow into (aliases, helpers' parameters, factories' returns)."""
+
+    objects: list[Prepared]
+    anchor: cst.CSTNode
+    after: bool
+    location: Location
+    bindings: set = field(default_factory=set)
+    late: bool = False  # a loop before ``anchor`` already uses an object: the prepare would come too late
+
+    @property
+    def position(self) -> tuple[int, int]:
+        """(block, index) of the statement the prepare statement goes next to."""
+        return self.location[-1]
+
+    def keys(self, role: str | None = None) -> list[str]:
+        return [item.key for item in self.objects if role is None or item.role == role]
+
+
+def candidates(analysis: Analysis, owner: Scope, withdrawn: frozenset[str] = frozenset()) -> list[Prepared]:
+    """The objects the owner scope would prepare (a scheduler only when it steps per batch), minus ``withdrawn`` keys."""
+    found = []
+    for binding, role in analysis.roles.items():
+        if role not in PREPARED_ROLES:
+            continue
+        holder, key = binding
+        assignment = analysis.creations.get(binding)
+        if holder is owner:
+            if assignment is not None and assignment.scope is not owner:
+                assignment = None
+            if assignment is None and key not in owner.params:
+                continue
+        elif owner.class_name is not None and holder is analysis.facts.classes.get(owner.class_name):
+            if assignment is None or assignment.scope is not owner:
+                continue
+            key = key.replace("self.", f"{owner.self_name}.", 1)
+        else:
+            continue
+        if role == SCHEDULER and not _stepped_per_batch(analysis, binding):
+            continue
+        if key in withdrawn:
+            continue
+        found.append((binding, key, role, assignment))
+    bindings = {f[0] for f in found}
+    aliased = {source for target, source, alias, _ in analysis.edges if alias and target in bindings and target != source}
+    found = [f for f in found if f[0] not in aliased]
+    found.sort(key=lambda f: (_ORDER[f[2]], _position(f[3])))
+    return [Prepared(key, role, assignment) for _, key, role, assignment in found]
+
+
+def place(analysis: Analysis, owner: Scope, objects: list[Prepared]) -> Preparation:
+    """Where the prepare statement goes: after the last creation, at the level holding all of them (at the top of
+    the owner's body when every object is a parameter); ``late`` when a loop before that point already uses an
+    object (the prepare would come too late for it)."""
+    created = [item.creation for item in objects if item.creation is not None]
+    if created:
+        depth, block_id, indices = common_level([assignment.location for assignment in created])
+        index = max(indices)
+        anchor = analysis.facts.statement_at(block_id, index)
+        location = created[0].location[:depth] + ((block_id, index),)
+        if _used_in_an_earlier_loop(analysis, owner, objects, block_id, index):
+            return Preparation(objects, anchor, True, location, set(), late=True)
+    else:
+        block_id = owner.body_block
+        anchor = analysis.facts.blocks[block_id].body[0]
+        location = owner.location + ((block_id, 0),)
+    reach: set = set()
+    for item in objects:
+        reach |= connected(analysis, analysis.binding(owner, item.key))
+    return Preparation(objects, anchor, bool(created), location, reach | handed_back(analysis, reach))
+
+
+def _used_in_an_earlier_loop(analysis: Analysis, owner: Scope, objects: list[Prepared], block_id: int, index: int) -> bool:
+    """True when a loop that sits before ``index`` in the block reads one of the objects."""
+    roots = {item.key.split(".")[0] for item in objects}
+    loops = {
+        id(loop.node)
+        for loop in analysis.facts.loops
+        if loop.scope is owner and any(b == block_id and i <= index for b, i in loop.location)
+    }
+    for load in analysis.facts.loads_of(roots):
+        if load.scope is not owner:
+            continue
+        for block, position in load.location:
+            if block == block_id and position <= index and id(analysis.facts.statement_at(block, position)) in loops:
+                return True
+    return False
+
+
+def _position(assignment) -> tuple:
+    return tuple(index for _, index in assignment.location) if assignment is not None else ()
+
+
+def _stepped_per_batch(analysis: Analysis, binding) -> bool:
+    reach = connected(analysis, binding)
+    for site in analysis.facts.method_calls("step"):
+        if not any(loop in analysis.batch_loops for loop in site.loops):
+            continue
+        key = dotted_name(site.node.func.value)
+        if key is not None and analysis.binding(site.scope, key) in reach:
+            return True
+    return False
