@@ -76,3 +76,18 @@ def test_positions_of_calls_and_statements_match_libcst(name, text):
         start = expected[node].start
         assert found[id(node)] == (start.line, start.column + 1), cst.Module([]).code_for_node(node)
         assert whole[id(node)] == (start.line, start.column + 1)
+
+
+def test_the_private_libcst_hooks_positions_relies_on_still_exist():
+    """edits/positions.py subclasses libcst's private CodegenState and overrides record_syntactic_position; a
+    libcst release that moves either must fail here, by name, before the cap in pyproject is raised."""
+    import inspect
+
+    from libcst._nodes import internal
+
+    state = getattr(internal, "CodegenState", None)
+    assert state is not None, "libcst._nodes.internal.CodegenState is gone: edits/positions.py must be ported"
+    assert "record_syntactic_position" in vars(state), "CodegenState.record_syntactic_position is gone: port edits/positions.py"
+    parameters = inspect.signature(state.__init__).parameters
+    assert {"default_indent", "default_newline"} <= set(parameters), "CodegenState's constructor changed: port edits/positions.py"
+    assert hasattr(state, "tokens") or "tokens" in getattr(state, "__dataclass_fields__", {}), "CodegenState.tokens is gone"

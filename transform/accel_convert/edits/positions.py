@@ -2,6 +2,9 @@
 
 libcst's PositionProvider tracks every token of every node; a conversion needs the positions of a few nodes
 (the ones its changes and diagnostics name), so this counts newlines lazily, at those nodes only.
+
+This subclasses libcst's ``CodegenState``, which is not public API: pyproject caps libcst below the next minor
+release, and tests/transform/test_positions.py fails loudly (naming this module) if the hooks used here change.
 """
 
 from __future__ import annotations
