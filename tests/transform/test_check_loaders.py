@@ -261,3 +261,37 @@ def test_a_helper_called_before_prepare_with_the_raw_loader_and_after_with_the_p
         ("move-of-unprepared", "val_loader"),
         ("unprepared-loader", "val_loader"),
     ]
+
+
+def test_a_model_sized_from_a_peeked_batch_is_not_a_batch():
+    """`sample, _ = next(iter(loader))` before the prepare sizes the model: the gather over the model's outputs in
+    an evaluation of a prepared loader is no gather over the raw loader's batches."""
+    after = dedent(
+        """\
+        import torch
+        from torch.utils.data import DataLoader, TensorDataset
+        from accel import Accelerator
+
+
+        def evaluate(model, loader, accelerator):
+            correct = 0
+            for x, y in loader:
+                outputs = model(x)
+                outputs, y = accelerator.gather_for_metrics((outputs, y))
+                correct += (outputs.argmax(1) == y).sum().item()
+            return correct
+
+
+        def main():
+            accelerator = Accelerator()
+            data = TensorDataset(torch.randn(96, 4), torch.randint(0, 2, (96,)))
+            loader = DataLoader(data, batch_size=8, shuffle=True)
+            test_loader = DataLoader(data, batch_size=16)
+            sample, _ = next(iter(loader))
+            model = torch.nn.Linear(sample.shape[1], 2)
+            optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+            model, optimizer, loader, test_loader = accelerator.prepare(model, optimizer, loader, test_loader)
+            print(evaluate(model, test_loader, accelerator))
+        """
+    )
+    assert _invariants(after) == []

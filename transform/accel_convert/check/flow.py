@@ -23,6 +23,8 @@ UNKNOWN = ("unknown",)
 MAX_DEPTH = 120
 _UNKNOWN_SET = frozenset([UNKNOWN])
 UNWRAP = ("unwrap_model", "extract_model_from_parallel")
+# reading these gives facts about a tensor, not its data: `nn.Linear(sample.shape[1], 2)` is no batch
+METADATA = frozenset(("shape", "dtype", "device", "ndim", "size", "dim", "numel", "is_cuda", "requires_grad"))
 PREPARES = ("prepare", "prepare_model", "prepare_data_loader", "prepare_optimizer", "prepare_scheduler")
 LOADER_BASES = ("DataLoader",)
 
@@ -347,15 +349,39 @@ class Flow:
             return found
         self._batches[id(expr)] = frozenset()
         out = set()
-        for node in ast.walk(expr):
-            if isinstance(node, (ast.Name, ast.Attribute)) and isinstance(node.ctx, ast.Load):
-                key = key_of(node, scope)
-                if key is not None and key != scope.self_name:
-                    for definition in self.lookup(scope, key, node):
-                        out |= self._def_sources(definition)
-            elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "next":
-                if node.args:
-                    out |= self._peeked(scope, node.args[0])
+        stack = [expr]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, (ast.Name, ast.Attribute)):
+                key = key_of(node, scope) if isinstance(node.ctx, ast.Load) else None
+                if key is not None:
+                    if key != scope.self_name:
+                        for definition in self.lookup(scope, key, node):
+                            out |= self._def_sources(definition)
+                elif isinstance(node, ast.Attribute) and node.attr not in METADATA:
+                    stack.append(node.value)
+                continue
+            if isinstance(node, ast.Call):
+                func = node.func
+                if isinstance(func, ast.Name):
+                    if func.id == "next" and node.args:
+                        out |= self._peeked(scope, node.args[0])
+                        continue
+                    if func.id == "len":
+                        continue
+                elif isinstance(func, ast.Attribute):
+                    if func.attr in METADATA:
+                        continue
+                    if key_of(func, scope) is None:  # x.float(): x is data; model(x), self.model(x): the model is not
+                        stack.append(func.value)
+                else:
+                    stack.append(func)
+                stack.extend(node.args)
+                stack.extend(keyword.value for keyword in node.keywords)
+                continue
+            if isinstance(node, ast.Lambda):
+                continue
+            stack.extend(child for child in ast.iter_child_nodes(node) if isinstance(child, ast.AST))
         found = frozenset(out)
         self._batches[id(expr)] = found
         return found
@@ -391,7 +417,9 @@ class Flow:
                     value = value.elts[index]
                 else:
                     break
-            out |= self.batch_sources(definition.scope, value)
+            func = value.func if isinstance(value, ast.Call) else None
+            if not (isinstance(func, ast.Attribute) and func.attr in PREPARES):  # a prepared object is no batch
+                out |= self.batch_sources(definition.scope, value)
         elif kind == "aug":
             out |= self.batch_sources(definition.scope, definition.value)
             for previous in definition.prev:
