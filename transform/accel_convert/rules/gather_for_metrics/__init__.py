@@ -278,13 +278,6 @@ class GatherForMetrics(Rule):
                     "every process, the last one fewer"
                 )
                 plan.changes.append(context.change(self.code, fixed.bound, message, fixed.statement))
-            for fixed in found.resized:
-                plan.expression(fixed.bound, ReplaceWith(fixed.replacement), fixed.statement)
-                message = (
-                    f"`{context.code(fixed.bound)}` -> `{fixed.replacement}`: a gathered batch holds the samples of "
-                    "every process, the last one fewer"
-                )
-                plan.changes.append(context.change(self.code, fixed.bound, message, fixed.statement))
             context.use(scope, found.location)
             plan.changes.append(context.change(self.code, found.statement, f"gather {names} for the metrics"))
             for total in found.mean_sums:

@@ -19,7 +19,6 @@ from accel_convert.analysis.roles import LOADER, MODEL, Analysis, connected, roo
 from accel_convert.analysis.traverse import Walker
 from accel_convert.rules.gather_for_metrics.batch_means import batch_mean_loss, without_scalar_methods
 from accel_convert.rules.gather_for_metrics.fixed_ranges import FixedRange, fixed_ranges
-from accel_convert.rules.gather_for_metrics.fixed_ranges import FixedRange, fixed_ranges
 from accel_convert.rules.gather_for_metrics.metric_fit import fit_to_metrics, free_name
 from accel_convert.rules.gather_for_metrics.metric_flow import metric_flow
 
@@ -48,7 +47,6 @@ class EvaluationLoop:
     renamed: list[tuple[cst.Name, cst.CSTNode]] = field(default_factory=list)  # metric reads of a gathered name
     inline_output: str | None = None  # the name an inline model call's output is assigned to first
     inline_as: str | None = None  # the name that replaces an inline model call
-    resized: list[FixedRange] = field(default_factory=list)  # ``range(batch_size)`` bounds -> ``len(<gathered>)``
     resized: list[FixedRange] = field(default_factory=list)  # ``range(batch_size)`` bounds -> ``len(<gathered>)``
 
     def set_problem(self, problem: str, node: cst.CSTNode) -> EvaluationLoop:
