@@ -6,6 +6,7 @@ import libcst as cst
 
 from accel_convert.analysis import symbols
 from accel_convert.analysis.gpu_counts import gpu_scaled_batches
+from accel_convert.analysis.gpu_index import gpu_index_use
 from accel_convert.analysis.imports import dotted_name
 from accel_convert.analysis.roles import holds_model, option_dest, strip_moves
 from accel_convert.analysis.traverse import free_names
@@ -72,7 +73,11 @@ class HandWrittenDDP(Rule):
       kind's), a name assigned from one, or a name that says so (`n_gpu`, `ngpu`, `num_gpus`, `args.gpus`).
     - `mp.spawn(main, args=(world_size,), nprocs=world_size)` becomes `main(int(os.environ.get("RANK", 0)),
       world_size)`: the launcher starts the processes, and each calls the function once with its own rank
-      (0 under plain `python`). `os.environ["MASTER_ADDR"] = ...` and `MASTER_PORT` lines are removed: they
+      (0 under plain `python`). Where the function uses that argument as a GPU index of its machine
+      (`torch.cuda.set_device(gpu)`, `.cuda(gpu)`, `torch.device("cuda", gpu)`, `f"cuda:{gpu}"`, `device_ids=[gpu]`,
+      also through `args.gpu = gpu`) it gets the local rank, `LOCAL_RANK`, which is what spawn passed: the global
+      rank of a process on a second machine is no GPU there. `import os` is added when the module lacks it.
+      `os.environ["MASTER_ADDR"] = ...` and `MASTER_PORT` lines are removed: they
       would overwrite the address the launcher set.
 
     A rank read in a function that cannot reach the accelerator keeps reading the environment, with the value
@@ -330,19 +335,73 @@ def _spawn(context, plan, code, site) -> None:
     extra = set(keywords) - {"args", "nprocs", "join"}
     args = keywords.get("args", cst.Tuple([]))
     function = positional[0] if positional else keywords.get("fn")
-    if function is None or extra or len(positional) > 1 or not isinstance(args, cst.Tuple) or not _is_os_imported(context):
+    if function is None or extra or len(positional) > 1 or not isinstance(args, cst.Tuple) or not _can_import_os(context):
         message = f"`{context.code(call.func)}` left as is: the launcher starts the processes; call the function once instead"
         plan.diagnostics.append(context.diagnostic(code, call, message))
         return
     values = ", ".join(context.code(element.value) for element in args.elements)
-    rank = 'int(os.environ.get("RANK", 0))'
+    # spawn passes the process's index on its machine; a function that pins that GPU needs the local rank (the
+    # global rank of a process on a second machine is no GPU there), otherwise the global rank is the rank it meant
+    spawned = context.analysis.facts.functions.get(function.value) if isinstance(function, cst.Name) else None
+    gpu = spawned is not None and bool(spawned.params) and gpu_index_use(context.analysis, spawned, spawned.params[0]) is not None
+    variable = "LOCAL_RANK" if gpu else "RANK"
+    rank = f'int(os.environ.get("{variable}", 0))'
     replacement = f"{context.code(function)}({rank}{', ' + values if values else ''})"
     plan.expression(call, ReplaceWith(replacement), site.statement)
-    plan.changes.append(context.change(code, call, f"`{context.code(call.func)}(...)` -> `{replacement}`: the launcher starts the processes"))
+    why = f": `{spawned.params[0]}` is a GPU index of this machine" if gpu else ""
+    plan.changes.append(context.change(code, call, f"`{context.code(call.func)}(...)` -> `{replacement}`: the launcher starts the processes{why}"))
+    if not _is_os_imported(context):
+        _import_os(context, plan, code)
 
 
 def _is_os_imported(context) -> bool:
     return context.analysis.qualify(cst.Name("os")) == "os"
+
+
+def _can_import_os(context) -> bool:
+    """``os`` is imported, or the name is free and the module has a top-level import to put ``import os`` next to."""
+    if _is_os_imported(context):
+        return True
+    analysis = context.analysis
+    if "os" in analysis.imports.names or any("os" in scope.assigned or "os" in scope.params for scope in analysis.facts.scopes):
+        return False
+    return _os_import_place(analysis.facts.module) is not None
+
+
+def _os_import_place(module: cst.Module):
+    """(the statement to put ``import os`` next to, True to put it after): in the module's first group of imports,
+    before the first ``import x`` / ``from x import`` that sorts after ``os``, else after the group's last one."""
+    group = []
+    for statement in module.body:
+        line = statement.body[0] if isinstance(statement, cst.SimpleStatementLine) and len(statement.body) == 1 else None
+        if isinstance(line, (cst.Import, cst.ImportFrom)):
+            if isinstance(line, cst.ImportFrom) and line.module is not None and dotted_name(line.module) == "__future__":
+                continue
+            if group and statement.leading_lines:
+                break
+            group.append((statement, _import_root(line)))
+        elif group:
+            break
+    for statement, root in group:
+        if root is not None and root > "os":
+            return statement, False
+    return (group[-1][0], True) if group else None
+
+
+def _import_root(line) -> str | None:
+    if isinstance(line, cst.Import):
+        return dotted_name(line.names[0].name)
+    return None if line.module is None or line.relative else dotted_name(line.module)
+
+
+def _import_os(context, plan, code) -> None:
+    statement, after = _os_import_place(context.analysis.facts.module)
+    new = cst.parse_statement("import os\n")
+    if after:
+        plan.statement(statement).after.append(new)
+    else:
+        plan.statement(statement).before.append(new)
+    plan.changes.append(context.change(code, statement, "`import os` added: the spawned function's rank is read from the environment"))
 
 
 def _lone_assignment(statement) -> cst.Assign | None:
