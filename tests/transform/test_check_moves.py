@@ -253,3 +253,42 @@ def test_batches_of_a_module_level_loader_iterated_in_a_function_through_enumera
         ("move-of-unprepared", "train_loader", ""),
         ("unprepared-loader", "train_loader", ""),
     ]
+
+
+def test_a_move_in_a_factorys_return_of_a_prepared_model_passes_and_of_an_unprepared_one_fails():
+    before = dedent(
+        """\
+        import torch
+
+        def make_model():
+            return torch.nn.Linear(3, 1).to("cuda")
+
+        def make_teacher():
+            return torch.nn.Linear(3, 1).to("cuda")
+
+        model = make_model()
+        teacher = make_teacher()
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        """
+    )
+    after = dedent(
+        """\
+        import torch
+        from accel import Accelerator
+
+        def make_model():
+            return torch.nn.Linear(3, 1)
+
+        def make_teacher():
+            return torch.nn.Linear(3, 1)
+
+        accelerator = Accelerator()
+        model = make_model()
+        teacher = make_teacher()
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        model, optimizer = accelerator.prepare(model, optimizer)
+        """
+    )
+    found = check(before, after)
+    assert [v.invariant for v in found] == ["move-of-unprepared"]
+    assert "line 7 of the original" in found[0].message

@@ -130,7 +130,8 @@ def test_select_and_ignore_pass_rule_codes_to_the_converter(scripts, tmp_path):
     all_codes = sorted({c.code for c in changes(TRAIN)})
     first = all_codes[0]
     result = invoke("--diff", "--select", first, "train.py")
-    assert result.exit_code == 0
+    # AC001 alone prepares nothing: the decision stage keeps everything prepare would move and says so (work: exit 1)
+    assert result.exit_code == 1 and "AC002 is not selected" in result.stderr
     expected = converted(TRAIN, select=frozenset({first}))
     assert f"{_plural(len(changes(TRAIN, select=frozenset({first}))), 'change')}" in result.stderr
     invoke("--select", first, "train.py")

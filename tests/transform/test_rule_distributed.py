@@ -104,7 +104,8 @@ def main():
     args = parser.parse_args()
     model = torch.nn.Linear(2, 1)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    train(args, model, torch.utils.data.DataLoader(torch.randn(4, 2)), optimizer)
+    loader = torch.utils.data.DataLoader(torch.randn(4, 2))
+    train(args, model, loader, optimizer)
     if args.local_rank == -1 or args.local_rank == 0:
         torch.save(model.state_dict(), "model.pt")
 '''
@@ -320,16 +321,13 @@ def main():
     accelerator = Accelerator()
     model = torch.nn.Linear(2, 1)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    model, optimizer = accelerator.prepare(model, optimizer)
-    train(args, model, torch.utils.data.DataLoader(torch.randn(4, 2)), optimizer, accelerator)
+    loader = torch.utils.data.DataLoader(torch.randn(4, 2))
+    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    train(args, model, loader, optimizer, accelerator)
     if accelerator.is_local_main_process:
         accelerator.save(accelerator.unwrap_model(model).state_dict(), "model.pt")
 ''',
-        [
-            "7: AC002 the training loop iterates `loader`, which is not prepared (it is not a `torch.utils.data.DataLoader`"
-            " that this file assigns to a name), so every process goes through all of it; if it is a DataLoader, pass"
-            " `loader` through `accelerator.prepare` as well"
-        ],
+        [],
         id="local-rank-option",
     ),
     pytest.param(

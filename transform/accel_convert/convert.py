@@ -10,12 +10,13 @@ import ast
 import libcst as cst
 
 from accel_convert.analysis.prefilter import may_need_conversion
-from accel_convert.analysis.roles import analyse
-from accel_convert.decisions import Decisions, creation_position, decide
+from accel_convert.analysis.roles import LOADER, SCHEDULER, analyse
+from accel_convert.check import check
+from accel_convert.decisions import PREPARE, Decisions, creation_position, decide
 from accel_convert.edits.plan import Plan
 from accel_convert.edits.rewrite import hot_nodes, rewrite
 from accel_convert.edits.unused_imports import drop_imports, made_unused
-from accel_convert.model import ConvertError, Options, Result, python_syntax_error
+from accel_convert.model import ConvertError, Diagnostic, Options, Result, python_syntax_error
 from accel_convert.rules import RULES
 from accel_convert.rules.context import Context
 
@@ -25,40 +26,97 @@ SETUP = "AC001"
 def convert_source(text: str, options: Options = Options()) -> Result:
     """Rewrite one script's source; a file with nothing to convert comes back identical, with no changes.
 
+    The converted text is checked against the output invariants (``check``) before it is returned: an object whose
+    decision breaks one is withdrawn from the prepare and the file converted again without it; a violation that
+    cannot be localised leaves the whole file as it is. Either way a diagnostic says so.
+
     Raises ``ConvertError`` when the text does not parse (or, as an internal error, when the result would not).
     """
     if not may_need_conversion(text):
         return Result(text)
     bom = "\ufeff" if text.startswith("\ufeff") else ""
-    module = _parse(text[len(bom):])
-    plan = plan_module(module, options, text[len(bom):])
-    if plan.empty:
-        return Result(text, (), tuple(plan.diagnostics))
+    source = text[len(bom):]
+    module = _parse(source)
+    withdrawn: dict[str, str] = {}
+    for _ in range(_MAX_WITHDRAWALS + 1):
+        plan, decisions = _plan(module, options, source, withdrawn)
+        if plan.empty:
+            return Result(text, (), tuple(plan.diagnostics))
+        code, tree = _rebuild(module, plan, source)
+        violations = check(source, code, after_tree=tree)
+        if not violations:
+            return Result(bom + code, tuple(plan.changes), tuple(plan.diagnostics))
+        keys = _withdrawable(decisions, violations)
+        if keys is None or set(keys) <= set(withdrawn):
+            break
+        withdrawn.update(keys)
+    return Result(text, (), tuple(_sorted([*plan.diagnostics, _declined(decisions, plan, violations[0])])))
+
+
+_MAX_WITHDRAWALS = 3  # objects taken out of one prepare before the file is declined instead
+
+
+def _rebuild(module: cst.Module, plan: Plan, source: str) -> tuple[str, ast.Module]:
+    """The converted text (imports it left unused dropped) and its ``ast``."""
     converted = rewrite(module, plan)
     try:
         tree = ast.parse(converted.code)
-        unused = made_unused(text[len(bom):], tree)
+        unused = made_unused(source, tree)
         if unused:
             converted = drop_imports(converted, unused)
-            ast.parse(converted.code)
+            tree = ast.parse(converted.code)
     except SyntaxError as error:
         raise ConvertError(
             f"internal error: the converted code does not parse ({error.msg}); please report this file",
             error.lineno or 0,
             error.offset or 0,
         ) from None
-    return Result(bom + converted.code, tuple(plan.changes), tuple(plan.diagnostics))
+    return converted.code, tree
 
 
-def plan_module(module: cst.Module, options: Options = Options(), text: str | None = None, withdrawn: frozenset[str] = frozenset()) -> Plan:
+def _withdrawable(decisions: Decisions, violations) -> dict[str, str] | None:
+    """The loaders and schedulers to take out of the prepare, each with why; None when a violation is not about one
+    of them (not localised, another scope, a model or optimizer: the run cannot be prepared without it)."""
+    preparation = decisions.preparation
+    if preparation is None:
+        return None
+    roles = {item.key: item.role for item in preparation.objects}
+    owner = decisions.owner
+    owner_name = "" if owner.parent is None else (f"{owner.class_name}.{owner.name}" if owner.class_name else owner.name)
+    keys = {}
+    for violation in violations:
+        role = roles.get(violation.binding)
+        if role not in (LOADER, SCHEDULER) or violation.scope not in (None, owner_name):
+            return None
+        keys.setdefault(violation.binding, violation.message)
+    return keys
+
+
+def _declined(decisions: Decisions, plan: Plan, violation) -> Diagnostic:
+    """The diagnostic of a file left as it is because its conversion would break an output invariant."""
+    preparation = decisions.preparation
+    line = next((change.line for change in plan.changes if change.code == PREPARE), 0) if preparation else 0
+    message = (
+        f"nothing converted: the converted script would break an invariant of the output check ({violation.message}); "
+        "convert it by hand or restructure that part and run accel-convert again"
+    )
+    return Diagnostic(PREPARE, line or 1, 1, message)
+
+
+def plan_module(module: cst.Module, options: Options = Options(), text: str | None = None) -> Plan:
     """Analyse a parsed module, decide once what the conversion does, and let each enabled rule add its edits to one
-    Plan (``text``: its source; ``withdrawn``: objects the output check took out of the prepare)."""
+    Plan (``text``: its source)."""
+    return _plan(module, options, text, {})[0]
+
+
+def _plan(module: cst.Module, options: Options, text: str | None, withdrawn: dict[str, str]) -> tuple[Plan, Decisions | None]:
+    """The plan and the decisions it follows (``withdrawn``: objects the output check took out of the prepare)."""
     plan = Plan()
     if not options.enabled(SETUP):
-        return plan  # every other rule names the accelerator that setup creates
+        return plan, None  # every other rule names the accelerator that setup creates
     analysis = analyse(module)
     if analysis.has_accelerator:
-        return plan
+        return plan, None
     decisions = decide(analysis, options, RULES, withdrawn)
     rules = [rule for rule in RULES if options.enabled(rule.code)]
     text = module.code if text is None else text
@@ -70,7 +128,7 @@ def plan_module(module: cst.Module, options: Options = Options(), text: str | No
                 if rule.reports_without_run:
                     rule.plan(context, found)
         plan.diagnostics = _sorted(context.resolve([*decisions.declined, *found.diagnostics], text))
-        return plan
+        return plan, decisions
     plan.diagnostics.extend(decisions.diagnostics)
     context = _plan_rules(decisions, options, rules, plan)
     early = _early_uses(context)
@@ -85,7 +143,7 @@ def plan_module(module: cst.Module, options: Options = Options(), text: str | No
     plan.changes = _sorted(resolved[: len(plan.changes)])
     plan.diagnostics = _sorted(resolved[len(plan.changes) :])
     plan.hot = hot_nodes(analysis.facts, plan)
-    return plan
+    return plan, decisions
 
 
 def _plan_rules(decisions: Decisions, options: Options, rules, plan: Plan) -> Context:

@@ -25,6 +25,7 @@ _UNKNOWN_SET = frozenset([UNKNOWN])
 UNWRAP = ("unwrap_model", "extract_model_from_parallel")
 # reading these gives facts about a tensor, not its data: `nn.Linear(sample.shape[1], 2)` is no batch
 METADATA = frozenset(("shape", "dtype", "device", "ndim", "size", "dim", "numel", "is_cuda", "requires_grad"))
+RETURNED = "<return>"  # trail key: the value a function returns
 PREPARES = ("prepare", "prepare_model", "prepare_data_loader", "prepare_optimizer", "prepare_scheduler")
 LOADER_BASES = ("DataLoader",)
 
@@ -483,7 +484,8 @@ class Flow:
 
     # the objects passed to prepare ------------------------------------------------------------------------------------
     def trail(self, scope: Scope, expr, path=(), out=None, seen=None) -> set:
-        """(scope qualname, key) of every name ``expr``'s value passed through to get where it is."""
+        """(scope qualname, key) of every name ``expr``'s value passed through to get where it is (``RETURNED`` as
+        the key of a function whose return value it is)."""
         out = set() if out is None else out
         seen = set() if seen is None else seen
         memo = (id(expr), path)
@@ -504,6 +506,7 @@ class Flow:
         elif isinstance(expr, ast.Call):
             for callee in self.callees(scope, expr):
                 if isinstance(callee, Scope):
+                    out.add((callee.qualname, RETURNED))
                     for value in callee.returns:
                         self.trail(callee, value, path, out, seen)
         elif isinstance(expr, ast.IfExp):

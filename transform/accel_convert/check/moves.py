@@ -15,7 +15,7 @@ from __future__ import annotations
 import ast
 from collections import Counter
 
-from accel_convert.check.flow import Flow
+from accel_convert.check.flow import RETURNED, Flow
 from accel_convert.check.scopes import dotted, key_of
 
 _DEVICE_TYPES = ("cpu", "cuda", "mps", "xpu", "npu", "hpu", "meta")
@@ -219,6 +219,8 @@ def removed_moves(original: Flow, converted: Flow):
         scope, call = site.scope, site.node
         root = _root(original, scope, call.func.value)
         keys = ([root[0]] if root else []) + _assigned_keys(scope, site.statement, call)
+        if isinstance(site.statement, ast.Return) and site.statement.value is not None and _on_spine(site.statement.value, call):
+            keys.append(RETURNED)  # ``return Net().to(device)``: prepared where the function's result is
         if any(lookup.prepared(scope.qualname, key) for key in keys):
             continue
         sources = original.batch_sources(scope, root[1]) if root else frozenset()

@@ -33,7 +33,7 @@ class Decisions:
     preparation: Preparation | None = None  # the prepare statement; None when nothing is prepared
     diagnostics: list[Pending] = field(default_factory=list)  # why there is no prepare although there are objects
     access: Access | None = None
-    withdrawn: frozenset[str] = frozenset()  # objects the output check took out of the prepare
+    withdrawn: dict[str, str] = field(default_factory=dict)  # objects the output check took out of the prepare: why
     no_run: bool = False  # declined because no training run was found (not by a rule's ``declines``)
 
     @property
@@ -46,18 +46,25 @@ class Decisions:
         return self.preparation.bindings if self.preparation is not None else set()
 
 
-def decide(analysis: Analysis, options: Options, rules, withdrawn: frozenset[str] = frozenset()) -> Decisions:
-    """The decisions for one file. ``rules``: every rule (a decline protects the whole file whatever is selected;
-    only the enabled ones name the accelerator); ``withdrawn``: keys the output check took out of the prepare."""
-    declined = [pending for rule in rules for pending in rule.declines(analysis)]
+def decide(analysis: Analysis, options: Options, rules, withdrawn: dict[str, str] | None = None) -> Decisions:
+    """The decisions for one file under the enabled ``rules`` (an ignored rule declines nothing, as ruff's ignore
+    turns a rule off); ``withdrawn``: keys the output check took out of the prepare, with why."""
+    withdrawn = withdrawn or {}
     rules = [rule for rule in rules if options.enabled(rule.code)]
+    declined = [pending for rule in rules for pending in rule.declines(analysis)]
     if declined:
         return Decisions(analysis, declined, withdrawn=withdrawn)
     if analysis.anchor is None:
         return Decisions(analysis, reasons(analysis), withdrawn=withdrawn, no_run=True)
     owner = analysis.anchor.scope
     decisions = Decisions(analysis, [], owner, withdrawn=withdrawn)
-    objects = candidates(analysis, owner, withdrawn)
+    objects = candidates(analysis, owner)
+    for item in objects:
+        if item.key in withdrawn:
+            message = f"`{item.key}` not passed through `accelerator.prepare`: {withdrawn[item.key]}; its device moves are kept, and every process goes through all of it"
+            node = item.creation.statement if item.creation is not None else analysis.anchor.statement
+            decisions.diagnostics.append(Pending(Diagnostic, PREPARE, node, message, None))
+    objects = [item for item in objects if item.key not in withdrawn]
     if objects and not options.enabled(PREPARE):
         message = (
             f"{PREPARE} is not selected, so nothing is passed through `accelerator.prepare` and nothing that depends on "

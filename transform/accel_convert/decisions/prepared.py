@@ -55,8 +55,8 @@ class Preparation:
         return [item.key for item in self.objects if role is None or item.role == role]
 
 
-def candidates(analysis: Analysis, owner: Scope, withdrawn: frozenset[str] = frozenset()) -> list[Prepared]:
-    """The objects the owner scope would prepare (a scheduler only when it steps per batch), minus ``withdrawn`` keys."""
+def candidates(analysis: Analysis, owner: Scope) -> list[Prepared]:
+    """The objects the owner scope would prepare (a scheduler only when it steps per batch)."""
     found = []
     for binding, role in analysis.roles.items():
         if role not in PREPARED_ROLES:
@@ -75,8 +75,6 @@ def candidates(analysis: Analysis, owner: Scope, withdrawn: frozenset[str] = fro
         else:
             continue
         if role == SCHEDULER and not _stepped_per_batch(analysis, binding):
-            continue
-        if key in withdrawn:
             continue
         found.append((binding, key, role, assignment))
     bindings = {f[0] for f in found}
