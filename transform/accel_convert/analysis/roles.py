@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import libcst as cst
 
 from accel_convert.analysis import symbols
+from accel_convert.analysis.device_defaults import device_defaults
 from accel_convert.analysis.facts import Assignment, CallSite, Facts, Loop, Scope, collect, target_names
 from accel_convert.analysis.imports import ImportTable, dotted_name
 from accel_convert.analysis.traverse import Walker
@@ -782,6 +783,9 @@ def _find_device_definitions(analysis: Analysis) -> None:
         _describe_device(analysis, definition, value)
         analysis.device_definitions.append(definition)
         _set_role(analysis, analysis.binding(assignment.scope, key), DEVICE, assignment)
+    # parameters with a device default (``device="cuda:0"``): devices, which AC003 has the calls pass
+    for default in device_defaults(analysis):
+        _set_role(analysis, analysis.binding(default.function, default.name), DEVICE, None)
     # devices handed to helpers as arguments
     _propagate(analysis)
 

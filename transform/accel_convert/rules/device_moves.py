@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import libcst as cst
 
+from accel_convert.analysis.device_defaults import calls_leaving_out, device_defaults, used_otherwise
 from accel_convert.analysis.facts import CallSite, Scope
 from accel_convert.analysis.imports import dotted_name
+from accel_convert.analysis.library_devices import library_devices
 from accel_convert.analysis.roles import (
     DEVICE,
     MODEL,
     Analysis,
     Move,
-    is_device_literal,
     batch_loaders,
     is_cpu_literal,
+    is_device_literal,
 )
-from accel_convert.edits.plan import DropMove, ReplaceWith, Retarget
+from accel_convert.edits.plan import AppendArgument, DropMove, ReplaceWith, Retarget
 from accel_convert.rules.base import Rule
 
 # nn.Module methods that return the module itself: ``model.eval().cpu()`` moves ``model``
@@ -46,6 +48,12 @@ class DeviceMoves(Rule):
       `--device` command-line option (`.to(args.device)`) among them is pointed at `accelerator.device` (or at the
       `device` variable, which AC001 made equal to it).
     - `.to(dtype)` and `.to("cpu")` are not device moves and are kept; `.to(device, dtype)` keeps the dtype.
+    - A parameter whose default is a device (`def evaluate(model, loader, device="cuda:0")`,
+      `device=torch.device("cuda" if ... else "cpu")`) was fixed when the function was defined, before any
+      accelerator existed: it holds a device (moves of prepared objects to it go, as above), and every call of the
+      function that leaves it out passes `device=accelerator.device` (`accelerator.device.type` for a string
+      default). A method, a function passed around rather than called, or a call that may pass it through
+      `*args`/`**kwargs` or cannot reach the accelerator gets a diagnostic instead.
 
     ## Diagnostics
     A move to a device the tool cannot name is left as written, with a diagnostic saying what to check:
@@ -53,6 +61,12 @@ class DeviceMoves(Rule):
     place, and `.to(k)` on a model or batch where `k` is neither a known device nor a dtype. Under `accel launch`
     each process trains on its own `accelerator.device`: check that `k` is that device, or remove the move when
     prepare already placed the object.
+
+    A hard-coded move that runs when the module is imported, while the accelerator is created later in a function
+    (`TABLE = torch.randn(3, 4).cuda()` at the top of the file), is left as is with a diagnostic saying so: every
+    process would put it on GPU 0. So is a device a library chooses (`device = select_device("auto")`, a call into
+    another package whose result is moved to, in a name or function that says "device"): it does not know the
+    process, and the diagnostic at the definition says to use `accelerator.device`.
 
     ## Example
     ```python
@@ -77,7 +91,11 @@ class DeviceMoves(Rule):
         analysis = decisions.analysis
         sites = [site for site, _ in _device_keywords(analysis)]
         sites += [move.site for move in _kept_moves(decisions) if _hard_coded(analysis, move.call, move.site.scope)]
-        return [(site.scope, site.location) for site in sites if _device_variable(analysis, site.scope) is None]
+        needed = [(site.scope, site.location) for site in sites if _device_variable(analysis, site.scope) is None]
+        for default in device_defaults(analysis):
+            if default.function.class_name is None:
+                needed += [(site.scope, site.location) for site in calls_leaving_out(analysis, default)[0]]
+        return needed
 
     def plan(self, context, plan):
         analysis = context.analysis
@@ -96,7 +114,7 @@ class DeviceMoves(Rule):
             elif _hard_coded(analysis, call, move.site.scope):
                 device = self._device(context, move.site.scope)
                 if device is None:
-                    plan.diagnostics.append(context.diagnostic(self.code, call, f"`{context.code(call)}` left as is: no accelerator or device variable in `{move.site.scope.name}`"))
+                    plan.diagnostics.append(context.diagnostic(self.code, call, _no_device_message(context, call, move.site.scope)))
                     continue
                 plan.expression(call, Retarget(device), move.site.statement)
                 context.use(move.site.scope, move.site.location)
@@ -109,7 +127,7 @@ class DeviceMoves(Rule):
         for site, arg in _device_keywords(analysis):
             device = self._device(context, site.scope)
             if device is None:
-                plan.diagnostics.append(context.diagnostic(self.code, arg, f"`{context.code(arg)}` left as is: no accelerator or device variable in `{site.scope.name}`", site.statement))
+                plan.diagnostics.append(context.diagnostic(self.code, arg, _no_device_message(context, arg, site.scope), site.statement))
                 continue
             plan.expression(arg.value, ReplaceWith(device), site.statement)
             context.use(site.scope, site.location)
@@ -118,6 +136,14 @@ class DeviceMoves(Rule):
             statement = site.statement
             if isinstance(statement, cst.SimpleStatementLine) and _does_nothing(statement, bare):
                 plan.statement(statement).remove = True
+        _pass_device_defaults(self.code, context, plan)
+        for found in library_devices(analysis):
+            message = (
+                f"`{found.name} = {context.code(found.call)}` left as is: a library chooses this device without "
+                "knowing the process (before the accelerator exists), so every process gets the same one (typically the first GPU) and "
+                f"what is moved to `{found.name}` is not on the process's device; use `{found.name} = accelerator.device`"
+            )
+            plan.diagnostics.append(context.diagnostic(self.code, found.call, message, found.assignment.statement))
 
     def _device(self, context, scope: Scope) -> str | None:
         accelerator = context.access._direct(scope)
@@ -128,6 +154,57 @@ class DeviceMoves(Rule):
             return variable
         accelerator = context.access.expression(scope)
         return f"{accelerator}.device" if accelerator is not None else None
+
+
+def _no_device_message(context, node, scope: Scope) -> str:
+    """Why a hard-coded device stays: code run at import, before the accelerator exists, says so."""
+    head = f"`{context.code(node)}` left as is"
+    home = context.access.home
+    if scope.parent is None and home.parent is not None:
+        return (
+            f"{head}: it runs when the module is imported, before the accelerator exists (it is created in "
+            f"`{home.name}`), so every process puts it on the same device (`cuda` is GPU 0 until the accelerator "
+            "picks the process's own); create it after the accelerator, or move it to `accelerator.device` there"
+        )
+    return f"{head}: no accelerator or device variable in `{scope.name}`"
+
+
+def _pass_device_defaults(code, context, plan) -> None:
+    """A parameter whose default is a device (``def evaluate(model, loader, device="cuda:0")``): the default was
+    fixed before the accelerator existed, so every call that leaves it out passes the accelerator's device
+    (``accelerator.device.type`` for a string default); what cannot be done so is diagnosed."""
+    analysis = context.analysis
+    for default in device_defaults(analysis):
+        function = default.function
+        fixed = (
+            f"`{default.name}={context.code(default.default)}` is fixed when `{function.name}` is defined, before the "
+            "accelerator exists, so a call that leaves it out uses that device in every process (GPU 0) instead of "
+            "the process's own"
+        )
+        missing, unknown = calls_leaving_out(analysis, default)
+        if function.class_name is not None or used_otherwise(analysis, function):
+            why = "a method" if function.class_name is not None else "passed around, not only called"
+            message = f"{fixed}; `{function.name}` is {why}, so its calls are not converted: pass `{default.name}=accelerator.device` to it"
+            plan.diagnostics.append(context.diagnostic(code, default.default, message, function.node))
+            continue
+        for site in unknown:
+            message = f"{fixed}; this call may leave it out through `*`/`**` arguments: pass `{default.name}=accelerator.device`"
+            plan.diagnostics.append(context.diagnostic(code, site.node, message, site.statement))
+        for site in missing:
+            accelerator = context.access.reachable(site.scope, site.location)
+            if accelerator is not None:
+                value = f"{accelerator}.device.type" if default.string else f"{accelerator}.device"
+                context.use(site.scope, site.location)
+            else:
+                value = None if default.string else _device_variable(analysis, site.scope)
+            if value is None:
+                message = f"{fixed}; this call cannot reach the accelerator: pass `{default.name}=accelerator.device`"
+                plan.diagnostics.append(context.diagnostic(code, site.node, message, site.statement))
+                continue
+            plan.expression(site.node, AppendArgument(default.name, True, value), site.statement)
+            plan.changes.append(
+                context.change(code, site.node, f"`{default.name}={value}` passed: the default `{context.code(default.default)}` was fixed before the accelerator existed", site.statement)
+            )
 
 
 def _kept_moves(decisions) -> list[Move]:
