@@ -330,6 +330,8 @@ def _scaler_value(analysis, value) -> tuple[cst.Call | None, cst.BaseExpression 
         if isinstance(made, cst.Call) and analysis.qualify(made.func) in SCALERS and _is_none(other):
             if not negated:
                 return made, test
+            if isinstance(test, cst.UnaryOperation) and isinstance(test.operator, cst.Not) and not test.lpar:
+                return made, test.expression  # ``None if not c else GradScaler()``: made when ``c``
             if isinstance(test, (cst.BooleanOperation, cst.IfExp, cst.Lambda, cst.NamedExpr)) and not test.lpar:
                 test = test.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
             return made, cst.UnaryOperation(cst.Not(), test)
