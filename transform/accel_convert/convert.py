@@ -149,8 +149,10 @@ def _plan(module: cst.Module, options: Options, text: str | None, withdrawn: dic
 def _plan_rules(decisions: Decisions, options: Options, rules, plan: Plan) -> Context:
     context = Context(decisions.analysis, decisions, options)
     for rule in rules:
+        plan.rule = rule.code
         rule.plan(context, plan)
     for rule in rules:
+        plan.rule = rule.code
         rule.complete(context, plan)
     return context
 

@@ -221,18 +221,20 @@ class Pending:
 @dataclass
 class Plan:
     statements: dict[int, StatementEdit] = field(default_factory=dict)
-    expressions: dict[int, list] = field(default_factory=dict)  # id(original node) -> edits, applied in order
+    expressions: dict[int, list] = field(default_factory=dict)  # id(original node) -> [(rule code, edit)]
     changes: list[Change] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)
     edited_statements: set[int] = field(default_factory=set)  # statements holding an expression edit
     hot: set[int] = field(default_factory=set)  # statements the rewriter enters (filled once planning is done)
+    rule: str = ""  # the code of the rule planning now (set by the converter)
 
     def statement(self, node: cst.CSTNode) -> StatementEdit:
         return self.statements.setdefault(id(node), StatementEdit())
 
     def expression(self, node: cst.CSTNode, edit, statement: cst.CSTNode) -> None:
-        """Apply ``edit`` to ``node``, which lies in ``statement``."""
-        self.expressions.setdefault(id(node), []).append(edit)
+        """Apply ``edit`` to ``node``, which lies in ``statement``. Edits of one node apply in rule-code order (in the
+        order given within one rule), whatever order the rules planned in."""
+        self.expressions.setdefault(id(node), []).append((self.rule, edit))
         self.edited_statements.add(id(statement))
 
     def removes(self, node: cst.CSTNode) -> bool:

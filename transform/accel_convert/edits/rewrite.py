@@ -107,7 +107,7 @@ class _Rebuild:
         updated = node.with_changes(**changes) if changes else node
         if isinstance(node, (cst.Module, cst.IndentedBlock)):
             updated = updated.with_changes(body=self._body(node.body, updated.body))
-        for edit in self.plan.expressions.get(id(node), ()):
+        for _, edit in sorted(self.plan.expressions.get(id(node), ()), key=lambda entry: entry[0]):
             updated = edit.apply(updated)
         return updated
 
