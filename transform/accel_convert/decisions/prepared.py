@@ -51,9 +51,6 @@ class Preparation:
         """(block, index) of the statement the prepare statement goes next to."""
         return self.location[-1]
 
-    def keys(self, role: str | None = None) -> list[str]:
-        return [item.key for item in self.objects if role is None or item.role == role]
-
 
 def candidates(analysis: Analysis, owner: Scope) -> list[Prepared]:
     """The objects the owner scope would prepare (a scheduler only when it steps per batch)."""

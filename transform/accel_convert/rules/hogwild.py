@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import libcst as cst
-
 from accel_convert.edits.plan import Pending
 from accel_convert.model import Diagnostic
 from accel_convert.rules.base import Rule
@@ -40,11 +38,7 @@ class Hogwild(Rule):
     summary = "Leave Hogwild training (processes updating one model in shared memory) unchanged, with a diagnostic."
 
     def declines(self, analysis):
-        shared = [
-            site
-            for site in analysis.facts.calls
-            if isinstance(site.node.func, cst.Attribute) and site.node.func.attr.value == "share_memory"
-        ]
+        shared = analysis.facts.method_calls("share_memory")
         processes = any((analysis.qualify(site.node.func) or "").startswith("torch.multiprocessing.") for site in analysis.facts.calls)
         if not shared or not processes:
             return []

@@ -80,7 +80,7 @@ class MainProcessWriters(Rule):
                 self._configure(context, plan, site, guards)
             elif qualified in _WRITERS:
                 self._writer(context, plan, site, guards)
-        _guard(context, plan, guards)
+        _guard(plan, guards)
 
     def _configure(self, context, plan, site, guards):
         accelerator = context.access.reachable(site.scope, site.location)
@@ -201,7 +201,7 @@ def _guardable(statement: cst.CSTNode, call: cst.Call) -> bool:
     return not (isinstance(statement.body[0], cst.Expr) and statement.body[0].value is not call)
 
 
-def _guard(context, plan, guards: list[tuple[cst.SimpleStatementLine, str]]) -> None:
+def _guard(plan, guards: list[tuple[cst.SimpleStatementLine, str]]) -> None:
     """Put each statement under ``if <accelerator>.is_main_process:`` (adjacent ones share one ``if``)."""
     for statement, accelerator in guards:
         plan.statement(statement).guard = f"{accelerator}.is_main_process"

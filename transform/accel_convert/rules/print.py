@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import libcst as cst
-
 from accel_convert.edits.plan import ReplaceWith
 from accel_convert.rules.base import Rule
 
@@ -48,10 +46,8 @@ class Print(Rule):
         analysis = context.analysis
         if "print" in analysis.imports.names or any("print" in scope.assigned for scope in analysis.facts.scopes):
             return
-        for site in analysis.facts.calls:
+        for site in analysis.facts.calls_of("print"):
             func = site.node.func
-            if not (isinstance(func, cst.Name) and func.value == "print"):
-                continue
             accelerator = context.access.reachable(site.scope, site.location)
             if accelerator is None:
                 continue
