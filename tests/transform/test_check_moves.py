@@ -292,3 +292,54 @@ def test_a_move_in_a_factorys_return_of_a_prepared_model_passes_and_of_an_unprep
     found = check(before, after)
     assert [v.invariant for v in found] == ["move-of-unprepared"]
     assert "line 7 of the original" in found[0].message
+
+
+def test_a_removed_move_in_a_peek_at_the_loader_before_its_prepare():
+    """The loop before the prepare iterates the loader as it was made: its batch move must stay, whatever the
+    loops after the prepare over the same name do."""
+    before = dedent(
+        """\
+        import torch
+        from torch.utils.data import DataLoader
+
+        device = "cuda"
+        loader = DataLoader(torch.randn(8, 3), batch_size=2)
+        for x in loader:
+            x = x.to(device)
+            width = x.shape[1]
+            break
+        model = torch.nn.Linear(width, 1).to(device)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        for x in loader:
+            x = x.to(device)
+            model(x).sum().backward()
+            optimizer.step()
+        """
+    )
+    converted = dedent(
+        """\
+        import torch
+        from torch.utils.data import DataLoader
+        from accel import Accelerator
+
+        accelerator = Accelerator()
+        device = accelerator.device
+        loader = DataLoader(torch.randn(8, 3), batch_size=2)
+        for x in loader:
+            {peek}
+            width = x.shape[1]
+            break
+        model = torch.nn.Linear(width, 1)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+        for x in loader:
+            accelerator.backward(model(x).sum())
+            optimizer.step()
+        """
+    )
+    kept = converted.format(peek="x = x.to(device)")
+    assert check(before, kept) == []
+    removed = converted.format(peek="pass")
+    found = check(before, removed)
+    assert [(v.invariant, v.binding) for v in found] == [("move-of-unprepared", "loader")]
+    assert found[0].line == removed.splitlines().index("for x in loader:") + 1

@@ -191,8 +191,8 @@ for x in loader:
     optimizer.step()
 ''',
         [
+            'x.py:6:1: AC002 `accelerator.prepare` not added: this loop uses `model` before `loader` (the last object prepare takes) is created, so the prepare would come after it; create `loader` before this loop to convert the script (every device move, `backward` and metric is left as it is)',
             'x.py:7:5: AC004 `model(x).sum().backward()` left as is: `accelerator.prepare` is not added (see AC002), and `accelerator.backward` needs the prepared optimizer',
-            'x.py:9:1: AC002 a loop uses the model or optimizer before the last object is created; `accelerator.prepare` not added',
             'x.py:11:5: AC004 `model(x).sum().backward()` left as is: `accelerator.prepare` is not added (see AC002), and `accelerator.backward` needs the prepared optimizer',
         ],
         id='late_objects',

@@ -130,14 +130,7 @@ class _Converted:
         for site in flow.prepare_calls():
             for arg in site.node.args:
                 flow.trail(site.scope, arg, (), self.trail)
-        self.loops: dict = {}
-        for loop in flow.p.loops:
-            iterable = loop.iter
-            while True:  # `for i, (x, y) in enumerate(loader)`: its batches come from `loader`
-                self.loops.setdefault((loop.scope.qualname, ast.dump(iterable)), []).append(loop)
-                if not (isinstance(iterable, ast.Call) and iterable.args):
-                    break
-                iterable = iterable.args[0]
+        self.loops = loops_by_iterable(flow)
 
     def prepared(self, qualname: str, key: str) -> bool:
         if (qualname, key) in self.trail:
@@ -154,12 +147,17 @@ class _Converted:
                     return True
         return False
 
-    def loop_prepared(self, qualname: str, iterable):
+    def loop_prepared(self, qualname: str, iterable, order: tuple[int, int] | None = None):
         """(whether the loop of the original over ``iterable`` iterates a prepared loader here, its line here, and
-        (name, scope) of the unprepared loader where it is made, if known)."""
+        (name, scope) of the unprepared loader where it is made, if known). ``order``: (the loop's index among the
+        original's loops over the same iterable, their count); with as many loops here, only the loop at that index
+        is asked (a peek at the loader before the prepare is not a loop over the prepared loader after it)."""
         line = None
         known = None
-        for loop in self.loops.get((qualname, ast.dump(iterable)), ()):
+        loops = [loop for loop, _ in self.loops.get((qualname, ast.dump(iterable)), ())]
+        if order is not None and order[1] == len(loops):
+            loops = [loops[order[0]]]
+        for loop in loops:
             line = getattr(loop.node, "lineno", loop.iter.lineno)
             status = self.flow.loader_status(loop.scope, loop.iter)
             if status is None:
@@ -178,6 +176,30 @@ class _Converted:
                 return getattr(scope.defs[key][0].node, "lineno", 1)
             return getattr(scope.node, "lineno", 1)
         return 1
+
+
+def loops_by_iterable(flow: Flow) -> dict:
+    """(scope qualname, dumped iterable) -> [(loop, the iterable node)] in source order; a loop is listed under its
+    iterable and each first argument inside it (``for i, (x, y) in enumerate(loader)``: its batches come from
+    ``loader``)."""
+    found: dict = {}
+    for loop in sorted(flow.p.loops, key=lambda loop: (loop.iter.lineno, loop.iter.col_offset)):
+        iterable = loop.iter
+        while True:
+            found.setdefault((loop.scope.qualname, ast.dump(iterable)), []).append((loop, iterable))
+            if not (isinstance(iterable, ast.Call) and iterable.args):
+                break
+            iterable = iterable.args[0]
+    return found
+
+
+def _order(loops: dict, scope, iterable) -> tuple[int, int] | None:
+    """(index, count) of the loop of the original over ``iterable`` among its loops over the same iterable."""
+    listed = loops.get((scope.qualname, ast.dump(iterable)), ())
+    for index, (_, node) in enumerate(listed):
+        if node is iterable:
+            return index, len(listed)
+    return None
 
 
 def _marks(site):
@@ -215,7 +237,7 @@ def removed_moves(original: Flow, converted: Flow):
     found = []
     for site in _unmatched(original, converted):
         if lookup is None:
-            lookup = _Converted(converted)
+            lookup, original_loops = _Converted(converted), loops_by_iterable(original)
         scope, call = site.scope, site.node
         root = _root(original, scope, call.func.value)
         keys = ([root[0]] if root else []) + _assigned_keys(scope, site.statement, call)
@@ -228,7 +250,7 @@ def removed_moves(original: Flow, converted: Flow):
         loader = None
         ok = False
         for iterable, where in sorted(sources, key=lambda s: original.loader_status(s[1], s[0]) is None):
-            prepared, at, named = lookup.loop_prepared(where.qualname, iterable)
+            prepared, at, named = lookup.loop_prepared(where.qualname, iterable, _order(original_loops, where, iterable))
             if prepared:
                 ok = True
                 break

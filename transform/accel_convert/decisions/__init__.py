@@ -74,9 +74,14 @@ def decide(analysis: Analysis, options: Options, rules, withdrawn: dict[str, str
         decisions.diagnostics.append(Pending(Diagnostic, SETUP, analysis.anchor.node, message, analysis.anchor.statement))
     elif objects:
         preparation = place(analysis, owner, objects)
-        if preparation.late:
-            message = "a loop uses the model or optimizer before the last object is created; `accelerator.prepare` not added"
-            decisions.diagnostics.append(Pending(Diagnostic, PREPARE, preparation.anchor, message, None))
+        if preparation.late is not None:
+            used, loop, last = preparation.late
+            message = (
+                f"`accelerator.prepare` not added: this loop uses `{used}` before `{last}` (the last object "
+                f"prepare takes) is created, so the prepare would come after it; create `{last}` before this "
+                "loop to convert the script (every device move, `backward` and metric is left as it is)"
+            )
+            decisions.diagnostics.append(Pending(Diagnostic, PREPARE, loop, message, None))
         else:
             decisions.preparation = preparation
     needs = [need for rule in rules for need in rule.needs(decisions)]

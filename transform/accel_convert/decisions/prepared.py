@@ -18,6 +18,7 @@ from accel_convert.analysis.roles import (
     Analysis,
     connected,
     handed_back,
+    root_name,
 )
 from accel_convert.edits.placement import common_level
 
@@ -44,12 +45,18 @@ class Preparation:
     after: bool
     location: Location
     bindings: set = field(default_factory=set)
-    late: bool = False  # a loop before ``anchor`` already uses an object: the prepare would come too late
+    late: tuple[str, cst.CSTNode, str] | None = None  # (object, loop, last created): a loop before ``anchor`` uses it
 
     @property
     def position(self) -> tuple[int, int]:
         """(block, index) of the statement the prepare statement goes next to."""
         return self.location[-1]
+
+    def precedes(self, location: Location) -> bool:
+        """True for a statement that runs before the prepare statement in the same block (or inside one that does):
+        what it sees of a loader is the loader as it was made."""
+        block_id, index = self.position
+        return any(block == block_id and position < index for block, position in location)
 
 
 def candidates(analysis: Analysis, owner: Scope) -> list[Prepared]:
@@ -83,16 +90,21 @@ def candidates(analysis: Analysis, owner: Scope) -> list[Prepared]:
 
 def place(analysis: Analysis, owner: Scope, objects: list[Prepared]) -> Preparation:
     """Where the prepare statement goes: after the last creation, at the level holding all of them (at the top of
-    the owner's body when every object is a parameter); ``late`` when a loop before that point already uses an
-    object (the prepare would come too late for it)."""
-    created = [item.creation for item in objects if item.creation is not None]
+    the owner's body when every object is a parameter); ``late`` names the model, optimizer or scheduler a loop
+    before that point already uses, the loop, and the object created last (the prepare would come too late for it). A loop that only reads a loader
+    before the prepare (a peek at one batch to size a layer, statistics for normalisation) sees the whole unprepared
+    loader in every process, as the original did, and does not make the prepare late."""
+    made = [item for item in objects if item.creation is not None]
+    created = [item.creation for item in made]
     if created:
         depth, block_id, indices = common_level([assignment.location for assignment in created])
         index = max(indices)
         anchor = analysis.facts.statement_at(block_id, index)
         location = created[0].location[:depth] + ((block_id, index),)
-        if _used_in_an_earlier_loop(analysis, owner, objects, block_id, index):
-            return Preparation(objects, anchor, True, location, set(), late=True)
+        late = _used_in_an_earlier_loop(analysis, owner, objects, block_id, index)
+        if late is not None:
+            last = made[indices.index(index)].key
+            return Preparation(objects, anchor, True, location, set(), late=(*late, last))
     else:
         block_id = owner.body_block
         anchor = analysis.facts.blocks[block_id].body[0]
@@ -103,21 +115,45 @@ def place(analysis: Analysis, owner: Scope, objects: list[Prepared]) -> Preparat
     return Preparation(objects, anchor, bool(created), location, reach | handed_back(analysis, reach))
 
 
-def _used_in_an_earlier_loop(analysis: Analysis, owner: Scope, objects: list[Prepared], block_id: int, index: int) -> bool:
-    """True when a loop that sits before ``index`` in the block reads one of the objects."""
-    roots = {item.key.split(".")[0] for item in objects}
-    loops = {
-        id(loop.node)
-        for loop in analysis.facts.loops
-        if loop.scope is owner and any(b == block_id and i <= index for b, i in loop.location)
-    }
-    for load in analysis.facts.loads_of(roots):
-        if load.scope is not owner:
+def _used_in_an_earlier_loop(
+    analysis: Analysis, owner: Scope, objects: list[Prepared], block_id: int, index: int
+) -> tuple[str, cst.CSTNode] | None:
+    """(object, loop) for a loop that sits before ``index`` in the block and runs the model, an optimizer or a
+    scheduler (calls it, calls a method of it, or hands it to a function); reading parameters to print or
+    initialise them (``model.named_parameters()``) is not running it."""
+    roots = {item.key.split(".")[0] for item in objects if item.role != LOADER}
+    for site in analysis.facts.calls:
+        if site.scope is not owner or not site.loops:
             continue
-        for block, position in load.location:
-            if block == block_id and position <= index and id(analysis.facts.statement_at(block, position)) in loops:
-                return True
-    return False
+        used = _runs(site.node, roots)
+        if used is None:
+            continue
+        for loop in site.loops:
+            if loop.scope is owner and any(b == block_id and i <= index for b, i in loop.location):
+                return used, loop.node
+    return None
+
+
+_INSPECTING = {"parameters", "named_parameters", "buffers", "named_buffers", "modules", "named_modules", "children", "named_children", "state_dict"}
+_HARMLESS = {"print", "len", "isinstance", "type", "id", "repr", "str"}
+
+
+def _runs(call: cst.Call, roots: set[str]) -> str | None:
+    """The object of ``roots`` that ``call`` runs: ``model(x)``, ``optimizer.step()``, ``train(model, ...)``."""
+    func = dotted_name(call.func)
+    if func is not None:
+        root, _, rest = func.partition(".")
+        if root in roots and rest.rsplit(".", 1)[-1] not in _INSPECTING:
+            return root
+        if func in _HARMLESS:
+            return None
+    elif root_name(call.func) in roots:  # model.blocks[0](x)
+        return root_name(call.func)
+    for arg in call.args:
+        root = root_name(arg.value)
+        if root in roots:
+            return root
+    return None
 
 
 def _position(assignment) -> tuple:

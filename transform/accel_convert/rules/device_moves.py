@@ -208,12 +208,15 @@ def _pass_device_defaults(code, context, plan) -> None:
 
 
 def _kept_moves(decisions) -> list[Move]:
-    """The moves that stay: of objects prepare does not place, and of a prepared model moved back to the device."""
+    """The moves that stay: of objects prepare does not place, of batches taken before the prepare statement (a
+    peek at the loader to size a layer), and of a prepared model moved back to the device."""
     analysis, prepared = decisions.analysis, decisions.prepared
     moved_off = _moved_off_device(analysis)
     kept = []
     for move in analysis.moves:
         if move.kind == "other" or not move.sources <= prepared:
+            kept.append(move)
+        elif move.kind == "batch" and move.site.scope is decisions.owner and decisions.preparation.precedes(move.site.location):
             kept.append(move)
         elif move.kind == "model" and _origin(analysis, next(iter(move.sources))) in moved_off:
             receiver = analysis._strip(move.call, move.site.scope)

@@ -54,6 +54,11 @@ class Prepare(Rule):
     `return`, and returns the same expressions at every `return`; the optimizer is followed out of it only when the
     function is called once and its `step()` runs after the call, not inside the function.
 
+    A loop before the prepare statement that only reads a loader (a peek at one batch to size the first layer,
+    statistics for normalisation) or the model's parameters (printing their shapes, initialising them) does not
+    stop the conversion: it runs on the objects as they were made, in every process, as in the original, and the
+    device moves of its batches stay (they are not batches of the prepared loader).
+
     An LR scheduler is prepared only when it is stepped inside the loop over batches: a prepared scheduler steps
     once per process on each call (it expects per-batch stepping), so a scheduler stepped once per epoch is left
     unprepared and keeps stepping the optimizer's learning rate exactly as before.
@@ -107,6 +112,11 @@ class Prepare(Rule):
       pass `accelerator.unwrap_model(model)` or adapt that module too. Calls to functions of the file (followed
       like the rest of it), builtins, methods, or libraries such as `torchinfo.summary(model)` and
       `copy.deepcopy(model)` get none.
+    - a loop that runs the model, an optimizer or a scheduler (calls it, calls one of its methods, or passes it to
+      a function) before the last object `prepare` takes is created (a baseline evaluation before the optimizer
+      exists): a prepare after that object would come too late for the loop, so none is added, and nothing that
+      only a prepare makes right is converted (every device move, `backward` and metric stays; AC004 says so
+      in a note). The diagnostic is on the loop and names the object to create before it.
     - a model class that creates its optimizer from `self.parameters()` and steps it in its own methods (the
       module trains itself): `prepare` cannot be inserted into the class, so the whole file is left unchanged.
 
