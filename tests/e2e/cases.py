@@ -20,6 +20,7 @@ _KEYS = {
     "issue": (int, 3),
     "untrained_args": (list, []),
     "before_launcher": (str, "python"),
+    "replicas_agree": (list, []),
 }
 _LINE_ENDINGS = ("lf", "crlf")
 _ENCODINGS = ("utf-8", "utf-8-sig")
@@ -43,6 +44,7 @@ class Case:
     issue: int
     untrained_args: tuple[str, ...]
     before_launcher: str
+    replicas_agree: tuple[str, ...]
 
     @property
     def before(self) -> Path:
@@ -87,7 +89,7 @@ def load_case(folder: Path) -> Case:
         raise FixtureError(f"{meta_path}: encoding = {values['encoding']!r}; expected one of {_ENCODINGS}")
     if values["before_launcher"] not in _LAUNCHERS:
         raise FixtureError(f"{meta_path}: before_launcher = {values['before_launcher']!r}; expected one of {_LAUNCHERS}")
-    for key in ("args", "untrained_args"):
+    for key in ("args", "untrained_args", "replicas_agree"):
         if not all(isinstance(arg, str) for arg in values[key]):
             raise FixtureError(f"{meta_path}: {key} = {values[key]!r} should be a list of strings")
         values[key] = tuple(values[key])

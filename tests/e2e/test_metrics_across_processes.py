@@ -23,7 +23,8 @@ updates under ``no_grad``) are not evaluations. Matching the last name of the ca
 The one excuse for an evaluating fixture without ``untrained_args`` is the converter's own word: a diagnostics.txt
 line in which AC010 says it left an evaluation loop not gathered (its metrics then cover one process's batches,
 by design, and the user is told so), or that a metric it gathered still changes with the number of processes (a
-mean of per-batch mean losses: the user is told to weight the batches).
+mean of per-batch mean losses: the user is told to weight the batches), or in which AC002 says a loader keeps its
+own DistributedSampler, so that sums and counts over it cover this process's share.
 """
 
 from __future__ import annotations
@@ -111,10 +112,12 @@ def evaluates(case) -> bool:
 
 
 def left_ungathered(case) -> bool:
-    """The converter reported an evaluation it could not make independent of the number of processes."""
+    """The converter reported an evaluation it could not make independent of the number of processes (AC010), or a
+    loader left with its own DistributedSampler whose sums and counts cover one process's share (AC002)."""
     diagnostics = case.folder / "diagnostics.txt"
     return diagnostics.is_file() and any(
-        " AC010 " in line and ("evaluation loop not gathered" in line or "changes with the number of processes" in line)
+        (" AC010 " in line and ("evaluation loop not gathered" in line or "changes with the number of processes" in line))
+        or (" AC002 " in line and "cover this process's share" in line)
         for line in diagnostics.read_text().splitlines()
     )
 

@@ -11,7 +11,7 @@ import libcst as cst
 
 from accel_convert.analysis.prefilter import may_need_conversion
 from accel_convert.analysis.roles import LOADER, SCHEDULER, analyse
-from accel_convert.check import check
+from accel_convert.check import Violation, check
 from accel_convert.decisions import PREPARE, Decisions, creation_position, decide
 from accel_convert.edits.plan import Plan
 from accel_convert.edits.rewrite import hot_nodes, rewrite
@@ -37,7 +37,7 @@ def convert_source(text: str, options: Options = Options()) -> Result:
     bom = "\ufeff" if text.startswith("\ufeff") else ""
     source = text[len(bom):]
     module = _parse(source)
-    withdrawn: dict[str, str] = {}
+    withdrawn: dict[str, Violation] = {}
     for _ in range(_MAX_WITHDRAWALS + 1):
         plan, decisions = _plan(module, options, source, withdrawn)
         if plan.empty:
@@ -74,8 +74,8 @@ def _rebuild(module: cst.Module, plan: Plan, source: str) -> tuple[str, ast.Modu
     return converted.code, tree
 
 
-def _withdrawable(decisions: Decisions, violations) -> dict[str, str] | None:
-    """The loaders and schedulers to take out of the prepare, each with why; None when a violation is not about one
+def _withdrawable(decisions: Decisions, violations) -> dict[str, Violation] | None:
+    """The loaders and schedulers to take out of the prepare, each with its violation; None when a violation is not about one
     of them (not localised, another scope, a model or optimizer: the run cannot be prepared without it)."""
     preparation = decisions.preparation
     if preparation is None:
@@ -88,7 +88,7 @@ def _withdrawable(decisions: Decisions, violations) -> dict[str, str] | None:
         role = roles.get(violation.binding)
         if role not in (LOADER, SCHEDULER) or violation.scope not in (None, owner_name):
             return None
-        keys.setdefault(violation.binding, violation.message)
+        keys.setdefault(violation.binding, violation)
     return keys
 
 
@@ -109,7 +109,7 @@ def plan_module(module: cst.Module, options: Options = Options(), text: str | No
     return _plan(module, options, text, {})[0]
 
 
-def _plan(module: cst.Module, options: Options, text: str | None, withdrawn: dict[str, str]) -> tuple[Plan, Decisions | None]:
+def _plan(module: cst.Module, options: Options, text: str | None, withdrawn: dict[str, Violation]) -> tuple[Plan, Decisions | None]:
     """The plan and the decisions it follows (``withdrawn``: objects the output check took out of the prepare)."""
     plan = Plan()
     if not options.enabled(SETUP):

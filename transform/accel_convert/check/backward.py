@@ -215,7 +215,8 @@ def backward_through_unwrapped(flow: Flow):
                     call.lineno,
                     f"backward-unwrapped: the loss passed to `accelerator.backward` is computed through the "
                     f"unwrapped `{model}` (`{ast.unparse(call.func)}`), which bypasses the gradient "
-                    "synchronisation of the prepared model",
+                    f"synchronisation of the prepared model (only a call of the model itself, `{model}(...)`, "
+                    "synchronises it: compute the loss's inputs in `forward`)",
                     scope.qualname,
                 )
             )

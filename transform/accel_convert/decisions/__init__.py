@@ -33,7 +33,7 @@ class Decisions:
     preparation: Preparation | None = None  # the prepare statement; None when nothing is prepared
     diagnostics: list[Pending] = field(default_factory=list)  # why there is no prepare although there are objects
     access: Access | None = None
-    withdrawn: dict[str, str] = field(default_factory=dict)  # objects the output check took out of the prepare: why
+    withdrawn: dict = field(default_factory=dict)  # key -> the output check's Violation that took it out of the prepare
     no_run: bool = False  # declined because no training run was found (not by a rule's ``declines``)
 
     @property
@@ -46,9 +46,9 @@ class Decisions:
         return self.preparation.bindings if self.preparation is not None else set()
 
 
-def decide(analysis: Analysis, options: Options, rules, withdrawn: dict[str, str] | None = None) -> Decisions:
+def decide(analysis: Analysis, options: Options, rules, withdrawn: dict | None = None) -> Decisions:
     """The decisions for one file under the enabled ``rules`` (an ignored rule declines nothing, as ruff's ignore
-    turns a rule off); ``withdrawn``: keys the output check took out of the prepare, with why."""
+    turns a rule off); ``withdrawn``: keys the output check took out of the prepare, each with its ``Violation``."""
     withdrawn = withdrawn or {}
     rules = [rule for rule in rules if options.enabled(rule.code)]
     declined = [pending for rule in rules for pending in rule.declines(analysis)]
@@ -61,9 +61,8 @@ def decide(analysis: Analysis, options: Options, rules, withdrawn: dict[str, str
     objects = candidates(analysis, owner)
     for item in objects:
         if item.key in withdrawn:
-            message = f"`{item.key}` not passed through `accelerator.prepare`: {withdrawn[item.key]}; its device moves are kept, and every process goes through all of it"
             node = item.creation.statement if item.creation is not None else analysis.anchor.statement
-            decisions.diagnostics.append(Pending(Diagnostic, PREPARE, node, message, None))
+            decisions.diagnostics.append(Pending(Diagnostic, PREPARE, node, _withdrawal(item.key, withdrawn[item.key]), None))
     objects = [item for item in objects if item.key not in withdrawn]
     if objects and not options.enabled(PREPARE):
         message = (
@@ -93,6 +92,20 @@ def decide(analysis: Analysis, options: Options, rules, withdrawn: dict[str, str
     access.position = creation_position(analysis, access, uses)
     decisions.access = access
     return decisions
+
+
+def _withdrawal(key: str, violation) -> str:
+    """Why ``key`` is not prepared (the output check's violation) and what that leaves."""
+    if violation.invariant == "sampler-under-prepare":
+        left = (
+            "it keeps its own `DistributedSampler`, which gives each process its share as the original's distributed "
+            "run did (sums and counts over its batches cover this process's share), and its device moves are kept"
+        )
+    elif violation.invariant == "prepare-arg-unbound":
+        left = "its device moves are kept, and where it is made it yields all of its batches, as in the original"
+    else:
+        left = "its device moves are kept, and every process goes through all of its batches"
+    return f"`{key}` not passed through `accelerator.prepare` (output check, {violation.message}); {left}"
 
 
 def creation_position(analysis: Analysis, access: Access, uses: list[Location]) -> tuple[int, int]:

@@ -81,6 +81,7 @@ def candidates(analysis: Analysis, owner: Scope) -> list[Prepared]:
         if role == SCHEDULER and not _stepped_per_batch(analysis, binding):
             continue
         found.append((binding, key, role, assignment))
+    found = _called_name(analysis, found)
     bindings = {f[0] for f in found}
     aliased = {source for target, source, alias, _ in analysis.edges if alias and target in bindings and target != source}
     found = [f for f in found if f[0] not in aliased]
@@ -158,6 +159,34 @@ def _runs(call: cst.Call, roots: set[str]) -> str | None:
 
 def _position(assignment) -> tuple:
     return tuple(index for _, index in assignment.location) if assignment is not None else ()
+
+
+def _called_name(analysis: Analysis, found: list) -> list:
+    """The name an alias gives a model is what is prepared (``optimizer = SGD(net.parameters())`` after
+    ``net = model``), unless the training loop calls the model by the aliased name only: with
+    ``model_without_ddp = model``, the optimizer built from ``model_without_ddp`` and ``model(x)`` in the loop,
+    ``model`` is prepared where the alias is made (the bare alias still holds the same module and parameters)."""
+    out = []
+    for binding, key, role, assignment in found:
+        if role == MODEL and not _called_per_batch(analysis, binding):
+            called = [
+                source
+                for target, source, alias, _ in analysis.edges
+                if alias and target == binding and source != binding and source[0] is binding[0]
+                and _called_per_batch(analysis, source)
+            ]
+            if len(called) == 1:
+                binding, key = called[0], called[0][1]
+        out.append((binding, key, role, assignment))
+    return out
+
+
+def _called_per_batch(analysis: Analysis, binding) -> bool:
+    """The model ``binding`` holds is called in a loop over batches (``model(x)``)."""
+    for site in analysis.facts.calls_of(binding[1]):
+        if analysis.binding(site.scope, binding[1]) == binding and any(loop in analysis.batch_loops for loop in site.loops):
+            return True
+    return False
 
 
 def _stepped_per_batch(analysis: Analysis, binding) -> bool:
