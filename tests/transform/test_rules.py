@@ -361,7 +361,7 @@ for step in range(10):
     loss.backward()
     optimizer.step()
 ''',
-        ['x.py:8:5: AC001 training loop not recognised (no `torch.optim` optimizer created in this file is stepped in a loop); nothing converted'],
+        ['x.py:8:5: AC001 training loop not recognised: `optimizer` comes from `model.configure_optimizers(...)`, not from a `torch.optim` class created in this file, so the converter cannot tell it is an optimizer; nothing converted'],
         id='unrecognised',
     ),
     pytest.param(

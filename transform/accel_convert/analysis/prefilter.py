@@ -8,8 +8,11 @@ from __future__ import annotations
 import re
 
 _TORCH_IMPORT = re.compile(r"^[ \t]*(?:import[ \t]+torch\b|from[ \t]+torch[\s.])", re.MULTILINE)
+_TRAINING = re.compile(r"\.backward\(|init_process_group\(|DistributedDataParallel\(|optim\.[A-Z]\w*\(")
 
 
 def may_need_conversion(text: str) -> bool:
-    """True when ``text`` might hold a PyTorch training loop: it calls ``.backward(`` and imports torch."""
-    return ".backward(" in text and _TORCH_IMPORT.search(text) is not None
+    """True when ``text`` might hold PyTorch training code and imports torch: it calls ``.backward(``, sets up
+    distributed training, or creates a ``torch.optim`` optimizer (an entry script whose loop lives in another module
+    is told so)."""
+    return _TRAINING.search(text) is not None and _TORCH_IMPORT.search(text) is not None

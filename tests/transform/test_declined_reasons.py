@@ -1,0 +1,110 @@
+"""A declined file with a backward, an optimizer, or a distributed setup says why, naming what it found (issue 9,
+shapes 13 and 14); a file with only device moves gets a note; one with no training code gets nothing."""
+
+from __future__ import annotations
+
+from textwrap import dedent
+
+import pytest
+
+from accel_convert import convert_source
+
+STEPPED_IN_A_LOOP = """\
+import torch
+from torch.utils.data import DataLoader
+gen = torch.nn.Linear(2, 2)
+disc = torch.nn.Linear(2, 1)
+optimizers = [torch.optim.Adam(gen.parameters()), torch.optim.Adam(disc.parameters())]
+for x in DataLoader(torch.randn(8, 2), batch_size=2):
+    disc(gen(x)).mean().backward()
+    for opt in optimizers:
+        opt.step()
+"""
+
+OWN_OPTIMIZER = """\
+import torch
+from torch.utils.data import DataLoader
+
+class MySGD(torch.optim.Optimizer):
+    def __init__(self, params, lr):
+        super().__init__(params, dict(lr=lr))
+
+model = torch.nn.Linear(2, 1)
+optimizer = MySGD(model.parameters(), lr=0.1)
+for x in DataLoader(torch.randn(8, 2), batch_size=2):
+    model(x).sum().backward()
+    optimizer.step()
+"""
+
+OWN_DDP_AND_FACTORY = """\
+import torch
+import torch.distributed as dist
+from engine import train_one_epoch
+
+def main(args):
+    dist.init_process_group("nccl")
+    model = torch.nn.parallel.DistributedDataParallel(build_model(args).cuda())
+    optimizer = make_optimizer(model)
+    for epoch in range(args.epochs):
+        train_one_epoch(model, optimizer)
+"""
+
+ENTRY_SCRIPT = """\
+import torch
+from trainer import fit
+model = torch.nn.Linear(3, 1).to("cuda")
+optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+fit(model, optimizer)
+"""
+
+ONE_STEP = """\
+import torch
+model = torch.load("m.pt").to("cuda")
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+loss = model(torch.ones(3)).sum()
+loss.backward()
+optimizer.step()
+"""
+
+
+@pytest.mark.parametrize(
+    ("source", "line", "words"),
+    [
+        (STEPPED_IN_A_LOOP, 7, "the optimizers are stepped through a loop over `optimizers` (`opt.step()`)"),
+        (OWN_OPTIMIZER, 11, "`MySGD` is this file's own subclass of `torch.optim.Optimizer`"),
+        (OWN_DDP_AND_FACTORY, 6, "`dist.init_process_group` sets up distributed training, but this file has no training step"),
+        (ENTRY_SCRIPT, 4, "`torch.optim.AdamW(...)` creates an optimizer, but this file has no training step"),
+        (ONE_STEP, 5, "`backward()` is called outside any loop"),
+    ],
+    ids=["for_opt_in_optimizers", "optimizer_subclass", "own_ddp_and_factory", "entry_script", "backward_outside_loops"],
+)
+def test_a_declined_file_says_what_it_found(source, line, words):
+    result = convert_source(source)
+    assert result.text == source
+    assert [(d.code, d.line, d.severity) for d in result.diagnostics] == [("AC001", line, "work")]
+    assert words in result.diagnostics[0].message
+    assert result.diagnostics[0].message.endswith("nothing converted")
+
+
+def test_no_training_code_gets_no_diagnostic():
+    source = dedent(
+        """\
+        import torch
+        x = torch.randn(3).to("cuda")
+        print(x.sum())
+        """
+    )
+    assert convert_source(source).diagnostics == ()
+
+
+def test_a_backward_without_an_optimizer_is_said_once():
+    source = dedent(
+        """\
+        import torch
+        model = torch.nn.Linear(3, 1)
+        model(torch.ones(3)).sum().backward()
+        """
+    )
+    result = convert_source(source)
+    assert result.text == source
+    assert [(d.code, d.line) for d in result.diagnostics] == [("AC021", 3)]
