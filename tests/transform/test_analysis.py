@@ -6,7 +6,8 @@ import textwrap
 
 import libcst as cst
 
-from accel_convert.analysis.roles import DEVICE, LOADER, MODEL, OPTIMIZER, SCHEDULER, analyse
+from accel_convert.analysis.pipeline import analyse
+from accel_convert.analysis.roles import DEVICE, LOADER, MODEL, OPTIMIZER, SCHEDULER
 
 
 def roles(source: str) -> dict[str, str]:

@@ -7,7 +7,7 @@ import pytest
 
 from accel_convert.analysis.batch_sources import hand_made_batches
 from accel_convert.analysis.gpu_counts import gpu_scaled_batches
-from accel_convert.analysis.roles import analyse
+from accel_convert.analysis.pipeline import analyse
 from accel_convert.convert import convert_source
 
 IMPORTS = """\

@@ -9,8 +9,9 @@ import ast
 
 import libcst as cst
 
+from accel_convert.analysis.pipeline import analyse
 from accel_convert.analysis.prefilter import may_need_conversion
-from accel_convert.analysis.roles import LOADER, SCHEDULER, analyse
+from accel_convert.analysis.roles import LOADER, SCHEDULER
 from accel_convert.check import Violation, check
 from accel_convert.decisions import PREPARE, Decisions, creation_position, decide
 from accel_convert.edits.plan import Plan

@@ -1,23 +1,27 @@
 """Roles of the objects in a training script, found by qualified name and data flow (never by variable name).
 
 Works on the ``Facts`` of one module and its ``ImportTable``: which bindings hold a model, an optimizer, a data
-loader, an LR scheduler, a device or a "CUDA is available" flag; which ``for`` loops iterate a loader and which names
-hold the batches they yield; which ``.to(device)`` / ``.cuda()`` calls move what; which ``.backward()`` calls there are.
-Roles flow along assignments (``self.model = model``), call arguments into parameters of functions defined in the same
-file (``train(model, loader, optimizer, device)``), and return values of such functions.
+loader, an LR scheduler, a device or an ``Accelerator``, which optimizer anchors the training run, which
+``.backward()`` calls there are. Roles flow along assignments (``self.model = model``), call arguments into parameters
+of functions defined in the same file (``train(model, loader, optimizer, device)``), and return values of such
+functions. ``pipeline.analyse`` runs these finders with those of ``loops`` and ``devices``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import libcst as cst
 
 from accel_convert.analysis import symbols
-from accel_convert.analysis.device_defaults import device_defaults
-from accel_convert.analysis.facts import Assignment, CallSite, Facts, Loop, Scope, collect, target_names
+from accel_convert.analysis.expressions import is_cpu_literal, is_device_literal, strip_moves
+from accel_convert.analysis.facts import Assignment, CallSite, Facts, Loop, Scope
 from accel_convert.analysis.imports import ImportTable, dotted_name
 from accel_convert.analysis.traverse import Walker
+
+if TYPE_CHECKING:
+    from accel_convert.analysis.devices import DeviceDefinition, Flag, Move
 
 MODEL, OPTIMIZER, LOADER, SCHEDULER, DEVICE, ACCELERATOR = (
     "model",
@@ -28,81 +32,8 @@ MODEL, OPTIMIZER, LOADER, SCHEDULER, DEVICE, ACCELERATOR = (
     "accelerator",
 )
 PREPARED_ROLES = (MODEL, OPTIMIZER, LOADER, SCHEDULER)
-_DEVICE_NAMES = ("cpu", "cuda", "mps", "xpu")
 
 Binding = tuple[object, str]  # (owning Scope, or ClassInfo for attributes of self, dotted key)
-
-
-@dataclass(eq=False)
-class DeviceDefinition:
-    """``device = torch.device(...)``-like statement (or if/else chain of them) binding ``key``."""
-
-    key: str
-    scope: Scope
-    statement: cst.CSTNode  # a SimpleStatementLine, or an If chain
-    value: cst.BaseExpression | None  # the assigned expression (None for an if chain)
-    location: tuple
-    cuda_condition: cst.BaseExpression | None  # when the device is an accelerator; None: always
-    cpu_literal: bool = False  # the definition is an unconditional "cpu"
-    string: bool = False  # the device is held as a string ("cuda"), and may be used as one
-    device_argument: cst.BaseExpression | None = None  # torch.device(args.device)
-
-
-@dataclass(eq=False)
-class Flag:
-    """``use_cuda = ... torch.cuda.is_available()``: a boolean that selects the device."""
-
-    name: str
-    assignment: Assignment
-
-
-@dataclass(eq=False)
-class Move:
-    """A ``.to(<device>)`` or ``.cuda()`` call; ``kind`` is "batch", "model" or "other". ``sources``: the model's
-    binding for a model move, the loaders the batch comes from for a batch move."""
-
-    site: CallSite
-    kind: str
-    sources: frozenset = frozenset()
-
-    @property
-    def call(self) -> cst.Call:
-        return self.site.node
-
-
-def strip_moves(node: cst.BaseExpression, is_move) -> cst.BaseExpression:
-    """``x.to(device).cuda()`` -> ``x`` for the calls ``is_move`` accepts."""
-    while isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute) and is_move(node):
-        node = node.func.value
-    return node
-
-
-def root_name(node: cst.BaseExpression) -> str | None:
-    """The variable an expression is derived from: ``batch["x"].float()`` -> ``batch``."""
-    while True:
-        if isinstance(node, cst.Name):
-            return node.value
-        if isinstance(node, (cst.Attribute, cst.Subscript)):
-            node = node.value
-        elif isinstance(node, cst.Call):
-            node = node.func
-        else:
-            return None
-
-
-def _is_string(node, predicate) -> bool:
-    if not isinstance(node, cst.SimpleString):
-        return False
-    value = node.evaluated_value
-    return isinstance(value, str) and predicate(value)
-
-
-def is_device_literal(node) -> bool:
-    return _is_string(node, lambda v: v.split(":")[0] in _DEVICE_NAMES)
-
-
-def is_cpu_literal(node) -> bool:
-    return _is_string(node, lambda v: v == "cpu")
 
 
 @dataclass(eq=False)
@@ -130,7 +61,7 @@ class Analysis:
     optimizer_models: dict[Binding, set[Binding]] = field(default_factory=dict)  # optimizer -> models it steps
     _factories: dict[Scope, list | None] = field(default_factory=dict)  # function -> what it returns (factory_returns)
     _self_calling: set[Scope] | None = None  # functions that call themselves
-    _model_moves: dict[int, Binding] = field(default_factory=dict)  # id(move chained on a model's assignment) -> model
+    model_moves: dict[int, Binding] = field(default_factory=dict)  # id(move chained on a model's assignment) -> model
 
     # names ----------------------------------------------------------------------------------------------------------
     def binding(self, scope: Scope, key: str) -> Binding:
@@ -183,33 +114,11 @@ class Analysis:
             return True  # .to(0): the GPU of that index
         return bool(positional) and self.is_device_expression(positional[0].value, scope)
 
-    def _strip(self, node: cst.BaseExpression, scope: Scope) -> cst.BaseExpression:
+    def strip(self, node: cst.BaseExpression, scope: Scope) -> cst.BaseExpression:
         return strip_moves(node, lambda call: self.is_move_call(call, scope))
 
 
-def analyse(module: cst.Module, imports: ImportTable | None = None) -> Analysis:
-    """Collect the facts of ``module`` and resolve the roles of its objects."""
-    analysis = Analysis(collect(module), imports or ImportTable.of(module))
-    _find_model_classes(analysis)
-    _find_direct_roles(analysis)
-    _find_edges(analysis)
-    _propagate(analysis)
-    _find_batch_loops(analysis)
-    _find_models_called_in_loops(analysis)
-    _propagate(analysis)
-    _find_batch_loops(analysis)
-    _find_anchor(analysis)
-    _find_device_definitions(analysis)
-    _drop_overwritten_devices(analysis)
-    _find_option_devices(analysis)
-    _find_flags(analysis)
-    _find_batch_parameters(analysis)
-    _find_moves(analysis)
-    _find_backward_calls(analysis)
-    return analysis
-
-
-def _find_anchor(analysis: Analysis) -> None:
+def find_anchor(analysis: Analysis) -> None:
     """The training run: the first optimizer (in source order) whose ``step()`` is called inside a loop (or in a
     function of the file called inside one)."""
     repeated: set[Scope] = set()
@@ -250,8 +159,8 @@ def _find_anchor(analysis: Analysis) -> None:
             continue
         analysis.anchor, analysis.anchor_binding = assignment, binding
         for model in models:
-            _set_role(analysis, model, MODEL, _creation_of(analysis, model))
-        _propagate(analysis)
+            set_role(analysis, model, MODEL, creation_of(analysis, model))
+        propagate(analysis)
         return
 
 
@@ -318,7 +227,7 @@ def _argument_for(call: cst.Call, position: int, name: str) -> cst.BaseExpressio
     return None
 
 
-def _find_model_classes(analysis: Analysis) -> None:
+def find_model_classes(analysis: Analysis) -> None:
     classes = analysis.facts.classes
     changed = True
     while changed:
@@ -335,7 +244,7 @@ def _find_model_classes(analysis: Analysis) -> None:
                     break
 
 
-def _set_role(analysis: Analysis, binding: Binding, role: str, assignment: Assignment | None) -> bool:
+def set_role(analysis: Analysis, binding: Binding, role: str, assignment: Assignment | None) -> bool:
     if binding in analysis.roles:
         return False
     analysis.roles[binding] = role
@@ -387,7 +296,7 @@ def _model_binding(analysis: Analysis, scope: Scope, receiver: cst.BaseExpressio
     return analysis.binding(scope, prefix)
 
 
-def _find_direct_roles(analysis: Analysis) -> None:
+def find_direct_roles(analysis: Analysis) -> None:
     for assignment in analysis.facts.assignments:
         if len(assignment.targets) != 1:
             continue
@@ -406,14 +315,14 @@ def _find_direct_roles(analysis: Analysis) -> None:
     # a model found through .parameters() before its constructor was seen
     for binding, role in analysis.roles.items():
         if role == MODEL and binding not in analysis.creations:
-            assignment = _creation_of(analysis, binding)
+            assignment = creation_of(analysis, binding)
             if assignment is not None:
                 analysis.creations[binding] = assignment
 
 
 def _classify(analysis: Analysis, binding: Binding, scope: Scope, value, assignment: Assignment | None) -> None:
     """The role of the object ``value`` creates (held by ``binding``; ``assignment`` None for a returned value)."""
-    value = analysis._strip(value, scope)
+    value = analysis.strip(value, scope)
     if not isinstance(value, cst.Call):
         return
     qualified = analysis.qualify(value.func)
@@ -424,26 +333,26 @@ def _classify(analysis: Analysis, binding: Binding, scope: Scope, value, assignm
                 analysis.creations.setdefault(binding, assignment)
         return
     if symbols.is_optimizer(qualified):
-        _set_role(analysis, binding, OPTIMIZER, assignment)
+        set_role(analysis, binding, OPTIMIZER, assignment)
         for receiver in optimizer_parameter_receivers(analysis, scope, value):
             model = _model_binding(analysis, scope, receiver)
             if model is not None:
                 analysis.optimizer_models.setdefault(binding, set()).add(model)
-                _set_role(analysis, model, MODEL, analysis.creations.get(model))
+                set_role(analysis, model, MODEL, analysis.creations.get(model))
     elif qualified in symbols.DATALOADERS:
-        _set_role(analysis, binding, LOADER, assignment)
+        set_role(analysis, binding, LOADER, assignment)
     elif symbols.is_scheduler(qualified):
-        _set_role(analysis, binding, SCHEDULER, assignment)
+        set_role(analysis, binding, SCHEDULER, assignment)
     elif qualified in symbols.ACCELERATOR_CLASSES:
         analysis.has_accelerator = True
-        _set_role(analysis, binding, ACCELERATOR, assignment)
+        set_role(analysis, binding, ACCELERATOR, assignment)
     elif symbols.is_model_constructor(qualified):
         analysis.candidates.add(binding)
         if assignment is not None:
             analysis.creations.setdefault(binding, assignment)
 
 
-def _creation_of(analysis: Analysis, binding: Binding) -> Assignment | None:
+def creation_of(analysis: Analysis, binding: Binding) -> Assignment | None:
     for assignment in analysis.facts.assignments:
         if len(assignment.targets) == 1:
             key = dotted_name(assignment.targets[0])
@@ -474,17 +383,17 @@ def called_function(analysis: Analysis, site: CallSite) -> tuple[Scope, int] | N
     return None
 
 
-def _find_edges(analysis: Analysis) -> None:
+def find_edges(analysis: Analysis) -> None:
     """Data flow: ``target <- source`` pairs through assignments, call arguments and return values."""
     facts = analysis.facts
     for assignment in facts.assignments:
         scope = assignment.scope
-        value = analysis._strip(assignment.value, scope)
+        value = analysis.strip(assignment.value, scope)
         targets = [dotted_name(target) for target in assignment.targets]
         if len(targets) == 1:
             sources = [value]
         elif isinstance(value, (cst.Tuple, cst.List)) and len(value.elements) == len(targets):
-            sources = [analysis._strip(element.value, scope) for element in value.elements]
+            sources = [analysis.strip(element.value, scope) for element in value.elements]
         else:
             sources = [None] * len(targets)
         returned = _returned_bindings(analysis, value, len(targets)) if isinstance(value, cst.Call) else None
@@ -500,7 +409,7 @@ def _find_edges(analysis: Analysis) -> None:
     # return make_loader(a), make_loader(b): what another factory returns, returned again
     for function in list(facts.functions.values()):
         for index, element in enumerate(factory_returns(analysis, function) or ()):
-            element = analysis._strip(element, function)
+            element = analysis.strip(element, function)
             returned = _returned_bindings(analysis, element, 1) if isinstance(element, cst.Call) else None
             if returned is not None and returned[0] is not None:
                 analysis.edges.append((returned_binding(function, index), returned[0], False, None))
@@ -592,7 +501,7 @@ def _factory_returns(analysis: Analysis, function: Scope) -> list[cst.BaseExpres
     return elements if len(shapes) == 1 else None
 
 
-def _propagate(analysis: Analysis) -> None:
+def propagate(analysis: Analysis) -> None:
     """Roles flow from source to target; through a plain alias (``a = b``) also back, as both name one object."""
     changed = True
     while changed:
@@ -684,415 +593,7 @@ def _names_in(node: cst.CSTNode) -> list[cst.Name]:
     return found
 
 
-def _iterated_loaders(analysis: Analysis, scope: Scope, node: cst.BaseExpression) -> set[Binding]:
-    """The loaders ``node`` iterates: ``loader``, ``enumerate(loader)``, ``zip(a, b)``; empty for anything else."""
-    key = dotted_name(node)
-    if key is not None and analysis.roles.get(analysis.binding(scope, key)) == LOADER:
-        return {analysis.binding(scope, key)}
-    found: set[Binding] = set()
-    if isinstance(node, cst.Call):
-        for arg in node.args:
-            if arg.keyword is None and not arg.star:
-                found |= _iterated_loaders(analysis, scope, arg.value)
-    return found
-
-
-def _find_batch_loops(analysis: Analysis) -> None:
-    analysis.batch_loops.clear()
-    analysis.batch_sources.clear()
-    for loop in analysis.facts.loops:
-        loaders = _iterated_loaders(analysis, loop.scope, loop.node.iter) if isinstance(loop.node, cst.For) else set()
-        if loaders:
-            analysis.batch_loops[loop] = set(loop.target_names)
-            analysis.batch_sources[loop] = loaders
-    for assignment in analysis.facts.assignments:
-        for loop in assignment.loops:
-            names = analysis.batch_loops.get(loop)
-            if names is None:
-                continue
-            if root_name(analysis._strip(assignment.value, assignment.scope)) in names:
-                for target in assignment.targets:
-                    names.update(target_names(target))
-
-
-def _in_batch_loop(analysis: Analysis, site: CallSite) -> bool:
-    return any(loop in analysis.batch_loops for loop in site.loops)
-
-
-def _find_models_called_in_loops(analysis: Analysis) -> None:
-    for site in analysis.facts.calls:
-        key = dotted_name(site.node.func)
-        if key is None or not _in_batch_loop(analysis, site):
-            continue
-        binding = analysis.binding(site.scope, key)
-        if binding in analysis.candidates and binding not in analysis.roles:
-            _set_role(analysis, binding, MODEL, analysis.creations.get(binding))
-
-
-def _device_branches(node: cst.If) -> list[tuple[cst.BaseExpression | None, cst.Assign]] | None:
-    """For ``if a: device = X elif b: device = Y else: device = Z``: [(a, assign X), (b, ...), (None, ...)]."""
-    branches = []
-    current: cst.If | cst.Else | None = node
-    while current is not None:
-        body = current.body
-        if not isinstance(body, cst.IndentedBlock) or len(body.body) != 1:
-            return None
-        line = body.body[0]
-        if not isinstance(line, cst.SimpleStatementLine) or len(line.body) != 1:
-            return None
-        assign = line.body[0]
-        if not isinstance(assign, cst.Assign) or len(assign.targets) != 1:
-            return None
-        branches.append((current.test if isinstance(current, cst.If) else None, assign))
-        current = current.orelse if isinstance(current, cst.If) else None
-    if branches[-1][0] is not None:
-        return None  # no else: the variable may stay unbound
-    return branches
-
-
-def _find_device_definitions(analysis: Analysis) -> None:
-    chained: set[int] = set()
-    for node, scope, location in analysis.facts.if_statements:
-        branches = _device_branches(node)
-        if branches is None:
-            continue
-        keys = {dotted_name(assign.targets[0].target) for _, assign in branches}
-        if len(keys) != 1 or None in keys:
-            continue
-        if not all(analysis.is_device_expression(assign.value) for _, assign in branches):
-            continue
-        conditions = [test for test, assign in branches if test is not None and not is_cpu_literal(assign.value)]
-        condition = conditions[0] if len(conditions) == 1 else None
-        if len(conditions) > 1:
-            condition = cst.BooleanOperation(conditions[0], cst.Or(), conditions[1])
-        key = keys.pop()
-        definition = DeviceDefinition(key, scope, node, None, location, condition)
-        definition.string = all(_is_string_device(assign.value) for _, assign in branches)
-        analysis.device_definitions.append(definition)
-        _set_role(analysis, analysis.binding(scope, key), DEVICE, None)
-        chained.update(id(line) for line in _if_lines(node))
-    for assignment in analysis.facts.assignments:
-        if len(assignment.targets) != 1 or id(assignment.statement) in chained:
-            continue
-        key = dotted_name(assignment.targets[0])
-        value = assignment.value
-        if key is None or not analysis.is_device_expression(value):
-            continue
-        definition = DeviceDefinition(key, assignment.scope, assignment.statement, value, assignment.location, None)
-        definition.string = _is_string_device(value)
-        _describe_device(analysis, definition, value)
-        analysis.device_definitions.append(definition)
-        _set_role(analysis, analysis.binding(assignment.scope, key), DEVICE, assignment)
-    # parameters with a device default (``device="cuda:0"``): devices, which AC003 has the calls pass
-    for default in device_defaults(analysis):
-        _set_role(analysis, analysis.binding(default.function, default.name), DEVICE, None)
-    # devices handed to helpers as arguments
-    _propagate(analysis)
-
-
-def _drop_overwritten_devices(analysis: Analysis) -> None:
-    """Forget a device definition that a later one in the same scope surely replaces before anything reads it
-    (a module-level default that ``if __name__ == "__main__":`` sets again from the parsed options): the later
-    one is the device the run uses, and the accelerator is created there. The earlier line stays as written."""
-    facts = analysis.facts
-    local_callables = set(facts.functions) | set(facts.classes)
-
-    def path(location) -> tuple[int, ...]:
-        return tuple(index for _, index in location)
-
-    def reads_between(scope, key, start, end) -> bool:
-        loads = [(load.name, load.location) for load in facts.loads if load.scope is scope]
-        loads += [(dotted_name(read.node), read.location) for read in facts.attribute_reads if read.scope is scope]
-        calls = [
-            site.location
-            for site in facts.calls
-            if site.scope is scope and isinstance(site.node.func, cst.Name) and site.node.func.value in local_callables
-        ]
-        between = lambda location: start < path(location) < end  # noqa: E731
-        return any(name == key and between(location) for name, location in loads) or any(map(between, calls))
-
-    kept = []
-    for definition in analysis.device_definitions:
-        later = [
-            other
-            for other in analysis.device_definitions
-            if other.scope is definition.scope
-            and other.key == definition.key
-            and path(other.location) > path(definition.location)
-            and runs_after(facts, definition.location, other.location)
-        ]
-        if any(
-            not reads_between(definition.scope, definition.key, path(definition.location), path(other.location))
-            and definition.key not in _read_names(other.statement)
-            for other in later
-        ):
-            continue
-        kept.append(definition)
-    analysis.device_definitions = kept
-
-
-def _read_names(statement: cst.CSTNode) -> set[str]:
-    """Names and dotted names read by the values a statement assigns (an if chain: its tests too)."""
-    found: set[str] = set()
-
-    class _Reads(Walker):
-        def visit_AssignTarget(self, node: cst.AssignTarget) -> bool:
-            return False
-
-        def visit_Name(self, node: cst.Name) -> None:
-            found.add(node.value)
-
-        def visit_Attribute(self, node: cst.Attribute) -> None:
-            key = dotted_name(node)
-            if key is not None:
-                found.add(key)
-
-    _Reads().walk(statement)
-    return found
-
-
-def runs_after(facts, first, second) -> bool:
-    """True when the statement at ``second`` surely runs once the one at ``first`` has: it lies later in the same
-    block, or in ``if __name__ == "__main__":`` blocks there (the path that runs the script)."""
-    depth = len(first) - 1
-    if second[:depth] != first[:depth] or len(second) <= depth or second[depth][0] != first[depth][0]:
-        return False
-    for (block, index), (inner, _) in zip(second[depth:], second[depth + 1 :]):
-        statement = facts.statement_at(block, index)
-        if not (isinstance(statement, cst.If) and _is_main_guard(statement.test) and id(statement.body) == inner):
-            return False
-    return True
-
-
-def _is_main_guard(test: cst.BaseExpression) -> bool:
-    """``__name__ == "__main__"`` (either way round)."""
-    if not (isinstance(test, cst.Comparison) and len(test.comparisons) == 1):
-        return False
-    if not isinstance(test.comparisons[0].operator, cst.Equal):
-        return False
-    sides = [test.left, test.comparisons[0].comparator]
-    names = [side for side in sides if isinstance(side, cst.Name) and side.value == "__name__"]
-    strings = [side for side in sides if isinstance(side, cst.SimpleString) and side.evaluated_value == "__main__"]
-    return len(names) == 1 and len(strings) == 1
-
-
-def option_dest(call: cst.Call) -> str | None:
-    """The ``args`` attribute an ``add_argument("--device", ...)`` call fills, when it picks a device."""
-    func = call.func
-    if not (isinstance(func, cst.Attribute) and func.attr.value == "add_argument") or not call.args:
-        return None
-    first = call.args[0].value
-    if not _is_string(first, lambda v: v.startswith("--")):
-        return None
-    dest = first.evaluated_value[2:].replace("-", "_")
-    for arg in call.args:
-        if arg.keyword is not None and arg.keyword.value == "dest" and isinstance(arg.value, cst.SimpleString):
-            dest = arg.value.evaluated_value
-    return dest
-
-
-def _parsed_arguments(analysis: Analysis) -> list[tuple[Scope, str]]:
-    """Variables holding ``parser.parse_args()`` (directly or returned by a function of the file)."""
-    parsers = {
-        scope
-        for scope, values in analysis.facts.returns.items()
-        if any(_calls_parse_args(value) for value in values)
-    }
-    found = []
-    for assignment in analysis.facts.assignments:
-        value = assignment.value
-        key = dotted_name(assignment.targets[0]) if len(assignment.targets) == 1 else None
-        if key is None or not isinstance(value, cst.Call):
-            continue
-        helper = isinstance(value.func, cst.Name) and analysis.facts.functions.get(value.func.value) in parsers
-        if _calls_parse_args(value) or helper:
-            found.append((assignment.scope, key))
-    return found
-
-
-def _calls_parse_args(node: cst.BaseExpression) -> bool:
-    return isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute) and node.func.attr.value == "parse_args"
-
-
-def _find_option_devices(analysis: Analysis) -> None:
-    """``parser.add_argument("--device", default="cuda" if ... else "cpu")``: ``args.device`` holds the device."""
-    options = {}
-    for site in analysis.facts.calls:
-        dest = option_dest(site.node)
-        if dest is None:
-            continue
-        default = next((a.value for a in site.node.args if a.keyword is not None and a.keyword.value == "default"), None)
-        if dest == "device" or (default is not None and analysis.is_device_expression(default)):
-            options[dest] = site.node
-    if not options:
-        return
-    for scope, key in _parsed_arguments(analysis):
-        for dest, call in options.items():
-            binding = analysis.binding(scope, f"{key}.{dest}")
-            analysis.option_devices[binding] = call
-            _set_role(analysis, binding, DEVICE, None)
-
-
-def _is_string_device(node: cst.BaseExpression) -> bool:
-    """``"cuda"``, ``"cuda:0" if ... else "cpu"``: a device held as a string."""
-    if isinstance(node, cst.IfExp):
-        return _is_string_device(node.body) and _is_string_device(node.orelse)
-    return is_device_literal(node)
-
-
-def _if_lines(node: cst.If):
-    current = node
-    while current is not None:
-        yield from current.body.body
-        current = getattr(current, "orelse", None)
-
-
-def _describe_device(analysis: Analysis, definition: DeviceDefinition, value: cst.BaseExpression) -> None:
-    """Fill in when the definition picks an accelerator (its condition), or that it is always the CPU."""
-    if isinstance(value, cst.Call) and analysis.qualify(value.func) == "torch.device":
-        positional = [arg.value for arg in value.args if arg.keyword is None]
-        if positional and not is_device_literal(positional[0]) and not isinstance(positional[0], cst.IfExp):
-            definition.device_argument = positional[0]
-            return
-        if positional:
-            value = positional[0]
-    if isinstance(value, cst.IfExp):
-        if is_cpu_literal(value.orelse):
-            definition.cuda_condition = value.test
-        elif is_cpu_literal(value.body):
-            definition.cuda_condition = cst.UnaryOperation(cst.Not(), value.test)
-        return
-    definition.cpu_literal = is_cpu_literal(value)
-
-
-def _contains_availability_check(analysis: Analysis, node: cst.CSTNode) -> bool:
-    found = []
-
-    class _Finder(Walker):
-        def visit_Call(self, call: cst.Call) -> None:
-            if analysis.qualify(call.func) in symbols.AVAILABILITY_CHECKS:
-                found.append(call)
-
-    _Finder().walk(node)
-    return bool(found)
-
-
-def _find_flags(analysis: Analysis) -> None:
-    checked = {
-        id(site.statement)
-        for site in analysis.facts.calls
-        if analysis.qualify(site.node.func) in symbols.AVAILABILITY_CHECKS
-    }
-    for assignment in analysis.facts.assignments:
-        if id(assignment.statement) not in checked:
-            continue
-        if len(assignment.targets) != 1 or analysis.is_device_expression(assignment.value):
-            continue
-        key = dotted_name(assignment.targets[0])
-        value = assignment.value
-        if key is not None and _is_boolean(analysis, value) and _contains_availability_check(analysis, value):
-            analysis.flags.append(Flag(key, assignment))
-
-
-def _is_boolean(analysis: Analysis, node: cst.BaseExpression) -> bool:
-    """Whether ``node`` reads as a true/false value: an availability check or ``bool(...)``, a name or attribute,
-    ``not``, ``and``/``or``, a comparison, or a conditional choosing between such values. A wrapper call
-    (``DDP(model, device_ids=[r] if torch.cuda.is_available() else None)``) or a list chosen by a check is no flag."""
-    if isinstance(node, cst.IfExp):
-        return _is_boolean(analysis, node.body) and _is_boolean(analysis, node.orelse)
-    if isinstance(node, cst.Call):
-        return analysis.qualify(node.func) in symbols.AVAILABILITY_CHECKS or (
-            isinstance(node.func, cst.Name) and node.func.value == "bool"
-        )
-    return isinstance(node, (cst.Name, cst.Attribute, cst.UnaryOperation, cst.BooleanOperation, cst.Comparison))
-
-
-def batch_loaders(analysis: Analysis, site: CallSite, receiver: cst.BaseExpression) -> set[Binding] | None:
-    """The loaders ``receiver`` comes from when it is (derived from) what a loop over a loader yields: a loop or
-    comprehension target, or a parameter of a helper that every call passes such a value; None otherwise."""
-    root = root_name(receiver)
-    if root is None:
-        return None
-    sources: dict[str, set[Binding]] = {
-        param: set(loaders) for (scope, param), loaders in analysis.batch_parameters.items() if scope is site.scope
-    }
-    for loop in site.loops:
-        for name in analysis.batch_loops.get(loop, ()):
-            sources.setdefault(name, set()).update(analysis.batch_sources[loop])
-    for names, iterable in site.comprehensions:
-        loaders = sources.get(root_name(iterable)) or _iterated_loaders(analysis, site.scope, iterable)
-        for name in names if loaders else ():
-            sources.setdefault(name, set()).update(loaders)
-    return sources.get(root)
-
-
-def _find_batch_parameters(analysis: Analysis) -> None:
-    """Parameters of the file's functions that every call fills with a batch value."""
-    passed: dict[tuple[Scope, str], set[Binding] | None] = {}
-    for site in analysis.facts.calls:
-        callee = called_function(analysis, site)
-        if callee is None:
-            continue
-        function, skip = callee
-        for index, arg in enumerate(site.node.args):
-            if arg.star:
-                break
-            if arg.keyword is not None:
-                name = arg.keyword.value
-            elif skip + index < len(function.params):
-                name = function.params[skip + index]
-            else:
-                continue
-            key = (function, name)
-            loaders = batch_loaders(analysis, site, arg.value)
-            previous = passed.get(key, set())
-            passed[key] = None if previous is None or loaders is None else previous | loaders
-    analysis.batch_parameters = {key: loaders for key, loaders in passed.items() if loaders}
-
-
-def _find_moves(analysis: Analysis) -> None:
-    created = [
-        (analysis.binding(assignment.scope, dotted_name(assignment.targets[0])), assignment.scope, assignment.value)
-        for assignment in analysis.facts.assignments
-        if len(assignment.targets) == 1 and dotted_name(assignment.targets[0]) is not None
-    ]
-    created += _returned_models(analysis)
-    for binding, scope, node in created:
-        if analysis.roles.get(binding) != MODEL:
-            continue
-        while isinstance(node, cst.Call) and analysis.is_move_call(node, scope):
-            analysis._model_moves[id(node)] = binding
-            node = node.func.value
-    for site in analysis.facts.calls:
-        call = site.node
-        if not analysis.is_move_call(call, site.scope):
-            continue
-        receiver = call.func.value
-        key = dotted_name(receiver)
-        model = analysis._model_moves.get(id(call)) or (analysis.binding(site.scope, key) if key is not None else None)
-        loaders = batch_loaders(analysis, site, receiver)
-        if analysis.roles.get(model) == MODEL:
-            analysis.moves.append(Move(site, "model", frozenset({model})))
-        elif loaders is not None:
-            analysis.moves.append(Move(site, "batch", frozenset(loaders)))
-        else:
-            analysis.moves.append(Move(site, "other"))
-
-
-def _returned_models(analysis: Analysis) -> list[tuple[Binding, Scope, cst.BaseExpression]]:
-    """Models a factory creates in its return statement (``return Net().to(device)``) that a caller uses as its
-    model: they take the model role, so that a move chained on them is a model move."""
-    found = []
-    for target, source, alias, via in analysis.edges:
-        function, key = source
-        if alias or via is None or not key.startswith("return[") or analysis.roles.get(target) != MODEL:
-            continue
-        _set_role(analysis, source, MODEL, None)
-        found.append((source, function, factory_returns(analysis, function)[int(key[len("return[") : -1])]))
-    return found
-
-
-def _find_backward_calls(analysis: Analysis) -> None:
+def find_backward_calls(analysis: Analysis) -> None:
     for site in analysis.facts.calls:
         func = site.node.func
         if not isinstance(func, cst.Attribute) or func.attr.value != "backward":
@@ -1118,3 +619,4 @@ def holds_model(analysis, scope, *nodes) -> bool:
         if analysis.role_of(assignment.scope, value) == MODEL:
             return True
     return False
+

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import libcst as cst
 
+from accel_convert.analysis.expressions import root_name
 from accel_convert.analysis.facts import Assignment, Location, Scope
 from accel_convert.analysis.imports import dotted_name
 from accel_convert.analysis.roles import (
@@ -18,7 +19,6 @@ from accel_convert.analysis.roles import (
     Analysis,
     connected,
     handed_back,
-    root_name,
 )
 from accel_convert.edits.placement import common_level
 

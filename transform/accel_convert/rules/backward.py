@@ -7,9 +7,10 @@ import weakref
 
 import libcst as cst
 
+from accel_convert.analysis.expressions import root_name
 from accel_convert.analysis.facts import CallSite, Scope, target_names
 from accel_convert.analysis.imports import dotted_name
-from accel_convert.analysis.roles import ACCELERATOR, DEVICE, MODEL, OPTIMIZER, PREPARED_ROLES, Analysis, root_name
+from accel_convert.analysis.roles import ACCELERATOR, DEVICE, MODEL, OPTIMIZER, PREPARED_ROLES, Analysis
 from accel_convert.analysis.traverse import Walker
 from accel_convert.edits.plan import BackwardThrough
 from accel_convert.rules.base import Rule

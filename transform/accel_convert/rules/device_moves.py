@@ -5,18 +5,13 @@ from __future__ import annotations
 import libcst as cst
 
 from accel_convert.analysis.device_defaults import calls_leaving_out, device_defaults, used_otherwise
+from accel_convert.analysis.devices import Move
+from accel_convert.analysis.expressions import is_cpu_literal, is_device_literal
 from accel_convert.analysis.facts import CallSite, Scope
 from accel_convert.analysis.imports import dotted_name
 from accel_convert.analysis.library_devices import library_devices
-from accel_convert.analysis.roles import (
-    DEVICE,
-    MODEL,
-    Analysis,
-    Move,
-    batch_loaders,
-    is_cpu_literal,
-    is_device_literal,
-)
+from accel_convert.analysis.loops import batch_loaders
+from accel_convert.analysis.roles import DEVICE, MODEL, Analysis
 from accel_convert.edits.plan import AppendArgument, DropMove, ReplaceWith, Retarget
 from accel_convert.rules.base import Rule
 
@@ -219,7 +214,7 @@ def _kept_moves(decisions) -> list[Move]:
         elif move.kind == "batch" and move.site.scope is decisions.owner and decisions.preparation.precedes(move.site.location):
             kept.append(move)
         elif move.kind == "model" and _origin(analysis, next(iter(move.sources))) in moved_off:
-            receiver = analysis._strip(move.call, move.site.scope)
+            receiver = analysis.strip(move.call, move.site.scope)
             if dotted_name(receiver) is not None:  # not the move chained onto the model's construction
                 kept.append(move)
     return kept

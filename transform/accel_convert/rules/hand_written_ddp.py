@@ -5,10 +5,12 @@ from __future__ import annotations
 import libcst as cst
 
 from accel_convert.analysis import symbols
+from accel_convert.analysis.devices import option_dest
+from accel_convert.analysis.expressions import strip_moves
 from accel_convert.analysis.gpu_counts import gpu_scaled_batches
 from accel_convert.analysis.gpu_index import gpu_index_use
 from accel_convert.analysis.imports import dotted_name
-from accel_convert.analysis.roles import holds_model, option_dest, strip_moves
+from accel_convert.analysis.roles import holds_model
 from accel_convert.analysis.traverse import free_names
 from accel_convert.edits.placement import defined_after
 from accel_convert.edits.plan import ReplaceWith

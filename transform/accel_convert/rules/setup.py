@@ -5,8 +5,10 @@ from __future__ import annotations
 import libcst as cst
 
 from accel_convert.analysis import symbols
+from accel_convert.analysis.devices import DeviceDefinition, Flag, runs_after
+from accel_convert.analysis.expressions import is_cpu_literal
 from accel_convert.analysis.imports import dotted_name
-from accel_convert.analysis.roles import Analysis, DeviceDefinition, Flag, is_cpu_literal, runs_after
+from accel_convert.analysis.roles import Analysis
 from accel_convert.analysis.traverse import Walker
 from accel_convert.edits.placement import defined_after
 from accel_convert.edits.plan import AppendArgument, AppendParameter, ReplaceWith

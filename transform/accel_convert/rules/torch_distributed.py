@@ -159,7 +159,7 @@ def _holds_model(analysis, scope, node) -> bool:
     key = dotted_name(node)
     binding = analysis.binding(scope, key) if key is not None else None
     for assignment in analysis.facts.assignments:
-        value = analysis._strip(assignment.value, assignment.scope)
+        value = analysis.strip(assignment.value, assignment.scope)
         if len(assignment.targets) != 1 or not isinstance(value, cst.Call) or analysis.qualify(value.func) not in MODEL_WRAPPERS:
             continue
         target = dotted_name(assignment.targets[0])

@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 
 import libcst as cst
 
+from accel_convert.analysis.expressions import root_name
 from accel_convert.analysis.facts import Assignment, Location, Loop, Scope, target_names
 from accel_convert.analysis.imports import dotted_name
-from accel_convert.analysis.roles import LOADER, MODEL, Analysis, connected, root_name
+from accel_convert.analysis.roles import LOADER, MODEL, Analysis, connected
 from accel_convert.analysis.traverse import Walker
 from accel_convert.rules.gather_for_metrics.batch_means import batch_mean_loss, without_scalar_methods
 from accel_convert.rules.gather_for_metrics.fixed_ranges import FixedRange, fixed_ranges

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 import libcst as cst
 
+from accel_convert.analysis.expressions import root_name
 from accel_convert.analysis.facts import target_names
-from accel_convert.analysis.roles import root_name
 from accel_convert.analysis.traverse import Walker
 
 ACCUMULATING_METHODS = frozenset({"append", "extend", "update", "add_batch"})
