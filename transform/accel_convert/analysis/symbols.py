@@ -18,6 +18,10 @@ MODEL_WRAPPERS = frozenset(
         "apex.parallel.DistributedDataParallel",
     }
 )
+TORCH_DDP = frozenset({"torch.nn.parallel.DistributedDataParallel", "torch.nn.parallel.distributed.DistributedDataParallel"})
+DDP_WRAPPERS = TORCH_DDP | {"apex.parallel.DistributedDataParallel"}
+# the runtime's handler for DistributedDataParallel's options
+DDP_KWARGS = "DistributedDataParallelKwargs"
 # nn.parallel.data_parallel(module, inputs, device_ids, output_device, dim, module_kwargs): DataParallel as a call
 FUNCTIONAL_DATA_PARALLEL = frozenset({"torch.nn.parallel.data_parallel", "torch.nn.parallel.data_parallel.data_parallel"})
 # the number of devices of a kind visible to this process

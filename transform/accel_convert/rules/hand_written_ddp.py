@@ -25,12 +25,10 @@ _GUARDS = {"RANK": "is_main_process", "LOCAL_RANK": "is_local_main_process"}
 _SETUP = frozenset({"torch.cuda.set_device", "torch.distributed.init_process_group"})
 _RENDEZVOUS = frozenset({"MASTER_ADDR", "MASTER_PORT"})
 _SPAWN = frozenset({"torch.multiprocessing.spawn", "torch.multiprocessing.spawn.spawn"})
-_TORCH_DDP = frozenset({"torch.nn.parallel.DistributedDataParallel", "torch.nn.parallel.distributed.DistributedDataParallel"})
 # DistributedDataParallel's arguments: those the accelerator sets itself, and the options DistributedDataParallelKwargs holds
 _PLACEMENT = ("module", "device_ids", "output_device")  # also the order of the first positional arguments
 _DDP_OPTIONS = frozenset({"dim", "broadcast_buffers", "bucket_cap_mb", "find_unused_parameters", "check_reduction",
                           "gradient_as_bucket_view", "static_graph"})
-_HANDLER = "DistributedDataParallelKwargs"
 
 
 class HandWrittenDDP(Rule):
@@ -130,7 +128,7 @@ class HandWrittenDDP(Rule):
         for site in analysis.facts.calls:
             qualified = analysis.qualify(site.node.func)
             if qualified in symbols.MODEL_WRAPPERS:
-                if _unwrap(context, plan, self.code, site, qualified) and qualified in _TORCH_DDP:
+                if _unwrap(context, plan, self.code, site, qualified) and qualified in symbols.TORCH_DDP:
                     unwrapped.append(site)
             elif qualified in _SPAWN:
                 _spawn(context, plan, self.code, site)
@@ -298,8 +296,8 @@ def _carry_options(context, plan, code, sites) -> None:
             else:
                 names |= value_names
         problems = (
-            (unknown, f"dropped: `{_HANDLER}` has no such option (the accelerator's own process group is used)"),
-            (unreadable, f"not carried over: it cannot be read where the accelerator is created; pass `{_HANDLER}(...)` "
+            (unknown, f"dropped: `{symbols.DDP_KWARGS}` has no such option (the accelerator's own process group is used)"),
+            (unreadable, f"not carried over: it cannot be read where the accelerator is created; pass `{symbols.DDP_KWARGS}(...)` "
                          "to `Accelerator(kwargs_handlers=[...])` by hand"),
             (conflicting, "not carried over: another `DistributedDataParallel` of the file sets it differently, and the "
                           "accelerator gives every model the same options"),
@@ -311,9 +309,9 @@ def _carry_options(context, plan, code, sites) -> None:
     if not carried:
         return
     options = ", ".join(f"{keyword}={value}" for keyword, value in carried.items())
-    argument = f"kwargs_handlers=[{_HANDLER}({options})]"
+    argument = f"kwargs_handlers=[{symbols.DDP_KWARGS}({options})]"
     context.accelerator_arguments.append((argument, names))
-    context.accelerator_imports.append(_HANDLER)
+    context.accelerator_imports.append(symbols.DDP_KWARGS)
     plan.changes.append(context.change(code, sites[0].node, f"`{options}` -> `Accelerator({argument})`"))
 
 

@@ -20,6 +20,7 @@ from accel_convert.analysis.roles import (
     optimizer_parameter_receivers,
     parameter_receivers,
 )
+from accel_convert.analysis.traverse import free_names
 from accel_convert.edits.plan import Pending, ReplaceWith, SwapKeyword
 from accel_convert.model import Diagnostic
 from accel_convert.rules.base import Rule
@@ -69,6 +70,15 @@ class Prepare(Rule):
     `parameters()`, `state_dict()` and the other `nn.Module` methods the wrapper answers stay as they are.
 
     A model wrapped by hand in `nn.DataParallel` or `DistributedDataParallel` is unwrapped by AC017.
+
+    A prepared model with several outputs, of which one call discards some (`real_pred, _, _ = discriminator(x)`)
+    and another call of the same width keeps them (`_, label, code = discriminator(z)`), as in InfoGAN: each
+    backward then reaches only the heads behind the outputs it uses, and `DistributedDataParallel` stops at the
+    next step ("parameters that were not used in producing loss"). The accelerator is created with
+    `kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)]` (one process needed nothing; the
+    option costs one more pass over the autograd graph per step, and applies to every prepared model). The same
+    output discarded at every call (an RNN's `output, _ = rnn(x)`) changes nothing, nor does a file that wraps its
+    model in `DistributedDataParallel` itself: its own options are carried over by AC017.
 
     The optimizer's parameters may come through a name: with
     `params = list(decoder.parameters()) + list(encoder.fc.parameters())` and `optim.Adam(params)`, both `decoder`
@@ -180,6 +190,7 @@ class Prepare(Rule):
         models = [analysis.binding(owner, key) for key, role, _ in objects if role == MODEL]
         _unwrap_model_attributes(context, plan, self.code, models, (block_id, index))
         _report_partly_optimized_models(context, plan, self.code, objects)
+        _allow_unused_heads(context, plan, self.code, objects)
         _report_unprepared_batches(context, plan, self.code)
         _report_foreign_calls(context, plan, self.code, objects, (block_id, index))
 
@@ -325,6 +336,94 @@ def _report_partly_optimized_models(context, plan, code, objects) -> None:
             "accelerator with `kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)]`"
         )
         plan.diagnostics.append(context.diagnostic(code, optimizer.value, message, optimizer.statement))
+
+
+def _allow_unused_heads(context, plan, code, objects) -> None:
+    """``real, _, _ = D(x)`` where ``D.forward`` returns ``self.adv(h), self.aux(h), self.latent(h)``: the backward of
+    that step reaches neither ``aux`` nor ``latent``, and DistributedDataParallel stops at the next step; the
+    accelerator is created with ``find_unused_parameters=True``, as the original (one process) needs nothing.
+    Left to the script when it wraps the model in ``DistributedDataParallel`` itself (AC017 carries its options)."""
+    analysis = context.analysis
+    if any(analysis.qualify(site.node.func) in symbols.DDP_WRAPPERS for site in analysis.facts.calls):
+        return
+    heads = {}
+    for key, role, creation in objects:
+        if role == MODEL and creation is not None:
+            found = _output_heads(analysis, analysis.strip(creation.value, creation.scope))
+            if found is not None:
+                heads[key] = found
+    for site in analysis.facts.calls:
+        key = dotted_name(site.node.func)
+        kept = _unpacked_outputs(site) if key in heads else None
+        if kept is None or len(kept) != len(heads[key]):
+            continue
+        used = set().union(*(modules for modules, keep in zip(heads[key], kept) if keep))
+        left = sorted(set().union(*(modules for modules, keep in zip(heads[key], kept) if not keep)) - used)
+        if not left:
+            continue
+        argument = f"kwargs_handlers=[{symbols.DDP_KWARGS}(find_unused_parameters=True)]"
+        context.accelerator_arguments.append((argument, set()))
+        context.accelerator_imports.append(symbols.DDP_KWARGS)
+        named = ", ".join(f"`self.{name}`" for name in left)
+        message = (
+            f"`{context.code(site.statement).strip()}` discards the outputs of {named}: that backward reaches no "
+            f"parameter of theirs, which DistributedDataParallel allows only with `Accelerator({argument})`"
+        )
+        plan.changes.append(context.change(code, site.node, message))
+        return
+
+
+def _output_heads(analysis: Analysis, made: cst.BaseExpression) -> list[set[str]] | None:
+    """For a model made by ``Net(...)``, a class of the file whose ``forward`` ends in one ``return a, b, ...``: the
+    sub-modules (``self.<name>(...)``) each output is computed with, directly or through the names assigned in
+    ``forward`` that it reads (and those they read); None otherwise."""
+    if not isinstance(made, cst.Call) or not isinstance(made.func, cst.Name):
+        return None
+    info = analysis.facts.classes.get(made.func.value)
+    forward = info.methods.get("forward") if info is not None else None
+    returned = analysis.facts.returns.get(forward, []) if forward is not None else []
+    if len(returned) != 1 or not isinstance(returned[0], cst.Tuple):
+        return None
+    assigned: dict[str, set[str]] = {}
+    for assignment in analysis.facts.assignments:  # in source order: what a name is computed from, transitively
+        if assignment.scope is forward:
+            value = assignment.value
+            modules = _submodule_calls(value).union(*(assigned.get(name, ()) for name in free_names(value)))
+            for target in assignment.targets:
+                if isinstance(target, cst.Name):
+                    assigned.setdefault(target.value, set()).update(modules)
+    return [
+        _submodule_calls(element.value).union(*(assigned.get(name, ()) for name in free_names(element.value)))
+        for element in returned[0].elements
+    ]
+
+
+def _submodule_calls(node: cst.CSTNode) -> set[str]:
+    """``name`` of every ``self.name(...)`` call in ``node``."""
+    found: set[str] = set()
+
+    class Calls(cst.CSTVisitor):
+        def visit_Call(self, call: cst.Call) -> None:
+            func = call.func
+            if isinstance(func, cst.Attribute) and isinstance(func.value, cst.Name) and func.value.value == "self":
+                found.add(func.attr.value)
+
+    node.visit(Calls())
+    return found
+
+
+def _unpacked_outputs(site) -> tuple[bool, ...] | None:
+    """For ``a, _, c = model(x)``: which outputs are kept, ``(True, False, True)``; None for any other statement."""
+    statement = site.statement
+    if not isinstance(statement, cst.SimpleStatementLine) or len(statement.body) != 1:
+        return None
+    assign = statement.body[0]
+    if not isinstance(assign, cst.Assign) or assign.value is not site.node or len(assign.targets) != 1:
+        return None
+    target = assign.targets[0].target
+    if not isinstance(target, (cst.Tuple, cst.List)) or any(isinstance(e, cst.StarredElement) for e in target.elements):
+        return None
+    return tuple(not (isinstance(e.value, cst.Name) and e.value.value == "_") for e in target.elements)
 
 
 def _wraps_by_hand(analysis: Analysis) -> bool:
