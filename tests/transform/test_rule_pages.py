@@ -27,3 +27,20 @@ def test_rule_codes_are_unique_and_documented():
         doc = type(rule).__doc__
         assert doc.splitlines()[0] == rule.summary  # the summary is the docstring's first line
         assert "## Example" in doc and "becomes" in doc  # every page shows a before and an after
+
+
+def test_every_page_names_the_invariants_that_guard_its_rule():
+    from accel_convert.check import INVARIANTS
+
+    guarding = set()
+    for rule in RULES:
+        assert set(rule.guarded_by) <= set(INVARIANTS), rule.code
+        guarding |= set(rule.guarded_by)
+        page = pages()[f"{rule.code}-{rule.name}.md"]
+        guards = page.split("## Guarded by\n", 1)[1].split("\n## ", 1)[0]
+        assert all(f"`{invariant}`: {INVARIANTS[invariant]}" in guards for invariant in rule.guarded_by)
+        if not rule.guarded_by:
+            assert "No invariant of the" in guards
+    assert guarding == set(INVARIANTS)  # every invariant guards some rule
+    prepare = next(rule for rule in RULES if rule.code == "AC002")
+    assert {"unprepared-loader", "sampler-under-prepare", "prepare-arg-unbound"} <= set(prepare.guarded_by)

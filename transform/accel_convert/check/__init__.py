@@ -41,14 +41,18 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass
 
-INVARIANTS = (
-    "unprepared-loader",
-    "gather-unprepared",
-    "backward-unwrapped",
-    "sampler-under-prepare",
-    "move-of-unprepared",
-    "prepare-arg-unbound",
-)
+# id -> what must hold, one phrase (rule pages quote it)
+INVARIANTS = {
+    "unprepared-loader": "a loop that feeds a prepared model over a `DataLoader` that is not prepared keeps an explicit "
+    "device move of its batches",
+    "gather-unprepared": "`gather` / `gather_for_metrics` only over batches of prepared loaders",
+    "backward-unwrapped": "the loss reaches `accelerator.backward` through the prepared model, never through "
+    "`accelerator.unwrap_model(m).method(...)` or a name that still holds the model as it was before `prepare`",
+    "sampler-under-prepare": "no `DistributedSampler` (or batch sampler built on one) in a loader passed to `prepare`",
+    "move-of-unprepared": "a device move of the original that the conversion removed was on a prepared object or on a "
+    "batch of a prepared loader",
+    "prepare-arg-unbound": "every object passed to `prepare` is bound on every path that reaches it",
+}
 
 
 @dataclass(frozen=True)

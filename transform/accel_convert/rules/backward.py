@@ -55,6 +55,7 @@ class Backward(Rule):
     code = "AC004"
     name = "backward"
     summary = "Call `accelerator.backward(loss)` instead of `loss.backward()`."
+    guarded_by = ("backward-unwrapped",)
     notes = ("`loss.backward()` left as is because AC002 did not add `accelerator.prepare` (AC002's diagnostic says why and what to do)",)
 
     def needs(self, decisions):

@@ -23,6 +23,9 @@ class Rule:
     # the diagnostics of this rule that are notes (they only explain a line kept on purpose: shown with -v, no
     # effect on the exit status), one phrase each for its page; every other diagnostic it reports leaves work
     notes: ClassVar[tuple[str, ...]] = ()
+    # the output check's invariants (accel_convert.check.INVARIANTS) that catch a wrong edit of this rule before
+    # anything is written; empty: none applies (the rule places no object on a device and prepares nothing)
+    guarded_by: ClassVar[tuple[str, ...]] = ()
 
     def declines(self, analysis: Analysis) -> list[Pending]:
         """Diagnostics that leave the whole file as it is (empty: this rule does not decline it)."""

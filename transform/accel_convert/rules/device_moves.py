@@ -81,6 +81,7 @@ class DeviceMoves(Rule):
     code = "AC003"
     name = "device-moves"
     summary = "Drop the device moves that `accelerator.prepare` makes redundant; point the others at the accelerator's device."
+    guarded_by = ("move-of-unprepared", "unprepared-loader")
 
     def needs(self, decisions):
         analysis = decisions.analysis

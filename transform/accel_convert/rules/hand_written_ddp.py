@@ -114,6 +114,7 @@ class HandWrittenDDP(Rule):
     code = "AC017"
     name = "hand-written-ddp"
     summary = "Let the launcher and `accelerator.prepare` do what a hand-written DDP script does itself."
+    guarded_by = ("sampler-under-prepare", "backward-unwrapped", "prepare-arg-unbound")
     unsafe = True
 
     def needs(self, decisions):

@@ -10,6 +10,7 @@ import inspect
 import sys
 from pathlib import Path
 
+from accel_convert.check import INVARIANTS
 from accel_convert.rules import RULES, Rule
 
 _HEADER = "<!-- Generated from the rule's docstring by `python -m accel_convert.rules.pages`; do not edit. -->\n"
@@ -27,7 +28,26 @@ def render_page(rule: Rule) -> str:
         if rule.unsafe
         else "**Fix safety:** safe — one process computes the same numbers as the original script."
     )
-    return f"{_HEADER}# {rule.code} {rule.name}\n\n{text}\n\n## Severity\n{render_severity(rule)}\n\n## Fix safety\n{safety}\n"
+    return (
+        f"{_HEADER}# {rule.code} {rule.name}\n\n{text}\n\n## Severity\n{render_severity(rule)}\n\n"
+        f"## Guarded by\n{render_guards(rule)}\n\n## Fix safety\n{safety}\n"
+    )
+
+
+def render_guards(rule: Rule) -> str:
+    """The output check's invariants that catch a wrong edit of ``rule`` before anything is written."""
+    check = "[output check](../../concepts/conversion-pipeline.md#the-output-check)"
+    if not rule.guarded_by:
+        return (
+            f"No invariant of the {check} applies: {rule.code} places no object on a device and prepares nothing. Its "
+            "output is still parsed again, and converting it a second time must change nothing."
+        )
+    items = "\n".join(f"- `{invariant}`: {INVARIANTS[invariant]}" for invariant in rule.guarded_by)
+    return (
+        f"The {check} verifies these invariants on the converted file before anything is written; a conversion that "
+        "breaks one is withdrawn (the object concerned is left unprepared with its moves, or the file is left as it "
+        f"was) and reported:\n\n{items}"
+    )
 
 
 def render_severity(rule: Rule) -> str:

@@ -156,6 +156,9 @@ class Prepare(Rule):
     code = "AC002"
     name = "prepare"
     summary = "Pass the model, optimizer, data loaders and per-step LR scheduler through `accelerator.prepare`."
+    guarded_by = (
+        "unprepared-loader", "sampler-under-prepare", "prepare-arg-unbound", "backward-unwrapped", "move-of-unprepared"
+    )
     unsafe = True
 
     def declines(self, analysis):

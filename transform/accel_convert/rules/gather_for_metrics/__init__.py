@@ -203,6 +203,7 @@ class GatherForMetrics(Rule):
     code = "AC010"
     name = "gather-for-metrics"
     summary = "Gather the model's outputs and the targets in evaluation loops, so metrics cover the whole evaluation set."
+    guarded_by = ("gather-unprepared",)
     unsafe = True
 
     def needs(self, decisions):
