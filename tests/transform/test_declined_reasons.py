@@ -108,3 +108,38 @@ def test_a_backward_without_an_optimizer_is_said_once():
     result = convert_source(source)
     assert result.text == source
     assert [(d.code, d.line) for d in result.diagnostics] == [("AC021", 3)]
+
+
+HELPER_CLASS = """\
+import torch
+
+class Trainer:
+    def __init__(self, model, optimizer, loader):
+        self.model, self.optimizer, self.loader = model, optimizer, loader
+        self.scaler = torch.cuda.amp.GradScaler()
+
+    def train(self):
+        for x in self.loader:
+            loss = self.model(x).sum()
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+"""
+
+
+def test_a_helper_class_given_its_optimizer_is_explained_once_by_ac021():
+    # the scaler steps the optimizer (it is not taken for the optimizer), which comes from outside the class
+    result = convert_source(HELPER_CLASS)
+    assert result.text == HELPER_CLASS
+    assert [(d.code, d.line) for d in result.diagnostics] == [("AC021", 11)]
+    assert "`Trainer.train`, a helper class" in result.diagnostics[0].message
+
+
+def test_an_optimizer_from_a_call_in_a_helper_class_is_explained_once_by_ac001():
+    text = HELPER_CLASS.replace(
+        "self.model, self.optimizer, self.loader = model, optimizer, loader\n",
+        "self.model, self.loader = model, loader\n        self.optimizer = model.configure_optimizers()\n",
+    ).replace("def __init__(self, model, optimizer, loader):", "def __init__(self, model, loader):")
+    result = convert_source(text)
+    assert [(d.code, d.line) for d in result.diagnostics] == [("AC001", 12)]
+    assert "`self.optimizer` comes from `model.configure_optimizers(...)`" in result.diagnostics[0].message

@@ -3,7 +3,8 @@
 Every declined file with a backward, an optimizer step, a device move or a hand-written distributed setup says why,
 naming what it found: an optimizer stepped through a loop over several (``for opt in optimizers:``), an in-file
 subclass of ``torch.optim.Optimizer``, an optimizer from a call (a factory, ``model.configure_optimizers()``), or no
-training step in this file at all (the loop lives in another module).
+training step in this file at all (the loop lives in another module). Said once: a loop in a helper class that is
+handed its optimizer from outside is AC021's to explain, and AC021 stays silent where AC001 named a reason.
 """
 
 from __future__ import annotations
@@ -25,12 +26,23 @@ def reasons(analysis: Analysis) -> list[Pending]:
     site = next((site for site in analysis.backward_calls if site.loops), None)
     steps = [step for step in analysis.facts.method_calls("step") if step.loops]
     if site is not None and steps:
-        return [Pending(Diagnostic, SETUP, site.node, _unrecognised(analysis, steps), None)]
+        message = _unrecognised(analysis, steps)
+        if message is None and _in_helper_class(analysis, site):
+            return []  # AC021 says why, once: the helper class is given its optimizer from outside
+        return [Pending(Diagnostic, SETUP, site.node, message or _GENERIC, None)]
     return _elsewhere(analysis, site or next(iter(analysis.backward_calls), None))
 
 
-def _unrecognised(analysis: Analysis, steps) -> str:
-    """Why the loop that calls backward and steps is not a training loop the converter knows."""
+_GENERIC = f"training loop not recognised (no `torch.optim` optimizer created in this file is stepped in a loop); {_TAIL}"
+
+
+def _in_helper_class(analysis: Analysis, site) -> bool:
+    return site.scope.class_name not in (None, *analysis.model_classes)
+
+
+def _unrecognised(analysis: Analysis, steps) -> str | None:
+    """Why the loop that calls backward and steps is not a training loop the converter knows (None: nothing more
+    precise than that no optimizer of this file is stepped)."""
     own = _optimizer_subclasses(analysis)
     if own:
         return (
@@ -51,15 +63,15 @@ def _unrecognised(analysis: Analysis, steps) -> str:
     for step in steps:
         key = dotted_name(step.node.func.value)
         origin = _made_by_call(analysis, step.scope, key) if key else None
+        if origin is not None and origin.endswith("GradScaler") and step.node.args:
+            key = dotted_name(step.node.args[0].value)  # ``scaler.step(optimizer)`` steps the optimizer
+            origin = _made_by_call(analysis, step.scope, key) if key else None
         if origin is not None:
             return (
                 f"training loop not recognised: `{key}` comes from `{origin}(...)`, not from a `torch.optim` class "
                 f"created in this file, so the converter cannot tell it is an optimizer; {_TAIL}"
             )
-    return (
-        "training loop not recognised (no `torch.optim` optimizer created in this file is stepped in a loop); "
-        f"{_TAIL}"
-    )
+    return None
 
 
 def _elsewhere(analysis: Analysis, backward) -> list[Pending]:
@@ -113,9 +125,12 @@ def _optimizer_subclasses(analysis: Analysis) -> list[str]:
 
 
 def _made_by_call(analysis: Analysis, scope, key: str) -> str | None:
-    """The callee of ``key = callee(...)`` in ``scope`` (the optimizer's factory), if that is how it is bound."""
+    """The callee of ``key = callee(...)`` in ``scope`` (the optimizer's factory), if that is how it is bound; for
+    ``self.<name>``, in any method of the class."""
+    attribute = key.startswith("self.") and scope.class_name is not None
     for assignment in analysis.facts.assignments:
-        if assignment.scope is not scope or not isinstance(assignment.value, cst.Call):
+        here = assignment.scope is scope or (attribute and assignment.scope.class_name == scope.class_name)
+        if not here or not isinstance(assignment.value, cst.Call):
             continue
         if any(dotted_name(target) == key for target in assignment.targets):
             return dotted_name(assignment.value.func)
