@@ -43,7 +43,7 @@ def test_encoding_bom_and_line_endings_survive_conversion(tmp_path, monkeypatch,
     "data",
     [
         b"\xef\xbb\xbf" + TRAIN.encode(),
-        b"# -*- coding: latin-1 -*-\n# caf\xe9\n" + TRAIN.encode().replace(b"model = ", b"mod\xe8le = model = "),
+        b"# -*- coding: latin-1 -*-\n# caf\xe9\n" + TRAIN.encode().replace(b"model = ", b"mod\xe8le = 1\nmodel = "),
         TRAIN.replace("\n", "\r\n").encode().rstrip(b"\r\n"),
     ],
     ids=["bom", "latin-1-cookie", "crlf-no-final-newline"],

@@ -103,7 +103,8 @@ class Trainer:
         self.scaler.load_state_dict(torch.load(path)["scaler"])
 
 
-trainer = Trainer(torch.nn.Linear(3, 1), torch.utils.data.DataLoader(torch.randn(8, 3), batch_size=4))
+loader = torch.utils.data.DataLoader(torch.randn(8, 3), batch_size=4)
+trainer = Trainer(torch.nn.Linear(3, 1), loader)
 trainer.train_epoch()
 '''
 

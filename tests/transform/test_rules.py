@@ -338,7 +338,8 @@ for x in loader:
         id='wrapped_model',
     ),
     pytest.param(
-        # no torch.optim optimizer created in the file: nothing changes, and the diagnostic says why
+        # an optimizer known by its use: made by a method of the model, stepped after a backward in the loop; the
+        # GradScaler never scales a loss, so the script stays in full precision (a note says so)
         '''\
 import torch
 
@@ -352,16 +353,44 @@ for step in range(10):
 ''',
         '''\
 import torch
+from accel import Accelerator
 
+accelerator = Accelerator()
 model = build_model()
 optimizer = model.configure_optimizers()
+model, optimizer = accelerator.prepare(model, optimizer)
 scaler = torch.cuda.amp.GradScaler()
+for step in range(10):
+    loss = model(get_batch())
+    accelerator.backward(loss)
+    optimizer.step()
+''',
+        ['x.py:5:1: AC014 `GradScaler` left as is: it never scales a loss and nothing runs under autocast, so the script trains in full precision, as the converted one does'],
+        id='optimizer_from_model_method',
+    ),
+    pytest.param(
+        # an object stepped after a backward but made from no model: nothing changes, and the diagnostic says why
+        '''\
+import torch
+
+model = build_model()
+optimizer = build_optimizer(config)
 for step in range(10):
     loss = model(get_batch())
     loss.backward()
     optimizer.step()
 ''',
-        ['x.py:8:5: AC001 training loop not recognised: `optimizer` comes from `model.configure_optimizers(...)`, not from a `torch.optim` class created in this file, so the converter cannot tell it is an optimizer; nothing converted'],
+        '''\
+import torch
+
+model = build_model()
+optimizer = build_optimizer(config)
+for step in range(10):
+    loss = model(get_batch())
+    loss.backward()
+    optimizer.step()
+''',
+        ['x.py:7:5: AC001 training loop not recognised: `optimizer` comes from `build_optimizer(...)`, not from a `torch.optim` class created in this file, so the converter cannot tell it is an optimizer; nothing converted'],
         id='unrecognised',
     ),
     pytest.param(

@@ -24,6 +24,7 @@ from accel_convert.analysis.roles import (
     find_model_classes,
     propagate,
 )
+from accel_convert.analysis.used_optimizers import find_used_optimizers
 
 
 def analyse(module: cst.Module, imports: ImportTable | None = None) -> Analysis:
@@ -37,6 +38,7 @@ def analyse(module: cst.Module, imports: ImportTable | None = None) -> Analysis:
     find_models_called_in_loops(analysis)
     propagate(analysis)
     find_batch_loops(analysis)
+    find_used_optimizers(analysis)
     find_anchor(analysis)
     find_device_definitions(analysis)
     drop_overwritten_devices(analysis)

@@ -121,16 +121,7 @@ class Analysis:
 def find_anchor(analysis: Analysis) -> None:
     """The training run: the first optimizer (in source order) whose ``step()`` is called inside a loop (or in a
     function of the file called inside one)."""
-    repeated: set[Scope] = set()
-    changed = True
-    while changed:
-        changed = False
-        for site in analysis.facts.calls:
-            if site.loops or site.comprehensions or site.scope in repeated:
-                callee = called_function(analysis, site)
-                if callee is not None and callee[0] not in repeated:
-                    repeated.add(callee[0])
-                    changed = True
+    repeated = repeated_scopes(analysis)
     stepped = set()
     for site in analysis.facts.calls:
         func = site.node.func
@@ -162,6 +153,21 @@ def find_anchor(analysis: Analysis) -> None:
             set_role(analysis, model, MODEL, creation_of(analysis, model))
         propagate(analysis)
         return
+
+
+def repeated_scopes(analysis: Analysis) -> set[Scope]:
+    """Functions of the file called inside a loop (or a comprehension), or from one that is: their calls repeat."""
+    repeated: set[Scope] = set()
+    changed = True
+    while changed:
+        changed = False
+        for site in analysis.facts.calls:
+            if site.loops or site.comprehensions or site.scope in repeated:
+                callee = called_function(analysis, site)
+                if callee is not None and callee[0] not in repeated:
+                    repeated.add(callee[0])
+                    changed = True
+    return repeated
 
 
 def _hand_out(analysis: Analysis, binding: Binding, assignment: Assignment | None, stepped: set[Binding]):

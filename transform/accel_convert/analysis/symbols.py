@@ -20,6 +20,15 @@ MODEL_WRAPPERS = frozenset(
 )
 TORCH_DDP = frozenset({"torch.nn.parallel.DistributedDataParallel", "torch.nn.parallel.distributed.DistributedDataParallel"})
 DDP_WRAPPERS = TORCH_DDP | {"apex.parallel.DistributedDataParallel"}
+GRAD_SCALERS = frozenset(
+    {
+        "torch.cuda.amp.GradScaler",
+        "torch.amp.GradScaler",
+        "torch.amp.grad_scaler.GradScaler",
+        "torch.cpu.amp.GradScaler",
+        "torch.GradScaler",
+    }
+)
 # the runtime's handler for DistributedDataParallel's options
 DDP_KWARGS = "DistributedDataParallelKwargs"
 # nn.parallel.data_parallel(module, inputs, device_ids, output_device, dim, module_kwargs): DataParallel as a call

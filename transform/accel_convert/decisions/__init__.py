@@ -14,10 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from accel_convert.analysis.facts import Location, Scope
-from accel_convert.analysis.roles import PREPARED_ROLES, Analysis
+from accel_convert.analysis.roles import MODEL, PREPARED_ROLES, Analysis
 from accel_convert.decisions.access import Access, locate
 from accel_convert.decisions.no_run import reasons
-from accel_convert.decisions.prepared import Preparation, candidates, place
+from accel_convert.decisions.prepared import Preparation, candidates, no_model_message, place
 from accel_convert.edits.placement import common_level
 from accel_convert.edits.plan import Pending
 from accel_convert.model import Diagnostic, Options
@@ -59,6 +59,9 @@ def decide(analysis: Analysis, options: Options, rules, withdrawn: dict | None =
     owner = analysis.anchor.scope
     decisions = Decisions(analysis, [], owner, withdrawn=withdrawn)
     objects = candidates(analysis, owner)
+    if options.enabled(PREPARE) and not any(item.role == MODEL for item in objects):
+        message = no_model_message(analysis, owner)
+        return Decisions(analysis, [Pending(Diagnostic, PREPARE, analysis.anchor.node, message, analysis.anchor.statement)], withdrawn=withdrawn)
     for item in objects:
         if item.key in withdrawn:
             node = item.creation.statement if item.creation is not None else analysis.anchor.statement

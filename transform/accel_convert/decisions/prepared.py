@@ -89,6 +89,40 @@ def candidates(analysis: Analysis, owner: Scope) -> list[Prepared]:
     return [Prepared(key, role, assignment) for _, key, role, assignment in found]
 
 
+def no_model_message(analysis: Analysis, owner: Scope) -> str:
+    """Why a training run whose candidates hold no model is left alone: without a prepared model nothing
+    synchronises gradients, and every process would train its own copy."""
+    optimizer = dotted_name(analysis.anchor.targets[0]) or "the optimizer"
+    where = f"{owner.class_name}.{owner.name}" if owner.class_name else owner.name
+    where = "this module" if owner.parent is None else where
+    models = sorted(analysis.optimizer_models.get(analysis.anchor_binding, ()), key=lambda binding: binding[1])
+    if models:
+        holder, key = models[0]
+        made = analysis.creations.get(models[0])
+        if made is not None and made.scope is not owner:
+            found = f"`{optimizer}` steps `{key}`, which is created in `{made.scope.name}`, not in `{where}`"
+            advice = "create the model where the optimizer is created"
+        elif any(
+            isinstance(scope, Scope) and name in scope.params
+            for scope, name in connected(analysis, models[0], upstream=True) | {models[0]}
+        ):
+            found = f"`{optimizer}` steps `{key}`, which `{where}` does not create: it comes from a caller"
+            advice = "convert the module that creates the model together with this one, or create it here"
+        else:
+            found = (
+                f"`{optimizer}` steps `{key}`, whose creation in `{where}` the converter does not follow (such as "
+                "`a = b = Net()`)"
+            )
+            advice = "create it with a plain assignment, `model = Net()`"
+    else:
+        found = f"`{optimizer}` steps no model of this file (its parameters are not a module's)"
+        advice = "keep the parameters in an `nn.Module` and pass it to the optimizer"
+    return (
+        f"nothing converted: `accelerator.prepare` would get no model ({found}), so under several processes nothing "
+        f"would synchronise the gradients and every process would train its own copy; {advice}"
+    )
+
+
 def place(analysis: Analysis, owner: Scope, objects: list[Prepared]) -> Preparation:
     """Where the prepare statement goes: after the last creation, at the level holding all of them (at the top of
     the owner's body when every object is a parameter); ``late`` names the model, optimizer or scheduler a loop

@@ -7,21 +7,13 @@ from dataclasses import dataclass
 
 import libcst as cst
 
+from accel_convert.analysis import symbols
 from accel_convert.analysis.imports import dotted_name
 from accel_convert.analysis.traverse import Walker, free_names
 from accel_convert.edits.placement import defined_after
 from accel_convert.edits.plan import ReplaceWith, expression
 from accel_convert.rules.base import Rule
 
-SCALERS = frozenset(
-    {
-        "torch.cuda.amp.GradScaler",
-        "torch.amp.GradScaler",
-        "torch.amp.grad_scaler.GradScaler",
-        "torch.cpu.amp.GradScaler",
-        "torch.GradScaler",
-    }
-)
 AUTOCASTS = frozenset({"torch.cuda.amp.autocast", "torch.autocast", "torch.amp.autocast", "torch.cpu.amp.autocast"})
 _BF16 = frozenset({"torch.bfloat16"})
 _STEPPING = ("scale", "step", "update", "unscale_")
@@ -65,7 +57,9 @@ class MixedPrecision(Rule):
       `"bf16"` when its autocast asks for `dtype=torch.bfloat16`. An `enabled=` flag is carried over:
       `GradScaler(enabled=use_amp)` gives `mixed_precision="fp16" if use_amp else "no"`.
     - So does a scaler made under a condition, `scaler = GradScaler() if args.amp else None` (or
-      `None if ... else GradScaler()`): `mixed_precision="fp16" if args.amp else "no"`. Tests of whether it exists,
+      `None if ... else GradScaler()`): `mixed_precision="fp16" if args.amp else "no"`.
+    - A `GradScaler` that never scales a loss, in a file with no autocast, is left as it is (a note says so): the
+      script trains in full precision, and `mixed_precision="fp16"` would change that. Tests of whether it exists,
       `if scaler is not None:` (`is None`, `if scaler:`, `not scaler`), become
       `if accelerator.mixed_precision == "fp16":` (`!=`), and `autocast(enabled=scaler is not None)` follows the
       same condition. Such a scaler passed to a function keeps the script's mixed precision as it is, with a
@@ -134,6 +128,7 @@ class MixedPrecision(Rule):
     name = "mixed-precision"
     summary = "Replace a hand-written `GradScaler` and `autocast` by the accelerator's mixed precision."
     unsafe = True
+    notes = ("a `GradScaler` that never scales a loss, with no autocast in the file: the script trains in full precision, so nothing changes",)
 
     def needs(self, decisions):
         analysis = decisions.analysis
@@ -159,6 +154,13 @@ class MixedPrecision(Rule):
                 uses[id(scaler)].append(site)
             else:
                 odd.append(site)
+        if not autocasts and not any(site.node.func.attr.value == "scale" for sites in uses.values() for site in sites):
+            message = (
+                "`GradScaler` left as is: it never scales a loss and nothing runs under autocast, so the script trains "
+                "in full precision, as the converted one does"
+            )
+            plan.diagnostics.append(context.note(self.code, scalers[0].statement, message))
+            return
         loads = [load for load in analysis.facts.loads if any(_names_load(analysis, load, s) for s in scalers)]
         loads += _attribute_reads(analysis, scalers)
         tests, unreachable = _presence_tests(context, scalers)
@@ -321,13 +323,13 @@ def _scalers(analysis) -> list[_Scaler]:
 def _scaler_value(analysis, value) -> tuple[cst.Call | None, cst.BaseExpression | None]:
     """(the ``GradScaler(...)`` call, the condition under which it is made) of ``GradScaler(...)`` (no condition),
     ``GradScaler(...) if c else None`` (``c``) and ``None if c else GradScaler(...)`` (``not c``)."""
-    if isinstance(value, cst.Call) and analysis.qualify(value.func) in SCALERS:
+    if isinstance(value, cst.Call) and analysis.qualify(value.func) in symbols.GRAD_SCALERS:
         return value, None
     if not isinstance(value, cst.IfExp):
         return None, None
     test = value.test
     for made, other, negated in ((value.body, value.orelse, False), (value.orelse, value.body, True)):
-        if isinstance(made, cst.Call) and analysis.qualify(made.func) in SCALERS and _is_none(other):
+        if isinstance(made, cst.Call) and analysis.qualify(made.func) in symbols.GRAD_SCALERS and _is_none(other):
             if not negated:
                 return made, test
             if isinstance(test, cst.UnaryOperation) and isinstance(test.operator, cst.Not) and not test.lpar:

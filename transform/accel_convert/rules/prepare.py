@@ -459,9 +459,10 @@ def _report_unprepared_batches(context, plan, code) -> None:
         func = site.node.func
         if not (isinstance(func, cst.Attribute) and func.attr.value == "step" and site.loops):
             continue
-        key = dotted_name(func.value)
         loop = site.loops[-1]
-        if key is None or analysis.binding(site.scope, key) not in reach or id(loop) in reported:
+        stepped = [func.value, *(arg.value for arg in site.node.args if arg.keyword is None)]  # scaler.step(optimizer)
+        keys = [key for key in map(dotted_name, stepped) if key is not None]
+        if not any(analysis.binding(site.scope, key) in reach for key in keys) or id(loop) in reported:
             continue
         made = hand_made_batches(analysis, site)
         if made is not None:
