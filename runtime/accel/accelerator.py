@@ -141,8 +141,13 @@ class Accelerator:
 
     # -- prepare -----------------------------------------------------------------------------------------------
     def prepare(self, *args: Any) -> Any:
-        """Prepare models, optimizers, DataLoaders and LR schedulers (any number, any order); same order back."""
+        """Prepare models, optimizers, DataLoaders and LR schedulers (any number, any order); same order back.
+
+        ``None`` comes back as ``None`` (an optional optimizer, ``Adam(...) if fine_tune else None``), as Hugging
+        Face Accelerate passes it through; any other object of an unknown type is an error naming its type."""
         for obj in args:
+            if obj is None:
+                continue
             if not isinstance(obj, (nn.Module, torch.optim.Optimizer, DataLoader, AcceleratedScheduler)) and not _is_scheduler(obj):
                 raise TypeError(f"prepare() cannot handle an object of type {type(obj).__qualname__}; allowed: {_PREPARABLE}")
         result = list(args)

@@ -154,6 +154,17 @@ def test_prepare_refuses_unknown_objects_naming_type_and_allowed():
     assert "allowed: torch.nn.Module, torch.optim.Optimizer, torch.utils.data.DataLoader" in str(err.value)
 
 
+def test_prepare_passes_none_through_as_accelerate_does():
+    # `encoder_optimizer = Adam(...) if fine_tune_encoder else None`, then prepared with the rest
+    accelerator = Accelerator(cpu=True)
+    model = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    prepared_model, prepared_optimizer, nothing = accelerator.prepare(model, optimizer, None)
+    assert nothing is None
+    assert isinstance(prepared_optimizer, AcceleratedOptimizer) and prepared_model is model
+    assert accelerator.prepare(None) is None
+
+
 def test_prepare_single_kind_helpers():
     accelerator = Accelerator(cpu=True)
     model = accelerator.prepare_model(torch.nn.Linear(2, 1))
