@@ -88,3 +88,17 @@ def check(model, args):
     # the helper is a different scope: its load is not known to follow the save (only a call of the saving
     # function from the load's own scope is), so nothing is inserted
     assert _waits(convert_source(source).text) == 0
+
+
+def test_a_whole_model_is_saved_unwrapped():
+    # torch.save(model, path) pickles the module: under several processes the prepared model is a
+    # DistributedDataParallel wrapper, which a plain torch.load cannot unpickle without a process group
+    source = (
+        "import torch\nfrom torch.utils.data import DataLoader\nmodel = torch.nn.Linear(2, 1)\n"
+        "optimizer = torch.optim.SGD(model.parameters(), lr=0.1)\nloader = DataLoader(torch.randn(8, 2), batch_size=2)\n"
+        "for x in loader:\n    optimizer.zero_grad()\n    model(x).sum().backward()\n    optimizer.step()\n"
+        'torch.save(model, "model.pth")\ntorch.save(optimizer, "optimizer.pth")\n'
+    )
+    text = convert_source(source).text
+    assert 'accelerator.save(accelerator.unwrap_model(model), "model.pth")\n' in text
+    assert 'accelerator.save(optimizer, "optimizer.pth")\n' in text

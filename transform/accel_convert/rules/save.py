@@ -26,6 +26,9 @@ class Save(Rule):
     - `torch.save(obj, path)` becomes `accelerator.save(obj, path)`, where the accelerator exists when the line
       runs (as for AC011). A save into an open file or a buffer (`with open(p, "wb") as f: torch.save(obj, f)`,
       `io.BytesIO()`) is left as it is: `accelerator.save` takes a path.
+    - `torch.save(model, path)`, which pickles the whole module, saves `accelerator.unwrap_model(model)`: under
+      several processes the prepared model is a `DistributedDataParallel` wrapper, which a script that later
+      `torch.load`s the file without a process group cannot unpickle.
     - `model.state_dict()` and `model.load_state_dict(...)` on a model (or on a name assigned from one, such as
       `self.model = model.to(gpu_id)` in a trainer class) become
       `accelerator.unwrap_model(model).state_dict()` / `.load_state_dict(...)`, in checkpoint dictionaries too, so
@@ -68,6 +71,11 @@ class Save(Rule):
             if analysis.qualify(func) == "torch.save" and len(call.args) >= 2 and not self._to_file_object(context, site):
                 plan.expression(func, ReplaceWith(f"{accelerator}.save"), site.statement)
                 plan.changes.append(context.change(self.code, call, f"`torch.save` -> `{accelerator}.save`"))
+                saved = call.args[0].value
+                if holds_model(analysis, site.scope, saved):  # torch.save(model, path): the whole module, pickled
+                    model = context.code(saved)
+                    plan.expression(saved, ReplaceWith(f"{accelerator}.unwrap_model({model})"), site.statement)
+                    plan.changes.append(context.change(self.code, saved, f"`{model}` saved through `{accelerator}.unwrap_model`"))
                 saves.append(site)
             elif isinstance(func, cst.Attribute) and func.attr.value in ("state_dict", "load_state_dict"):
                 if not holds_model(analysis, site.scope, func.value):
