@@ -94,3 +94,11 @@ def write(path, text: str | bytes):
         text = text.encode()
     path.write_bytes(text)
     return path
+
+
+def work(result) -> list:
+    """The diagnostics of a conversion that leave work; any note among them must be the one a device-free script
+    gets (``Accelerator(cpu=True)``, covered by tests/transform/test_cpu_only.py)."""
+    notes = [d for d in result.diagnostics if d.severity != "work"]
+    assert all(d.code == "AC001" and d.message.startswith("`Accelerator(cpu=True)`") for d in notes), notes
+    return [d for d in result.diagnostics if d.severity == "work"]

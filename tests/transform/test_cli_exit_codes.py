@@ -164,7 +164,7 @@ def test_a_comment_on_the_line_silences_the_diagnostic_and_verbose_reports_it(pr
     result = invoke("train.py")
     assert result.exit_code == 0, result.stderr
     assert " AC002 " not in result.stderr
-    assert result.stderr.splitlines()[-1] == "1 file converted, 0 files left unchanged, 1 diagnostic suppressed."
+    assert result.stderr.splitlines()[-1] == "1 file converted, 0 files left unchanged, 1 diagnostic suppressed, 1 note (-v shows them)."
     assert script.read_text() == converted(text)  # silencing changes no edit
     write(script, text)
     verbose = invoke("-v", "--check", "train.py")

@@ -6,6 +6,7 @@ import pytest
 
 from accel_convert.convert import convert_source
 from accel_convert.model import Options
+from tests.transform.cli_helpers import work
 
 ENVIRONMENT = '''\
 import os
@@ -242,7 +243,7 @@ def log_rank(accelerator):
 
 
 def run(rank, steps):
-    accelerator = Accelerator()
+    accelerator = Accelerator(cpu=True)
     model = torch.nn.Linear(2, 1)
     model = torch.nn.parallel.DistributedDataParallel(model).cpu()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
@@ -387,7 +388,7 @@ TRAINERS = {"default": Trainer}
 
 
 def main():
-    accelerator = Accelerator()
+    accelerator = Accelerator(cpu=True)
     model = torch.nn.Linear(2, 1)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     model, optimizer = accelerator.prepare(model, optimizer)
@@ -439,7 +440,7 @@ def main():
 def test_hand_written_ddp(before, after, diagnostics):
     result = convert_source(before)
     assert result.text == after
-    assert [f"{d.line}: {d.code} {d.message}" for d in result.diagnostics] == diagnostics
+    assert [f"{d.line}: {d.code} {d.message}" for d in work(result)] == diagnostics
     assert convert_source(result.text).text == result.text
 
 

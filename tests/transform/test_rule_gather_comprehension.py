@@ -4,6 +4,7 @@ the comprehension is left as it is with a diagnostic that says why."""
 from __future__ import annotations
 
 from accel_convert.convert import convert_source
+from tests.transform.cli_helpers import work
 
 HEAD = """\
 import torch
@@ -26,7 +27,7 @@ def _convert(body: str) -> tuple[str, list[str]]:
     text = result.text
     assert convert_source(text).text == text, "converting the result again changes it"
     evaluation = text[text.index("with torch.no_grad():\n") + len("with torch.no_grad():\n") :]
-    return evaluation, [d.format("x.py") for d in result.diagnostics]
+    return evaluation, [d.format("x.py") for d in work(result)]
 
 
 def test_sum_of_hits_over_a_generator_gathers_predictions_and_targets_once_per_batch():

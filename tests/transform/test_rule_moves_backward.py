@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from accel_convert.convert import convert_source
+from tests.transform.cli_helpers import work
 
 CASES = [
     pytest.param(
@@ -215,5 +216,5 @@ for inputs in DataLoader(torch.randn(8, 4), batch_size=4):
 def test_moves_and_backward(before, after, diagnostics):
     result = convert_source(before)
     assert result.text == after
-    assert [f"{d.line}:{d.col}: {d.code} {d.message}" for d in result.diagnostics] == diagnostics
+    assert [f"{d.line}:{d.col}: {d.code} {d.message}" for d in work(result)] == diagnostics
     assert convert_source(result.text).text == result.text

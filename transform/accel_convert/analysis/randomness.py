@@ -6,7 +6,8 @@ Under `accel launch` every process runs the script from the start. A split drawn
 seeded that generator alike first; a generator made without a seed (``np.random.default_rng()``) never is. Otherwise
 each process splits differently, and a sample one process holds out is another's training sample.
 
-Splits inside loops (a fresh permutation every epoch) are a training loop's own randomness, not a split.
+Splits inside loops (a fresh permutation every epoch), or in a function called inside one (a replay buffer's
+``random.sample(self.buffer, n)``), are a training loop's own randomness, not a split.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import libcst as cst
 
 from accel_convert.analysis.everywhere import callers_of, enclosing, statement_order
 from accel_convert.analysis.facts import CallSite
+from accel_convert.analysis.roles import repeated_scopes
 from accel_convert.analysis.symbols import RANDOM_SPLITS, SEEDS, UNSEEDED_GENERATORS
 
 _DRAWS = frozenset({"permutation", "shuffle", "choice", "sample"})
@@ -49,8 +51,9 @@ def unseeded_splits(analysis) -> list[Unseeded]:
     unseeded = _unseeded_generators(analysis)
     order = None
     found = []
+    repeated = repeated_scopes(analysis)
     for site in facts.calls:
-        if site.loops or site.comprehensions:
+        if site.loops or site.comprehensions or site.scope in repeated or _method_called_in_a_loop(facts, site.scope):
             continue
         call = site.node
         qualified = analysis.qualify(call.func)
@@ -70,6 +73,11 @@ def unseeded_splits(analysis) -> list[Unseeded]:
         if seeded is not True:
             found.append(Unseeded(site, generator, seeded))
     return found
+
+
+def _method_called_in_a_loop(facts, scope) -> bool:
+    """``scope`` is a method whose name some loop calls (``memory.sample(n)`` on a replay buffer)."""
+    return scope.class_name is not None and any(site.loops for site in facts.method_calls(scope.name))
 
 
 def _unseeded_generators(analysis) -> set:

@@ -10,6 +10,7 @@ from accel_convert.analysis.expressions import is_cpu_literal
 from accel_convert.analysis.imports import dotted_name
 from accel_convert.analysis.roles import Analysis
 from accel_convert.analysis.traverse import Walker
+from accel_convert.decisions.cpu_only import unplaced_model_input
 from accel_convert.edits.placement import defined_after
 from accel_convert.edits.plan import AppendArgument, AppendParameter, ReplaceWith
 from accel_convert.rules.base import Rule
@@ -44,6 +45,13 @@ class Setup(Rule):
       torch.device("cpu")` after the definition, or an `if args.cpu: ... elif torch.cuda.is_available(): ...`
       chain, as `Accelerator(cpu=args.cpu)`. A choice that depends on availability alone (`True if
       torch.cuda.is_available() else False`) gives a plain `Accelerator()`.
+    - A script that never names a device (no device, move, `torch.cuda` call, `device=` argument, GradScaler or
+      `"cuda"`) runs on the CPU everywhere. Where its prepared model is fed tensors the script makes itself
+      (`x = torch.randn(N, D)` then `model(x)`, `torch.from_numpy(state)`, a hand-made batch) rather than batches
+      of a prepared loader, those would stay on the CPU while the model goes to the GPU, and the first forward
+      would fail on a GPU machine: the accelerator is created as `Accelerator(cpu=True)`, which keeps the script
+      where it ran, on one process and on N (a note says so and how to use the GPU: move those tensors with
+      `.to(accelerator.device)` and drop `cpu=True`).
     - A device definition that a later one surely replaces before anything reads it (a module-level default
       that `if __name__ == "__main__":` sets again from the parsed options) stays as written: the accelerator
       is created at the later one, whose switch is the one the run obeys. Where the earlier one is read first,
@@ -81,6 +89,7 @@ class Setup(Rule):
     code = "AC001"
     name = "setup"
     summary = "Import the runtime and create `accelerator = Accelerator(...)` once; the device comes from it."
+    notes = ("`Accelerator(cpu=True)` for a script that places nothing on a device and feeds its model tensors it makes itself",)
 
     def needs(self, decisions):
         return [(definition.scope, definition.location) for definition in decisions.analysis.device_definitions]
@@ -163,6 +172,16 @@ class Setup(Rule):
                 context.diagnostic(self.code, anchor, f"`cpu={cpu[0]}` not passed to `Accelerator`: its names are set later")
             )
             cpu = None
+        unplaced = unplaced_model_input(context.decisions) if cpu is None else None
+        if unplaced is not None:
+            cpu = ("True", set())
+            message = (
+                f"`Accelerator(cpu=True)`: the script places nothing on a device, so it runs on the CPU, and "
+                f"`{context.code(unplaced.node).strip()}` feeds the model tensors it makes itself, which would stay on "
+                "the CPU while the prepared model goes to the GPU; to train on the GPU, move them with "
+                "`.to(accelerator.device)` and drop `cpu=True`"
+            )
+            plan.diagnostics.append(context.note(self.code, unplaced.node, message, unplaced.statement))
         given = [f"cpu={cpu[0]}"] if cpu is not None else []
         for code, names in context.accelerator_arguments:
             if defined_after(analysis, home, names, block_id, index):
