@@ -17,7 +17,6 @@ from accel_convert.analysis.imports import dotted_name
 from accel_convert.analysis.loops import batch_loaders
 from accel_convert.analysis.roles import MODEL
 
-
 _DEVICE_KEYWORDS = frozenset({"device", "device_ids", "output_device", "map_location"})
 
 
