@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import libcst as cst
+
 from accel_convert.analysis.facts import Location, Scope
 from accel_convert.analysis.roles import MODEL, PREPARED_ROLES, Analysis
 from accel_convert.decisions.access import Access, locate
@@ -77,11 +79,12 @@ def decide(analysis: Analysis, options: Options, rules, withdrawn: dict | None =
     elif objects:
         preparation = place(analysis, owner, objects)
         if preparation.late is not None:
-            used, loop, last = preparation.late
+            used, loop, what, last = preparation.late
             message = (
-                f"`accelerator.prepare` not added: this loop uses `{used}` before `{last}` (the last object "
+                f"`accelerator.prepare` not added: {what} `{used}` before `{last}` (the last object "
                 f"prepare takes) is created, so the prepare would come after it; create `{last}` before this "
-                "loop to convert the script (every device move, `backward` and metric is left as it is)"
+                f"{'call' if isinstance(loop, cst.Call) else 'loop'} to convert the script (every device move, "
+                "`backward` and metric is left as it is)"
             )
             decisions.diagnostics.append(Pending(Diagnostic, PREPARE, loop, message, None))
         else:

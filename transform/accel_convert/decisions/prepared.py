@@ -17,6 +17,7 @@ from accel_convert.analysis.roles import (
     PREPARED_ROLES,
     SCHEDULER,
     Analysis,
+    called_function,
     connected,
     handed_back,
 )
@@ -45,7 +46,9 @@ class Preparation:
     after: bool
     location: Location
     bindings: set = field(default_factory=set)
-    late: tuple[str, cst.CSTNode, str] | None = None  # (object, loop, last created): a loop before ``anchor`` uses it
+    # (object, loop or call, what uses it, last created): a loop before ``anchor`` (or a function of the file called
+    # there, whose loop runs then) uses the object
+    late: tuple[str, cst.CSTNode, str, str] | None = None
 
     @property
     def position(self) -> tuple[int, int]:
@@ -152,10 +155,11 @@ def place(analysis: Analysis, owner: Scope, objects: list[Prepared]) -> Preparat
 
 def _used_in_an_earlier_loop(
     analysis: Analysis, owner: Scope, objects: list[Prepared], block_id: int, index: int
-) -> tuple[str, cst.CSTNode] | None:
-    """(object, loop) for a loop that sits before ``index`` in the block and runs the model, an optimizer or a
+) -> tuple[str, cst.CSTNode, str] | None:
+    """(object, loop, what) for a loop that sits before ``index`` in the block and runs the model, an optimizer or a
     scheduler (calls it, calls a method of it, or hands it to a function); reading parameters to print or
-    initialise them (``model.named_parameters()``) is not running it."""
+    initialise them (``model.named_parameters()``) is not running it. A call there of a function of the file that
+    has a loop and is handed one of them counts too (``train_model(model, optimizer, loader)``)."""
     roots = {item.key.split(".")[0] for item in objects if item.role != LOADER}
     for site in analysis.facts.calls:
         if site.scope is not owner or not site.loops:
@@ -165,8 +169,23 @@ def _used_in_an_earlier_loop(
             continue
         for loop in site.loops:
             if loop.scope is owner and any(b == block_id and i <= index for b, i in loop.location):
-                return used, loop.node
+                return used, loop.node, "this loop uses"
+    for site in analysis.facts.calls:  # train_model(model, optimizer, ...) before the prepare: its loop runs now
+        if site.scope is not owner or site.loops or not any(b == block_id and i < index for b, i in site.location):
+            continue
+        callee = called_function(analysis, site)
+        used = _handed(site.node, roots) if callee is not None and _has_loop(analysis, callee[0]) else None
+        if used is not None:
+            return used, site.node, f"`{analysis.code(site.node.func)}(...)` runs a loop that uses"
     return None
+
+
+def _handed(call: cst.Call, roots: set[str]) -> str | None:
+    return next((root_name(arg.value) for arg in call.args if root_name(arg.value) in roots), None)
+
+
+def _has_loop(analysis: Analysis, function: Scope) -> bool:
+    return any(loop.scope is function for loop in analysis.facts.loops)
 
 
 _INSPECTING = {"parameters", "named_parameters", "buffers", "named_buffers", "modules", "named_modules", "children", "named_children", "state_dict"}

@@ -126,7 +126,9 @@ class Prepare(Rule):
       a function) before the last object `prepare` takes is created (a baseline evaluation before the optimizer
       exists): a prepare after that object would come too late for the loop, so none is added, and nothing that
       only a prepare makes right is converted (every device move, `backward` and metric stays; AC004 says so
-      in a note). The diagnostic is on the loop and names the object to create before it.
+      in a note). The diagnostic is on the loop and names the object to create before it. A call there of a
+      function of the file that has a loop and is handed one of them (`train_model(model, optimizer, loader)`
+      before the test loader is made) counts the same; the diagnostic is then on the call.
     - a model class that creates its optimizer from `self.parameters()` and steps it in its own methods (the
       module trains itself): `prepare` cannot be inserted into the class, so the whole file is left unchanged.
 
