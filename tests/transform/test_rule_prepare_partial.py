@@ -102,3 +102,38 @@ def test_a_loop_over_a_range_or_a_dataloader_gets_no_diagnostic():
         text = text.replace("    bar = tqdm(batches)\n", "").replace("enumerate(bar)", f"enumerate({loop})")
         result = convert_source(text)
         assert result.changed and work(result) == [], loop
+
+
+SHARE = '''\
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+model = torch.nn.Linear(4, 1)
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+loader = DataLoader(TensorDataset(torch.randn(32, 4), torch.randn(32, 1)), batch_size=8)
+for epoch in range(2):
+    total = 0.0
+    for x, y in loader:
+        optimizer.zero_grad()
+        loss = torch.nn.functional.mse_loss(model(x), y, reduction="sum")
+        loss.backward()
+        optimizer.step()
+        total += loss.item()
+    print(f"epoch {epoch} loss {total / len(loader.dataset):.6f}")
+'''
+
+
+def test_a_sum_over_the_share_divided_by_the_whole_dataset_is_named():
+    result = convert_source(SHARE)
+    assert [(d.code, d.line) for d in work(result)] == [("AC002", 15)]
+    message = work(result)[0].message
+    assert message.startswith("`total / len(loader.dataset)` divides `total`, summed over this process's share")
+    assert 'accelerator.reduce(torch.tensor(total, device=accelerator.device), "sum").item()' in message
+
+
+def test_a_mean_over_batches_or_an_unprepared_loader_is_not_named():
+    # len(loader) counts this process's batches: the mean of its batch means is right
+    assert work(convert_source(SHARE.replace("len(loader.dataset)", "len(loader)"))) == []
+    # an evaluation-style sum without a backward in the loop is AC010's
+    no_backward = SHARE.replace("        loss.backward()\n", "")
+    assert not any("divides" in d.message for d in convert_source(no_backward).diagnostics)

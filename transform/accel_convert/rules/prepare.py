@@ -20,6 +20,7 @@ from accel_convert.analysis.roles import (
     optimizer_parameter_receivers,
     parameter_receivers,
 )
+from accel_convert.analysis.share_sums import shares_divided_by_whole
 from accel_convert.analysis.traverse import free_names
 from accel_convert.edits.plan import Pending, ReplaceWith, SwapKeyword
 from accel_convert.model import Diagnostic
@@ -112,6 +113,11 @@ class Prepare(Rule):
       `return` statements that differ, that calls itself, or is called through an attribute; a generator, or a
       `tqdm` bar over one): it is not prepared, so every process goes through all of its batches. The message
       names the call the iterable comes from, where the file assigns it from one.
+    - a sum accumulated (`+=`) in a training loop over a prepared loader and divided by the size of the whole
+      data set, `train_loss / len(train_loader.dataset)` (or `/=`): each process sums only its share of the
+      batches, so under N processes the printed value is 1/N of the one-process one. Sum it over the processes
+      first (`accelerator.reduce(torch.tensor(train_loss, device=accelerator.device), "sum").item()`) or divide by
+      the samples this process saw. `len(train_loader)`, this process's number of batches, is right as it is.
     - a prepared model or data loader passed, after the prepare statement, to a function imported from another
       module that is neither the standard library nor a well-known library (most likely one of the project's own
       modules: `from evaluate import evaluate`, then `evaluate(model, val_loader)`; also a relative import). The
@@ -197,6 +203,7 @@ class Prepare(Rule):
         _report_partly_optimized_models(context, plan, self.code, objects)
         _allow_unused_heads(context, plan, self.code, objects)
         _report_unprepared_batches(context, plan, self.code)
+        _report_shares_divided_by_whole(context, plan, self.code)
         _report_foreign_calls(context, plan, self.code, objects, (block_id, index))
 
 
@@ -483,6 +490,28 @@ def _report_unprepared_batches(context, plan, code) -> None:
             "`accelerator.prepare` as well"
         )
         plan.diagnostics.append(context.diagnostic(code, loop.node.iter, message, loop.node))
+
+
+def _report_shares_divided_by_whole(context, plan, code) -> None:
+    """``train_loss / len(train_loader.dataset)`` after summing over a prepared loader in a training loop: each
+    process sums its share, the divisor is the whole data set."""
+    analysis = context.analysis
+    prepared = context.decisions.prepared
+    backward_loops = {id(loop) for site in analysis.facts.method_calls("backward") for loop in site.loops}
+    for loop, loaders in analysis.batch_sources.items():
+        iterated = _iterated_name(analysis, loop)
+        key = dotted_name(iterated) if iterated is not None else None
+        if key is None or id(loop) not in backward_loops or not loaders & prepared:
+            continue
+        for found in shares_divided_by_whole(loop, key):
+            message = (
+                f"`{context.code(found.division).strip()}` divides `{found.total}`, summed over this process's share "
+                f"of the prepared `{key}`, by the size of the whole data set: under several processes it is 1/N of "
+                f"the one-process value; sum it over the processes first "
+                f"(`accelerator.reduce(torch.tensor({found.total}, device=accelerator.device), \"sum\").item()`) or "
+                "divide by the number of samples this process saw"
+            )
+            plan.diagnostics.append(context.diagnostic(code, found.division, message))
 
 
 def _hand_made_message(context, made) -> str:
