@@ -128,3 +128,17 @@ def test_a_value_chosen_by_an_availability_check_is_no_cpu_switch(statement):
     assert [d for d in result.diagnostics if d.code == "AC001"] == []
     if statement.startswith("device_ids"):
         assert statement in result.text.splitlines()
+
+
+def test_a_cpu_default_upgraded_when_cuda_is_available_is_no_cpu_switch():
+    # device = "cpu", then `if torch.cuda.is_available(): device = "cuda"` (elif mps...): the run uses the GPU
+    source = (
+        "import torch\nfrom torch.utils.data import DataLoader\ndevice = \"cpu\"\nif torch.cuda.is_available():\n"
+        "    device = \"cuda\"\nelif torch.backends.mps.is_available():\n    device = \"mps\"\n"
+        "model = torch.nn.Linear(2, 1).to(device)\noptimizer = torch.optim.SGD(model.parameters(), lr=0.1)\n"
+        "loader = DataLoader(torch.randn(8, 2), batch_size=2)\nfor x in loader:\n    optimizer.zero_grad()\n"
+        "    model(x.to(device)).sum().backward()\n    optimizer.step()\n"
+    )
+    assert "accelerator = Accelerator()\n" in convert_source(source).text
+    forced = source.replace("if torch.cuda.is_available():", "if args.gpu and torch.cuda.is_available():")
+    assert "accelerator = Accelerator(cpu=not args.gpu)\n" in convert_source(forced).text

@@ -64,3 +64,14 @@ def test_things_that_step_but_are_no_optimizer():
 def test_an_optimizer_made_from_no_model_stays_unknown():
     source = "import torch\nmodel = Net()\noptimizer = build_optimizer(cfg)\n" + LOOP.format(step="optimizer.step()")
     assert "optimizer" not in roles(source)
+
+
+def test_an_optimizer_made_from_a_model_the_loop_does_not_call_stays_unknown():
+    # nanoGPT's `raw_model.configure_optimizers(...)` while the loop trains the wrapped `model`
+    source = (
+        "import torch\nmodel = GPT(config)\nraw_model = model.module if ddp else model\n"
+        "optimizer = raw_model.configure_optimizers()\n" + LOOP.format(step="optimizer.step()")
+    )
+    assert "optimizer" not in roles(source)
+    wrapped = source.replace("raw_model = model.module if ddp else model\n", "model = torch.nn.parallel.DistributedDataParallel(model)\nraw_model = model.module\n")
+    assert "optimizer" not in roles(wrapped)

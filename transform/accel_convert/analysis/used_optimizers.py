@@ -7,8 +7,10 @@ strict. The step takes no argument (``scaler.step(optimizer)`` steps its argumen
 is no optimizer), a backward runs in the same loop or repeated function, and the object is made by a call that takes
 no optimizer (that would be a scheduler: ``make_scheduler(optimizer)``) and is not a torch class of another kind. The
 models it steps are the receiver of a method that made it (``model.configure_optimizers``), the receivers of
-``.parameters()`` in its arguments, and arguments that hold a model. Without a model it stays unknown: there would
-be nothing to prepare it with. At run time ``prepare`` checks the type and names what it got.
+``.parameters()`` in its arguments, and arguments that hold a model; one of them must be called where the step is
+(``raw_model.configure_optimizers()`` while the loop calls a wrapped ``model`` is not followed), and a script that
+wraps its model in ``DistributedDataParallel`` itself is left to the constructor-based roles. Without a model it
+stays unknown: there would be nothing to prepare it with. At run time ``prepare`` checks the type and names what it got.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from accel_convert.analysis.roles import (
     OPTIMIZER,
     Analysis,
     Binding,
+    connected,
     creation_of,
     parameter_receivers,
     propagate,
@@ -34,6 +37,8 @@ from accel_convert.analysis.roles import (
 def find_used_optimizers(analysis: Analysis) -> None:
     """Give the optimizer role to the objects stepped like one (see the module docstring), and the model role to
     what they step."""
+    if any(analysis.qualify(site.node.func) in symbols.DDP_WRAPPERS for site in analysis.facts.calls):
+        return  # a script with its own DistributedDataParallel: its model and the one the optimizer comes from differ
     repeated = repeated_scopes(analysis)
     backward_places = _backward_places(analysis, repeated)
     found = False
@@ -46,7 +51,7 @@ def find_used_optimizers(analysis: Analysis) -> None:
             continue
         assignment = _made_by(analysis, binding)
         models = _models_of(analysis, assignment) if assignment is not None else None
-        if not models:
+        if not models or not _called_with_the_step(analysis, site, models):
             continue
         set_role(analysis, binding, OPTIMIZER, assignment)
         for model in models:
@@ -83,6 +88,20 @@ def _backward_places(analysis: Analysis, repeated) -> tuple[set[int], set[int]]:
 def _after_a_backward(site: CallSite, repeated, places: tuple[set[int], set[int]]) -> bool:
     loops, scopes = places
     return any(id(loop) in loops for loop in site.loops) or (site.scope in repeated and id(site.scope) in scopes)
+
+
+def _called_with_the_step(analysis: Analysis, step: CallSite, models: set[Binding]) -> bool:
+    """One of ``models`` is called in a loop that holds ``step``, or in the function that holds it: the model the
+    loop trains is the one the optimizer was made from."""
+    loops = {id(loop) for loop in step.loops}
+    held = set(models).union(*(connected(analysis, model) for model in models))  # self.model = model
+    for site in analysis.facts.calls:
+        key = dotted_name(site.node.func)
+        if key is None or analysis.binding(site.scope, key) not in held:
+            continue
+        if site.scope is step.scope or any(id(loop) in loops for loop in site.loops):
+            return True
+    return False
 
 
 def _made_by(analysis: Analysis, binding: Binding) -> Assignment | None:

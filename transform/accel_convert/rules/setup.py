@@ -263,6 +263,10 @@ def _cpu_argument(analysis: Analysis, home) -> tuple[str, set[str]] | None:
             if runs_after(analysis.facts, definitions[0].location, later.location):
                 cpu = _definition_cpu(analysis, home, later)  # replaces the device the run uses
                 continue
+            upgrade = _accelerator_guard(analysis, definitions[0], later)
+            if upgrade is not None and cpu is not None and cpu[0] == "True":
+                cpu = _condition_cpu(analysis, home, upgrade)  # device = "cpu", then if G: device = "cuda"
+                continue
             guard = _cpu_guard(analysis, definitions[0], later)
             if guard is None or (cpu is not None and cpu[0] == "True"):
                 continue
@@ -332,6 +336,20 @@ def _cpu_guard(analysis: Analysis, first: DeviceDefinition, later: DeviceDefinit
         return None
     statement = analysis.facts.statement_at(*location[-2])
     if not (isinstance(statement, cst.If) and statement.orelse is None and id(statement.body) == location[-1][0]):
+        return None
+    return statement.test
+
+
+def _accelerator_guard(analysis: Analysis, first: DeviceDefinition, later: DeviceDefinition) -> cst.BaseExpression | None:
+    """``G`` when ``first`` is ``device = "cpu"`` and ``later`` an accelerator device in the first branch of an
+    ``if G:`` right in the block of ``first`` (``elif`` branches after it may pick other devices)."""
+    location, block = later.location, first.location[-1][0]
+    if not first.cpu_literal or later.cpu_literal or len(location) < 2 or location[-2][0] != block:
+        return None
+    if location[:-2] != first.location[:-1]:
+        return None
+    statement = analysis.facts.statement_at(*location[-2])
+    if not (isinstance(statement, cst.If) and id(statement.body) == location[-1][0]):
         return None
     return statement.test
 
