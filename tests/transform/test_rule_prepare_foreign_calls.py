@@ -168,3 +168,13 @@ def test_a_local_name_shadowing_the_import_is_not_the_imported_function():
         "print(evaluate", "evaluate = print\nprint(evaluate"
     )
     assert _ac002(text) == []
+
+
+def test_a_name_from_a_star_import_of_the_users_module_is_named_with_it():
+    # `from utils import *` then `save_checkpoint(model, ...)`: it most likely comes from utils
+    result = convert_source(SCRIPT.format(imports="from utils import *\nfrom torch.optim import *", call='save_checkpoint(model, "best.pt")'))
+    [diagnostic] = result.diagnostics
+    assert diagnostic.message.startswith("`save_checkpoint(...)` comes from the module `utils`, which accel-convert does not see")
+    # builtins and names of the file are not
+    for call in ("len(val_loader)", "sorted([model])"):
+        assert convert_source(SCRIPT.format(imports="from utils import *", call=call)).diagnostics == ()

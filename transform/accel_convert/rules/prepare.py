@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import sys
 
 import libcst as cst
@@ -120,7 +121,8 @@ class Prepare(Rule):
       the samples this process saw. `len(train_loader)`, this process's number of batches, is right as it is.
     - a prepared model or data loader passed, after the prepare statement, to a function imported from another
       module that is neither the standard library nor a well-known library (most likely one of the project's own
-      modules: `from evaluate import evaluate`, then `evaluate(model, val_loader)`; also a relative import). The
+      modules: `from evaluate import evaluate`, then `evaluate(model, val_loader)`; also a relative import, and a
+      name no import binds in a file that does `from utils import *` of such a module). The
       converter does not see that function's body: under several processes it gets the DistributedDataParallel
       wrapper, on which the model's own attributes and methods (`net.n_classes`) need
       `accelerator.unwrap_model(model)`, and only this process's share of a loader's batches, so the metrics it
@@ -269,11 +271,21 @@ def _user_module(analysis: Analysis, site, relative: dict[str, str]) -> str | No
         return relative[root]
     qualified = analysis.qualify(func)
     if qualified is None:
-        return None
+        # a name no import binds, with ``from utils import *`` of the user's own module(s): it most likely comes
+        # from one of them (never a builtin)
+        stars = [m for m in analysis.imports.star_modules if _is_user_module(m)]
+        if not stars or root in dir(builtins) or analysis.binding(site.scope, root)[0] is not facts.module_scope:
+            return None
+        return "` or `".join(stars)  # quoted by the message: `datasets` or `utils`
     top = qualified.split(".")[0]
     if top in sys.stdlib_module_names or top in _LIBRARIES:
         return None
     return qualified.rpartition(".")[0] or qualified
+
+
+def _is_user_module(module: str) -> bool:
+    top = module.lstrip(".").split(".")[0]
+    return bool(top) and top not in sys.stdlib_module_names and top not in _LIBRARIES
 
 
 def _relative_imports(module: cst.Module) -> dict[str, str]:
