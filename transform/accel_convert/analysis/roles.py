@@ -288,7 +288,7 @@ def optimizer_parameter_receivers(analysis: Analysis, scope: Scope, call: cst.Ca
     return [receiver for source in sources for receiver in parameter_receivers(source)]
 
 
-def _model_binding(analysis: Analysis, scope: Scope, receiver: cst.BaseExpression) -> Binding | None:
+def model_binding(analysis: Analysis, scope: Scope, receiver: cst.BaseExpression) -> Binding | None:
     key = dotted_name(receiver)
     if key is None:
         return None
@@ -341,7 +341,7 @@ def _classify(analysis: Analysis, binding: Binding, scope: Scope, value, assignm
     if symbols.is_optimizer(qualified):
         set_role(analysis, binding, OPTIMIZER, assignment)
         for receiver in optimizer_parameter_receivers(analysis, scope, value):
-            model = _model_binding(analysis, scope, receiver)
+            model = model_binding(analysis, scope, receiver)
             if model is not None:
                 analysis.optimizer_models.setdefault(binding, set()).add(model)
                 set_role(analysis, model, MODEL, analysis.creations.get(model))

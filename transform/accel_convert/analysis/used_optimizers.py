@@ -27,6 +27,7 @@ from accel_convert.analysis.roles import (
     Binding,
     connected,
     creation_of,
+    model_binding,
     parameter_receivers,
     propagate,
     repeated_scopes,
@@ -135,9 +136,9 @@ def _models_of(analysis: Analysis, assignment: Assignment) -> set[Binding] | Non
         if owner is not None and analysis.qualify(value.func.value) is None:
             models.add(analysis.binding(scope, owner))
     for receiver in parameter_receivers(value):
-        key = dotted_name(receiver)
-        if key is not None:
-            models.add(analysis.binding(scope, key.split(".")[0] if not key.startswith("self.") else ".".join(key.split(".")[:2])))
+        model = model_binding(analysis, scope, receiver)  # model.fc.parameters(): the model
+        if model is not None:
+            models.add(model)
     for arg in value.args:
         key = dotted_name(arg.value)
         if key is not None:

@@ -30,12 +30,11 @@ def unplaced_model_input(decisions) -> CallSite | None:
     models = {item.key for item in decisions.preparation.objects if item.role == MODEL}
     for site in analysis.facts.calls:
         key = dotted_name(site.node.func)
-        if key is None or analysis.binding(site.scope, key) not in prepared:
-            continue
-        if key not in models and analysis.roles.get(analysis.binding(site.scope, key)) != MODEL:
+        binding = analysis.binding(site.scope, key) if key is not None else None
+        if binding not in prepared or (key not in models and analysis.roles.get(binding) != MODEL):
             continue
         for arg in site.node.args:
-            if arg.keyword is not None and arg.keyword.value in ("device", "dtype"):
+            if arg.keyword is not None and arg.keyword.value == "dtype":
                 continue
             loaders = batch_loaders(analysis, site, arg.value)
             if not loaders or not loaders <= prepared:
