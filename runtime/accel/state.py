@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import enum
+import io
+import sys
 
 import torch
 import torch.distributed as dist
@@ -26,6 +28,17 @@ def _env_rank(name: str, default: int) -> int:
     if value < 0:
         raise ValueError(f"environment variable {name}={value} must be >= 0")
     return value
+
+
+def _whole_lines(stream) -> None:
+    """Make ``stream`` write each line in one piece, so lines printed by several processes never mix.
+
+    Under ``PYTHONUNBUFFERED`` (or ``python -u``) ``print`` writes the text and the newline separately, and
+    the output of two processes sharing a terminal or pipe can interleave mid-line; line buffering hands
+    the operating system one write per line instead (atomic on pipes up to ``PIPE_BUF`` bytes).
+    """
+    if isinstance(stream, io.TextIOWrapper) and not stream.closed:
+        stream.reconfigure(line_buffering=True, write_through=False)
 
 
 def _pick_device(cpu: bool, local_rank: int) -> torch.device:
@@ -56,6 +69,7 @@ class ProcessState:
         self.local_process_index = _env_rank("LOCAL_RANK", 0)
         self.device = _pick_device(self.cpu, self.local_process_index)
         if self.num_processes > 1:
+            _whole_lines(sys.stdout)
             self.init_process_group()
 
     @property

@@ -182,10 +182,15 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.timeout(180)
-def test_accelerator_in_the_script_picks_up_the_launch_flags(tmp_path, no_config):
+def test_accelerator_in_the_script_picks_up_the_launch_flags_and_prints_whole_lines(tmp_path, no_config):
     result = launch(WORKERS / "accelerator_settings.py", tmp_path,
-                    launch_args=["--mixed-precision", "bf16", "--gradient-accumulation-steps", "2"], env=no_config)
+                    launch_args=["--mixed-precision", "bf16", "--gradient-accumulation-steps", "2"],
+                    env={**no_config, "PYTHONUNBUFFERED": "1"})
     assert result.returncode == 0, result.stderr
     records = {int(p.stem[5:]): json.loads(p.read_text()) for p in tmp_path.glob("accel*.json")}
     assert records == {rank: {"mixed_precision": "bf16", "num_processes": 2, "process_index": rank, "device": "cpu",
                               "gradient_accumulation_steps": 2} for rank in (0, 1)}
+    # Both processes print at once, unbuffered: each line still arrives whole.
+    printed = [line for line in result.stdout.splitlines() if line.startswith("process") or "line" in line]
+    expected = {f"process {rank} line {line} {'x' * 40}" for rank in (0, 1) for line in range(300)}
+    assert sorted(printed) == sorted(expected)

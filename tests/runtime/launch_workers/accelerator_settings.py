@@ -1,4 +1,5 @@
-"""Worker: build `Accelerator()` with no arguments and write what it picked up to <out_dir>/accel<RANK>.json."""
+"""Worker: build `Accelerator()` with no arguments, write what it picked up to <out_dir>/accel<RANK>.json, then
+print 300 numbered lines from every process."""
 
 import json
 import os
@@ -12,4 +13,6 @@ record = {"mixed_precision": accelerator.mixed_precision, "num_processes": accel
           "gradient_accumulation_steps": accelerator.gradient_accumulation_steps}
 with open(os.path.join(sys.argv[1], f"accel{accelerator.process_index}.json"), "w") as f:
     json.dump(record, f)
+for line in range(300):
+    print(f"process {accelerator.process_index} line {line}", "x" * 40)
 accelerator.end_training()
