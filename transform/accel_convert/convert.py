@@ -24,8 +24,11 @@ from accel_convert.rules.context import Context
 SETUP = "AC001"
 
 
-def convert_source(text: str, options: Options = Options()) -> Result:
+def convert_source(text: str, options: Options = Options(), drop_unused_imports: bool = True) -> Result:
     """Rewrite one script's source; a file with nothing to convert comes back identical, with no changes.
+
+    ``drop_unused_imports=False`` keeps the imports the conversion left unused (a joined project source drops them
+    file by file instead).
 
     The converted text is checked against the output invariants (``check``) before it is returned: an object whose
     decision breaks one is withdrawn from the prepare and the file converted again without it; a violation that
@@ -43,7 +46,7 @@ def convert_source(text: str, options: Options = Options()) -> Result:
         plan, decisions = _plan(module, options, source, withdrawn)
         if plan.empty:
             return Result(text, (), tuple(plan.diagnostics))
-        code, tree = _rebuild(module, plan, source)
+        code, tree = _rebuild(module, plan, source, drop_unused_imports)
         violations = check(source, code, after_tree=tree)
         if not violations:
             return Result(bom + code, tuple(plan.changes), tuple(plan.diagnostics))
@@ -57,12 +60,12 @@ def convert_source(text: str, options: Options = Options()) -> Result:
 _MAX_WITHDRAWALS = 3  # objects taken out of one prepare before the file is declined instead
 
 
-def _rebuild(module: cst.Module, plan: Plan, source: str) -> tuple[str, ast.Module]:
-    """The converted text (imports it left unused dropped) and its ``ast``."""
+def _rebuild(module: cst.Module, plan: Plan, source: str, drop_unused: bool) -> tuple[str, ast.Module]:
+    """The converted text (imports it left unused dropped when ``drop_unused``) and its ``ast``."""
     converted = rewrite(module, plan)
     try:
         tree = ast.parse(converted.code)
-        unused = made_unused(source, tree)
+        unused = made_unused(source, tree) if drop_unused else set()
         if unused:
             converted = drop_imports(converted, unused)
             tree = ast.parse(converted.code)

@@ -1,0 +1,93 @@
+"""One source made of a group's files, and the way back.
+
+The entry comes first (so that the imports the converter adds land among its own), then each module, each after a
+separator line. A hidden statement is replaced by a string of as many lines, so that every line keeps its number
+within its file: a line of the joined source maps back to (file, line) by offsets alone. The marker in separators
+and placeholders carries a token no source of the group contains.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+
+from accel_convert.project.groups import Group
+
+
+@dataclass(frozen=True)
+class Combined:
+    text: str
+    files: tuple[str, ...]
+    starts: tuple[int, ...]  # 1-based line of the joined text where each file's first line is
+    token: str
+    hidden: tuple[tuple[str, ...], ...]  # per file: the original text of each placeholder, by number
+    newline_added: tuple[bool, ...]  # the file did not end with a newline; one was added to join it
+
+    def locate(self, line: int) -> tuple[str, int]:
+        """The file and its line that line ``line`` of the joined text comes from."""
+        index = max(i for i, start in enumerate(self.starts) if start <= line) if line >= self.starts[0] else 0
+        return self.files[index], max(1, line - self.starts[index] + 1)
+
+    def split(self, code: str) -> dict[str, str]:
+        """The converted joined text cut back into one text per file, hidden statements restored."""
+        separator = re.compile(rf'^"""{self.token}:file:(\d+)"""\n', re.MULTILINE)
+        parts, position, index = {}, 0, 0
+        for match in separator.finditer(code):
+            parts[self.files[index]] = code[position : match.start()]
+            index, position = int(match.group(1)), match.end()
+        parts[self.files[index]] = code[position:]
+        if list(parts) != list(self.files):
+            raise ValueError("the converted project lost a file separator")
+        placeholder = re.compile(rf'"""{self.token}:(\d+)\n*"""')
+        out = {}
+        for number, path in enumerate(self.files):
+            originals = self.hidden[number]
+            text = placeholder.sub(lambda match: originals[int(match.group(1))], parts[path])
+            if self.newline_added[number] and text.endswith("\n"):
+                text = text[:-1]
+            out[path] = text
+        return out
+
+
+def combine(group: Group, texts: dict[str, str]) -> Combined:
+    """Join the files of ``group`` (their texts in ``texts``) into one source."""
+    token = _token(texts[path] for path in group.files)
+    pieces, starts, hidden, added = [], [], [], []
+    line = 1
+    for number, path in enumerate(group.files):
+        text = texts[path]
+        added.append(not text.endswith("\n"))
+        if added[-1]:
+            text += "\n"
+        if number:
+            pieces.append(f'"""{token}:file:{number}"""\n')
+            line += 1
+        lines = text.splitlines(keepends=True)
+        originals = []
+        for spot in reversed(group.hidden.get(path, ())):
+            first, last = spot.first - 1, spot.last
+            original = "".join(lines[first:last])
+            originals.append(original.rstrip("\n"))
+            placeholder = f'"""{token}:{{}}' + "\n" * (last - first - 1) + '"""\n'
+            lines[first:last] = [placeholder]
+        originals.reverse()
+        # number the placeholders in file order
+        count = 0
+        for index, piece in enumerate(lines):
+            if piece.startswith(f'"""{token}:{{}}'):
+                lines[index] = piece.replace("{}", str(count), 1)
+                count += 1
+        hidden.append(tuple(originals))
+        starts.append(line)
+        pieces.append("".join(lines))
+        line += text.count("\n")
+    return Combined("".join(pieces), tuple(group.files), tuple(starts), token, tuple(hidden), tuple(added))
+
+
+def _token(texts) -> str:
+    joined = "".join(texts)
+    while True:
+        token = f"accel-convert-{secrets.token_hex(6)}"
+        if token not in joined:
+            return token

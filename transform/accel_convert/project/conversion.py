@@ -1,0 +1,65 @@
+"""Converting a group of files as one run: join, convert once, split, drop each file's unused imports."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+
+import libcst as cst
+
+from accel_convert.convert import convert_source
+from accel_convert.edits.unused_imports import drop_imports, made_unused
+from accel_convert.model import ConvertError, Options, Result
+from accel_convert.project.combined import combine
+from accel_convert.project.groups import Group
+
+
+@dataclasses.dataclass(frozen=True)
+class ProjectError(ConvertError):
+    """A file of a group could not be converted; ``path`` names it."""
+
+    path: str = ""
+
+
+def convert_group(group: Group, texts: dict[str, str], options: Options = Options()) -> dict[str, Result]:
+    """Each file of ``group`` converted (texts in ``texts``, path -> source), changes and diagnostics on its own lines.
+
+    Raises ``ConvertError`` (with the file in ``path``) when a file of the group does not parse.
+    """
+    joined = combine(group, texts)
+    try:
+        result = convert_source(joined.text, options, drop_unused_imports=False)
+    except ConvertError as error:
+        path, line = joined.locate(error.line) if error.line else (group.entry, 0)
+        raise ProjectError(error.message, line, error.col, path) from None
+    per_file = {path: ([], []) for path in group.files}
+    for change in result.changes:
+        path, line = joined.locate(change.line)
+        per_file[path][0].append(dataclasses.replace(change, line=line))
+    for diagnostic in result.diagnostics:
+        path, line = joined.locate(diagnostic.line)
+        per_file[path][1].append(dataclasses.replace(diagnostic, line=line))
+    if not result.changed:
+        return {path: Result(texts[path], (), tuple(per_file[path][1])) for path in group.files}
+    converted = joined.split(result.text)
+    out = {}
+    for path in group.files:
+        text = _without_unused_imports(texts[path], converted[path], path)
+        changes, diagnostics = per_file[path]
+        if text == texts[path]:
+            changes = []
+        out[path] = Result(text, tuple(changes), tuple(diagnostics))
+    return out
+
+
+def _without_unused_imports(original: str, converted: str, path: str) -> str:
+    try:
+        unused = made_unused(original, ast.parse(converted))
+    except SyntaxError as error:
+        raise ProjectError(
+            f"internal error: the converted file does not parse ({error.msg}); please report this project",
+            error.lineno or 0,
+            error.offset or 0,
+            path,
+        ) from None
+    return drop_imports(cst.parse_module(converted), unused).code if unused else converted

@@ -1,0 +1,230 @@
+"""Which files of a project are converted together: an entry script and the project modules it imports code from.
+
+A module-level ``from M import f, g`` (absolute, resolved against the importing file's folder and the project root,
+or relative) links a file to the project module M when every imported name is defined at M's top level and M may
+hold training code. An entry is a file with training code that links to such modules and that no other linked file
+imports; its group is the entry and every module reached through links. Each member may join only one group, and
+no two members may define the same top-level name: a group that breaks either is reported and its files are
+converted one by one.
+
+Besides those imports, each member's ``from __future__`` imports and ``if __name__ == "__main__":`` blocks are
+hidden from the analysis (they would not be valid, or not be code that runs, in the middle of one joined source).
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+from dataclasses import dataclass, field
+
+from accel_convert.analysis.prefilter import may_need_conversion
+
+
+@dataclass(frozen=True)
+class Hidden:
+    """Lines ``first``..``last`` (1-based) of a file: a statement the joined source replaces and the split restores."""
+
+    first: int
+    last: int
+
+
+@dataclass(frozen=True)
+class Group:
+    """An entry script and the modules converted with it (``files[0]`` is the entry), and the lines hidden in each."""
+
+    files: tuple[str, ...]
+    hidden: dict[str, tuple[Hidden, ...]] = field(default_factory=dict, hash=False, compare=False)
+
+    @property
+    def entry(self) -> str:
+        return self.files[0]
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Files that would form a group but cannot be converted together, and why (``line`` in ``path``)."""
+
+    path: str
+    line: int
+    reason: str
+
+
+@dataclass
+class _File:
+    path: str
+    tree: ast.Module
+    training: bool
+    links: dict[str, list[ast.ImportFrom]] = field(default_factory=dict)  # target path -> imports hidden for it
+
+
+def find_groups(texts: dict[str, str], root: str) -> tuple[list[Group], list[Refusal]]:
+    """The groups among ``texts`` (path -> source) of the project under ``root``, and those refused."""
+    files = {}
+    for path, text in texts.items():
+        try:
+            tree = ast.parse(text)
+        except (SyntaxError, ValueError):
+            continue  # converted alone, where the error is reported
+        files[path] = _File(path, tree, may_need_conversion(text))
+    modules = _module_paths(files, root)
+    for file in files.values():
+        _link(file, files, modules, root)
+    imported = {target for file in files.values() for target in file.links}
+    groups, refusals = [], []
+    claimed: dict[str, str] = {}
+    for file in files.values():
+        if not file.training or not file.links or file.path in imported:
+            continue
+        members = _reach(file, files)
+        clash = _clash(file.path, members, files)
+        if clash is not None:
+            refusals.append(clash)
+            continue
+        taken = [member for member in members if member in claimed]
+        if taken:
+            other = claimed[taken[0]]
+            refusals.append(Refusal(file.path, 1, f"{_rel(taken[0], root)} is also used by {_rel(other, root)}"))
+            groups = [group for group in groups if group.entry != other]
+            refusals.append(Refusal(other, 1, f"{_rel(taken[0], root)} is also used by {_rel(file.path, root)}"))
+            continue
+        claimed.update({member: file.path for member in members})
+        ordered = (file.path, *members)
+        groups.append(Group(ordered, {path: _hidden(files[path], path != file.path) for path in ordered}))
+    return groups, refusals
+
+
+def _rel(path: str, root: str) -> str:
+    return os.path.relpath(path, root)
+
+
+def _module_paths(files: dict[str, _File], root: str) -> dict[str, str]:
+    """Absolute path (no extension, package folders for ``__init__``) -> file path, for import resolution."""
+    paths = {}
+    for path in files:
+        stem = os.path.abspath(path)[: -len(".py")] if path.endswith(".py") else os.path.abspath(path)
+        if os.path.basename(stem) == "__init__":
+            stem = os.path.dirname(stem)
+        paths[stem] = path
+    return paths
+
+
+def _candidates(file: _File, node: ast.ImportFrom, root: str) -> list[str]:
+    """Absolute stems the module of ``node`` may be, most likely first."""
+    parts = (node.module or "").split(".") if node.module else []
+    here = os.path.dirname(os.path.abspath(file.path))
+    if node.level:
+        base = here
+        for _ in range(node.level - 1):
+            base = os.path.dirname(base)
+        return [os.path.join(base, *parts)] if parts else []
+    if not parts:
+        return []
+    return [os.path.join(here, *parts), os.path.join(os.path.abspath(root), *parts)]
+
+
+def _link(file: _File, files: dict[str, _File], modules: dict[str, str], root: str) -> None:
+    for node in file.tree.body:
+        if not isinstance(node, ast.ImportFrom) or node.module == "__future__":
+            continue
+        target = next((modules[stem] for stem in _candidates(file, node, root) if stem in modules), None)
+        if target is None or target == file.path or not files[target].training:
+            continue
+        defined = _top_level_definitions(files[target].tree)
+        if all(alias.name != "*" and alias.name in defined for alias in node.names) and _whole_lines(node, file.tree):
+            file.links.setdefault(target, []).append(node)
+
+
+def _top_level_definitions(tree: ast.Module) -> set[str]:
+    names = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+    return names
+
+
+def _whole_lines(node: ast.stmt, tree: ast.Module) -> bool:
+    """True when no other top-level statement shares a line with ``node`` (``import a; from m import f``)."""
+    return not any(
+        other is not node and other.lineno <= node.end_lineno and other.end_lineno >= node.lineno for other in tree.body
+    )
+
+
+def _reach(entry: _File, files: dict[str, _File]) -> list[str]:
+    """The modules reached from ``entry`` through links, in the order they are first met."""
+    order, stack = [], list(reversed(entry.links))
+    while stack:
+        path = stack.pop()
+        if path in order or path == entry.path:
+            continue
+        order.append(path)
+        stack.extend(reversed(files[path].links))
+    return order
+
+
+def _bindings(tree: ast.Module, hidden: list[ast.stmt]) -> dict[str, tuple]:
+    """Top-level names a module binds (hidden statements left out), each with what it is bound to."""
+    bound: dict[str, tuple] = {}
+    for node in tree.body:
+        if node in hidden:
+            continue
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            bound[node.name] = ("definition", node.lineno)
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                bound[alias.asname or alias.name.split(".")[0]] = ("import", alias.name if alias.asname else alias.name.split(".")[0])
+        elif isinstance(node, ast.ImportFrom):
+            for alias in node.names:
+                bound[alias.asname or alias.name] = ("import", node.level, node.module, alias.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                for name in ast.walk(target):
+                    if isinstance(name, ast.Name):
+                        bound[name.id] = ("assignment", node.lineno)
+    return bound
+
+
+def _clash(entry: str, members: list[str], files: dict[str, _File]) -> Refusal | None:
+    """Two files of the group binding one top-level name to different things: joined, one would hide the other."""
+    seen: dict[str, tuple[str, tuple]] = {}
+    for path in (entry, *members):
+        file = files[path]
+        hidden = [node for nodes in file.links.values() for node in nodes] + _hidden_statements(file, path != entry)
+        for name, what in _bindings(file.tree, hidden).items():
+            if name in seen and (what[0] != "import" or seen[name][1] != what):
+                first = seen[name][0]
+                return Refusal(entry, 1, f"{os.path.basename(first)} and {os.path.basename(path)} both define `{name}` at module level")
+            seen.setdefault(name, (path, what))
+    return None
+
+
+def _hidden_statements(file: _File, member: bool) -> list[ast.stmt]:
+    if not member:
+        return []
+    return [node for node in file.tree.body if _is_future(node) or _is_main_guard(node)]
+
+
+def _hidden(file: _File, member: bool) -> tuple[Hidden, ...]:
+    nodes = [node for nodes in file.links.values() for node in nodes] + _hidden_statements(file, member)
+    return tuple(sorted(Hidden(_first_line(node), node.end_lineno) for node in nodes if _whole_lines(node, file.tree)))
+
+
+def _first_line(node: ast.stmt) -> int:
+    decorators = getattr(node, "decorator_list", [])
+    return min([node.lineno, *(decorator.lineno for decorator in decorators)])
+
+
+def _is_future(node: ast.stmt) -> bool:
+    return isinstance(node, ast.ImportFrom) and node.module == "__future__"
+
+
+def _is_main_guard(node: ast.stmt) -> bool:
+    test = node.test if isinstance(node, ast.If) else None
+    return (
+        isinstance(test, ast.Compare)
+        and isinstance(test.left, ast.Name)
+        and test.left.id == "__name__"
+        and len(test.comparators) == 1
+        and isinstance(test.comparators[0], ast.Constant)
+        and test.comparators[0].value == "__main__"
+    )
