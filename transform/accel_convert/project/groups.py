@@ -93,6 +93,36 @@ def find_groups(texts: dict[str, str], root: str) -> tuple[list[Group], list[Ref
     return groups, refusals
 
 
+def imported_modules(path: str, text: str, root: str) -> list[str]:
+    """Paths of the existing files that the module-level ``from M import ...`` statements of ``path`` may name."""
+    try:
+        tree = ast.parse(text)
+    except (SyntaxError, ValueError):
+        return []
+    file = _File(path, tree, True)
+    found = []
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and node.module != "__future__":
+            for stem in _candidates(file, node, root):
+                for candidate in (stem + ".py", os.path.join(stem, "__init__.py")):
+                    if os.path.isfile(candidate) and candidate not in found:
+                        found.append(candidate)
+    return found
+
+
+def linked_names(group: Group, texts: dict[str, str], root: str) -> tuple[int, list[str]]:
+    """The first line of the entry's imports of its group's modules and the names those imports bring in."""
+    entry = _File(group.entry, ast.parse(texts[group.entry]), True)
+    modules = _module_paths({path: None for path in group.files}, root)
+    nodes = [
+        node
+        for node in entry.tree.body
+        if isinstance(node, ast.ImportFrom)
+        and any(modules.get(stem) in group.files[1:] for stem in _candidates(entry, node, root))
+    ]
+    return (nodes[0].lineno if nodes else 1), [alias.asname or alias.name for node in nodes for alias in node.names]
+
+
 def _rel(path: str, root: str) -> str:
     return os.path.relpath(path, root)
 

@@ -23,6 +23,7 @@ from accel_convert.shell.config import (
     parse_codes,
 )
 from accel_convert.shell.diffing import colorize
+from accel_convert.shell.grouping import group_files, project_root, suggestion
 from accel_convert.shell.runner import (
     FileReport,
     available_cores,
@@ -315,6 +316,8 @@ def _convert_paths(settings: Settings, paths: list[str], check: bool, diff: bool
         if not reporter.quiet:
             reporter.message("No Python files to convert.")
         return
+    root = project_root(paths)
+    groups, refused = group_files(files, root) if len(files) > 1 else ([], {})
     reports = convert_files(
         files,
         settings.options,
@@ -323,7 +326,14 @@ def _convert_paths(settings: Settings, paths: list[str], check: bool, diff: bool
         jobs=settings.jobs,
         explicit=collected.explicit,
         file_ignores=settings.file_ignores.for_path if settings.file_ignores else None,
+        groups=groups,
+        root=root,
     )
+    grouped = {path for group in groups for path in group}
+    alone = [path for path in collected.explicit if path not in grouped and path not in refused]
+    notes = {**refused, **{path: note for path in alone if (note := suggestion(path)) is not None}}
+    if notes:
+        reports = (_with_note(report, notes.get(report.path)) for report in reports)
     if len(files) < PROGRESS_MIN_FILES or reporter.quiet or not sys.stderr.isatty():
         for report in reports:
             reporter.file(report)
@@ -334,6 +344,13 @@ def _convert_paths(settings: Settings, paths: list[str], check: bool, diff: bool
             reporter.file(report)
             bar.update(1)
     reporter.progress = None
+
+
+def _with_note(report: FileReport, note) -> FileReport:
+    """``report`` with the diagnostic of a project group that could not be formed added, when there is one."""
+    if note is None or report.error:
+        return report
+    return report._replace(diagnostics=(note, *report.diagnostics))
 
 
 def _explain(ctx: click.Context, param: click.Parameter, code: str | None) -> None:

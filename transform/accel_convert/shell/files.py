@@ -14,7 +14,12 @@ from typing import NamedTuple
 
 
 class SourceError(Exception):
-    """A file could not be read, decoded, encoded or written; the message says why."""
+    """A file could not be read, decoded, encoded or written; the message says why (``path``: the file, when one of
+    several)."""
+
+    def __init__(self, message: str, path: str | None = None):
+        super().__init__(message)
+        self.path = path
 
     def format(self, path: str) -> str:
         return f"{path}: error: {self}"
@@ -97,6 +102,39 @@ def write_atomic(path: str, data: bytes) -> None:
     A read-only file (no write permission bit, or none for this user) is refused: a rename would replace it although
     its owner marked it not to be changed (and would, for root, whatever its mode).
     """
+    write_all_atomic([(path, data)])
+
+
+def write_all_atomic(files: list[tuple[str, bytes]]) -> None:
+    """Replace several files, all or none: each is staged next to its target first (a read-only file, a full disk
+    or a missing folder stops the write before any file changes), then all are renamed into place. Should a rename
+    still fail, the files already replaced get their old bytes back. ``SourceError.path`` names the file at fault."""
+    staged: list[tuple[str, str, str]] = []  # (path as given, target, temporary file)
+    try:
+        for path, data in files:
+            staged.append((path, *_stage(path, data)))
+    except SourceError:
+        for _, _, tmp in staged:
+            os.unlink(tmp)
+        raise
+    replaced: list[tuple[str, bytes]] = []
+    for index, (path, target, tmp) in enumerate(staged):
+        try:
+            with open(target, "rb") as f:
+                old = f.read()
+            os.replace(tmp, target)
+        except OSError as exc:
+            for _, _, later in staged[index:]:
+                if os.path.exists(later):
+                    os.unlink(later)
+            for old_target, data in replaced:
+                _put_back(old_target, data)
+            raise SourceError(f"cannot write: {exc.strerror}", path) from None
+        replaced.append((target, old))
+
+
+def _stage(path: str, data: bytes) -> tuple[str, str]:
+    """The target ``path`` resolves to and a temporary file beside it holding ``data`` with the target's mode."""
     import tempfile  # only paid for by runs that write
 
     target = os.path.realpath(path)
@@ -108,18 +146,28 @@ def write_atomic(path: str, data: bytes) -> None:
 
             raise SourceError(
                 f"the file is read-only: not replaced (make it writable, e.g. `chmod u+w {shlex.quote(path)}`, "
-                "to convert it)"
+                "to convert it)",
+                path,
             )
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".accel-convert.tmp")
     except OSError as exc:
-        raise SourceError(f"cannot write: {exc.strerror}") from None
+        raise SourceError(f"cannot write: {exc.strerror}", path) from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, mode)
-        os.replace(tmp, target)
     except OSError as exc:
         os.unlink(tmp)
-        raise SourceError(f"cannot write: {exc.strerror}") from None
+        raise SourceError(f"cannot write: {exc.strerror}", path) from None
+    return target, tmp
+
+
+def _put_back(target: str, data: bytes) -> None:
+    """Best effort: ``target`` holds ``data`` again (a later file of the same write failed)."""
+    try:
+        old_target, tmp = _stage(target, data)
+        os.replace(tmp, old_target)
+    except SourceError:
+        pass

@@ -21,6 +21,7 @@ from accel_convert.shell.files import (
     encode_source,
     read_source,
     refuse_notebook,
+    write_all_atomic,
     write_atomic,
 )
 from accel_convert.shell.suppress import split
@@ -129,6 +130,79 @@ def convert_file(
     return report._replace(output=None)
 
 
+def convert_group_files(
+    files: tuple[str, ...],
+    root: str,
+    options: Options,
+    write: bool,
+    diff: bool,
+    ignores: dict[str, tuple[tuple[str, frozenset[str]], ...]],
+) -> list[FileReport]:
+    """Convert the files of one project group (``files[0]`` the entry script, ``root`` the project's folder) as one
+    run; they are written all or none. When a file cannot be read, or the files no longer form that group, each is
+    converted alone; ``ignores``: the per-file-ignores that match each file."""
+    from accel_convert.project.conversion import ProjectError, convert_group
+    from accel_convert.project.groups import find_groups
+
+    try:
+        sources = {path: read_source(path) for path in files}
+    except SourceError:
+        return [convert_file(path, options, write, diff, True, ignores.get(path, ())) for path in files]
+    texts = {path: source.text for path, source in sources.items()}
+    groups, _ = find_groups(texts, root)
+    group = next((group for group in groups if group.files == files), None)
+    if group is None:  # the files changed since they were grouped
+        return [convert_file(path, options, write, diff, True, ignores.get(path, ())) for path in files]
+    try:
+        results = convert_group(group, texts, options)
+    except ProjectError as exc:
+        return _group_failed(files, exc.path, exc.format(exc.path), "could not be converted")
+    except Exception as exc:  # a bug in a rule must not take the other files down
+        return [FileReport(path, error=f"{path}: internal error: {type(exc).__name__}: {exc}") for path in files]
+    reports = []
+    for path in files:
+        source, result = sources[path], results[path]
+        diagnostics, suppressed = split(result.diagnostics, source.text, ignores.get(path, ()))
+        if result.text == source.text:
+            reports.append(FileReport(path, diagnostics=diagnostics, suppressed=suppressed))
+            continue
+        try:
+            output = encode_source(result.text, source.encoding)
+        except SourceError as exc:
+            return _group_failed(files, path, exc.format(path), "could not be converted")
+        reports.append(
+            FileReport(
+                path,
+                changed=True,
+                changes=result.changes,
+                diagnostics=diagnostics,
+                suppressed=suppressed,
+                diff=unified_diff(source.on_disk(source.text), source.on_disk(result.text), path) if diff else "",
+                diff_encoding=source.byte_encoding,
+                output=output,
+            )
+        )
+    if write:
+        try:
+            write_all_atomic([(report.path, report.output) for report in reports if report.changed])
+        except SourceError as exc:
+            return _group_failed(files, exc.path, exc.format(exc.path), "could not be written")
+    return [report._replace(output=None) for report in reports]
+
+
+def _group_failed(files: tuple[str, ...], culprit: str, error: str, what: str) -> list[FileReport]:
+    """Every file of a group reported unconverted: ``culprit`` with its ``error``, the others naming it."""
+    return [
+        FileReport(
+            path,
+            error=error
+            if path == culprit
+            else f"{path}: error: not converted: {culprit} {what}, and the files of one project change together or not at all",
+        )
+        for path in files
+    ]
+
+
 def convert_files(
     paths: Sequence[str],
     options: Options,
@@ -137,30 +211,45 @@ def convert_files(
     jobs: int,
     explicit: Collection[str] = (),
     file_ignores: Callable[[str], tuple[tuple[str, frozenset[str]], ...]] | None = None,
+    groups: Sequence[tuple[str, ...]] = (),
+    root: str = ".",
 ) -> Iterator[FileReport]:
-    """Reports for ``paths`` in their order; with ``jobs > 1`` and several files, they are converted in worker
-    processes. The ``explicit`` ones (named on the command line) must parse even without training code;
-    ``file_ignores(path)`` gives the per-file-ignores that match a file."""
+    """Reports for ``paths`` in their order, the files of each of ``groups`` (project groups under ``root``) together
+    where the first of them comes; with ``jobs > 1`` and several units, they are converted in worker processes. The
+    ``explicit`` ones (named on the command line) must parse even without training code; ``file_ignores(path)``
+    gives the per-file-ignores that match a file."""
     explicit = frozenset(explicit)
+    ignores = {path: file_ignores(path) if file_ignores else () for path in paths}
+    group_of = {path: group for group in groups for path in group}
+    units, started = [], set()
+    for path in paths:
+        group = group_of.get(path)
+        if group is None:
+            units.append((convert_file, (path, options, write, diff, path in explicit, ignores[path])))
+        elif group not in started:
+            started.add(group)
+            units.append((convert_group_files, (group, root, options, write, diff, {p: ignores.get(p, ()) for p in group})))
 
-    def arguments(path: str) -> tuple:
-        return (path, options, write, diff, path in explicit, file_ignores(path) if file_ignores else ())
+    def reports(unit, outcome) -> list[FileReport]:
+        return outcome if unit[0] is convert_group_files else [outcome]
 
-    workers = min(jobs, len(paths))
+    workers = min(jobs, len(units))
     if workers <= 1:
-        for path in paths:
-            yield convert_file(*arguments(path))
+        for unit in units:
+            yield from reports(unit, unit[0](*unit[1]))
         return
     from concurrent.futures import ProcessPoolExecutor  # only paid for by runs with several files
     from concurrent.futures.process import BrokenProcessPool
 
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(convert_file, *arguments(path)) for path in paths]
-        for path, future in zip(paths, futures):
+        futures = [pool.submit(function, *arguments) for function, arguments in units]
+        for unit, future in zip(units, futures):
             try:
-                yield future.result()
+                yield from reports(unit, future.result())
             except BrokenProcessPool:
-                yield FileReport(path, error=f"{path}: internal error: the worker process converting it died")
+                names = unit[1][0] if unit[0] is convert_group_files else (unit[1][0],)
+                for path in names:
+                    yield FileReport(path, error=f"{path}: internal error: the worker process converting it died")
 
 
 def available_cores() -> int:
