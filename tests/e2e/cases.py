@@ -1,4 +1,5 @@
-"""The fixture cases under fixtures/: one folder each with before.py, fixture.toml and (once converted) after.py."""
+"""The fixture cases under fixtures/: one folder each with before.py, fixture.toml and (once converted) after.py; a
+project case holds before/ and after/ trees instead, and fixture.toml names the entry script in them."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ _KEYS = {
     "untrained_args": (list, []),
     "before_launcher": (str, "python"),
     "replicas_agree": (list, []),
+    "entry": (str, ""),
 }
 _LINE_ENDINGS = ("lf", "crlf")
 _ENCODINGS = ("utf-8", "utf-8-sig")
@@ -45,14 +47,19 @@ class Case:
     untrained_args: tuple[str, ...]
     before_launcher: str
     replicas_agree: tuple[str, ...]
+    entry: str
+
+    @property
+    def project(self) -> bool:
+        return bool(self.entry)
 
     @property
     def before(self) -> Path:
-        return self.folder / "before.py"
+        return self.folder / "before" / self.entry if self.project else self.folder / "before.py"
 
     @property
     def after(self) -> Path:
-        return self.folder / "after.py"
+        return self.folder / "after" / self.entry if self.project else self.folder / "after.py"
 
     def __str__(self) -> str:
         return self.name
@@ -61,8 +68,9 @@ class Case:
 def load_case(folder: Path) -> Case:
     """Read one fixture folder, checking fixture.toml against the keys above."""
     meta_path = folder / "fixture.toml"
-    if not (folder / "before.py").is_file():
-        raise FixtureError(f"{folder}: no before.py")
+    project = (folder / "before").is_dir()
+    if not project and not (folder / "before.py").is_file():
+        raise FixtureError(f"{folder}: no before.py (nor a before/ folder)")
     if not meta_path.is_file():
         raise FixtureError(f"{folder}: no fixture.toml (needs at least: description = \"...\")")
     with meta_path.open("rb") as handle:
@@ -89,6 +97,11 @@ def load_case(folder: Path) -> Case:
         raise FixtureError(f"{meta_path}: encoding = {values['encoding']!r}; expected one of {_ENCODINGS}")
     if values["before_launcher"] not in _LAUNCHERS:
         raise FixtureError(f"{meta_path}: before_launcher = {values['before_launcher']!r}; expected one of {_LAUNCHERS}")
+    if project != bool(values["entry"]):
+        raise FixtureError(f"{meta_path}: a case with a before/ folder names its entry script (entry = \"train.py\"), "
+                           "and only such a case does")
+    if project and not (folder / "before" / values["entry"]).is_file():
+        raise FixtureError(f"{meta_path}: entry = {values['entry']!r}: no such file in {folder / 'before'}")
     for key in ("args", "untrained_args", "replicas_agree"):
         if not all(isinstance(arg, str) for arg in values[key]):
             raise FixtureError(f"{meta_path}: {key} = {values[key]!r} should be a list of strings")

@@ -63,3 +63,18 @@ def _without_unused_imports(original: str, converted: str, path: str) -> str:
             path,
         ) from None
     return drop_imports(cst.parse_module(converted), unused).code if unused else converted
+
+
+def convert_project(texts: dict[str, str], root: str, options: Options = Options()) -> dict[str, Result]:
+    """Every file of a project (``texts``: path -> source, ``root`` its folder) converted: the files of each group
+    together, the others one by one."""
+    from accel_convert.project.groups import find_groups
+
+    groups, _ = find_groups(texts, root)
+    results: dict[str, Result] = {}
+    for group in groups:
+        results.update(convert_group(group, texts, options))
+    for path, text in texts.items():
+        if path not in results:
+            results[path] = convert_source(text, options)
+    return results
