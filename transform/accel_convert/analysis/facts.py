@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import libcst as cst
 
 from accel_convert.analysis.traverse import Walker
+from accel_convert.project.markers import file_number
 
 Location = tuple[tuple[int, int], ...]  # ((id(block), index in block.body), ...), outermost first
 
@@ -26,6 +27,7 @@ class Scope:
     assigned: set[str] = field(default_factory=set)  # root names bound in this scope
     location: Location = ()  # of the def statement
     body_block: int = 0  # id of the block holding the scope's statements
+    file: int = 0  # in a joined project source, the number of the file defining the scope (0: the entry)
 
     @property
     def self_name(self) -> str | None:
@@ -191,6 +193,15 @@ def _flatten_target(node: cst.BaseExpression) -> list[cst.BaseExpression]:
 _STATEMENTS = (cst.SimpleStatementLine, cst.BaseCompoundStatement)
 
 
+def _is_string_statement(node: cst.CSTNode) -> bool:
+    return (
+        isinstance(node, cst.SimpleStatementLine)
+        and len(node.body) == 1
+        and isinstance(node.body[0], cst.Expr)
+        and isinstance(node.body[0].value, cst.SimpleString)
+    )
+
+
 class _Collector(Walker):
     def __init__(self, module: cst.Module) -> None:
         self.scope = Scope(node=module, name="<module>", parent=None, body_block=id(module))
@@ -203,6 +214,7 @@ class _Collector(Walker):
         self.comprehensions: tuple[tuple[list[str], cst.BaseExpression], ...] = ()
         self.statements: list[cst.CSTNode] = []
         self.assigned_attributes: set[int] = set()
+        self.file = 0
 
     # blocks and locations -------------------------------------------------------------------------------------------
     def _enter_block(self, node) -> None:
@@ -232,6 +244,9 @@ class _Collector(Walker):
             index = indices.get(id(node))
             if index is not None:
                 self.location = self.location[:-1] + ((block_id, index),)
+            if len(self.blocks) == 1 and _is_string_statement(node):
+                number = file_number(self.facts.module.code_for_node(node).strip())
+                self.file = self.file if number is None else number
         self.facts.statement_locations[id(node)] = self.location
         self.statements.append(node)
         super().walk(node)
@@ -264,6 +279,7 @@ class _Collector(Walker):
             params=params,
             location=self.location,
             body_block=id(node.body),
+            file=self.file,
         )
         if in_class:
             self.class_stack[-1].methods[node.name.value] = scope

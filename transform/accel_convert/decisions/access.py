@@ -42,8 +42,8 @@ class Access:
     start: tuple[int, ...] = ()  # the path in home after which the accelerator surely exists (run's first object)
 
     def _direct(self, scope: Scope) -> str | None:
-        if self.home.parent is None:
-            return NAME
+        if self.home.parent is None:  # module level: seen by the functions of its own file only
+            return NAME if scope.file == self.home.file else None
         if self.attribute:
             if scope.class_name == self.home.class_name and scope.self_name:
                 return f"{scope.self_name}.{NAME}"

@@ -13,6 +13,7 @@ import secrets
 from dataclasses import dataclass
 
 from accel_convert.project.groups import Group
+from accel_convert.project.markers import separator
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,7 @@ def combine(group: Group, texts: dict[str, str]) -> Combined:
         if added[-1]:
             text += "\n"
         if number:
-            pieces.append(f'"""{token}:file:{number}"""\n')
+            pieces.append(separator(token, number) + "\n")
             line += 1
         lines = text.splitlines(keepends=True)
         originals = []

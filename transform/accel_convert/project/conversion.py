@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import os
 
 import libcst as cst
 
 from accel_convert.convert import convert_source
 from accel_convert.edits.unused_imports import drop_imports, made_unused
-from accel_convert.model import ConvertError, Options, Result
+from accel_convert.model import SETUP_CODE, ConvertError, Diagnostic, Options, Result
 from accel_convert.project.combined import combine
+from accel_convert.project.free_names import unbound_names
 from accel_convert.project.groups import Group
 
 
@@ -45,11 +47,31 @@ def convert_group(group: Group, texts: dict[str, str], options: Options = Option
     out = {}
     for path in group.files:
         text = _without_unused_imports(texts[path], converted[path], path)
+        missing = sorted(unbound_names(text) - unbound_names(texts[path]))
+        if missing:
+            return _declined(group, texts, per_file, path, missing)
         changes, diagnostics = per_file[path]
         if text == texts[path]:
             changes = []
         out[path] = Result(text, tuple(changes), tuple(diagnostics))
     return out
+
+
+def _declined(group: Group, texts: dict[str, str], per_file, path: str, missing: list[str]) -> dict[str, Result]:
+    """Every file as it was: converted apart, ``path`` would read names only the joined source defines."""
+    names = ", ".join(f"`{name}`" for name in missing)
+    note = Diagnostic(
+        SETUP_CODE,
+        1,
+        1,
+        f"nothing converted: converted as one run with {', '.join(os.path.basename(p) for p in group.files if p != path)}, "
+        f"{os.path.basename(path)} would read {names}, which it does not define; convert the files by hand or "
+        "report this project",
+    )
+    return {
+        name: Result(texts[name], (), tuple([*per_file[name][1], note] if name == group.entry else per_file[name][1]))
+        for name in group.files
+    }
 
 
 def _without_unused_imports(original: str, converted: str, path: str) -> str:

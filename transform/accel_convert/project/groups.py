@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from accel_convert.analysis.prefilter import may_need_conversion
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, order=True)
 class Hidden:
     """Lines ``first``..``last`` (1-based) of a file: a statement the joined source replaces and the split restores."""
 

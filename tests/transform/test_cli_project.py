@@ -1,0 +1,193 @@
+"""Project mode on the command line: `accel-convert DIR` (or several files) converts an entry script and the modules
+holding its loops as one run, writes them all or none, and a file converted alone is told what to add."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from accel_convert.model import Options
+from accel_convert.project.conversion import convert_project
+from tests.transform.cli_helpers import invoke, run, write
+
+PROJECT = Path(__file__).resolve().parents[2] / "fixtures" / "project_engine_module"
+
+
+@pytest.fixture
+def project(tmp_path):
+    folder = tmp_path / "project"
+    shutil.copytree(PROJECT / "before", folder)
+    return folder
+
+
+def _after(name: str) -> bytes:
+    return (PROJECT / "after" / name).read_bytes()
+
+
+def _before(name: str) -> bytes:
+    return (PROJECT / "before" / name).read_bytes()
+
+
+def test_a_folder_converts_entry_and_engine_together(project):
+    result = invoke(project)
+    assert result.exit_code == 0, result.output
+    for name in ("train.py", "engine.py", "utils.py"):
+        assert (project / name).read_bytes() == _after(name), name
+    assert "2 files converted, 1 file left unchanged" in result.output
+
+
+def test_the_files_named_together_convert_as_one_run(project, monkeypatch):
+    monkeypatch.chdir(project)
+    result = invoke("train.py", "engine.py")
+    assert result.exit_code == 0, result.output
+    assert (project / "train.py").read_bytes() == _after("train.py")
+    assert (project / "engine.py").read_bytes() == _after("engine.py")
+
+
+def test_check_and_diff_write_nothing_and_show_every_file(project):
+    result = invoke("--diff", project)
+    assert result.exit_code == 0, result.output
+    shown = str(project).lstrip("/")
+    assert f"--- a/{shown}/train.py" in result.output and f"--- a/{shown}/engine.py" in result.output
+    assert "+        accelerator.backward(loss)" in result.output
+    check = invoke("--check", project)
+    assert check.exit_code == 1
+    assert all((project / name).read_bytes() == _before(name) for name in ("train.py", "engine.py", "utils.py"))
+
+
+def test_one_file_alone_is_told_the_command_that_converts_its_run(project, monkeypatch):
+    monkeypatch.chdir(project)
+    result = invoke("--check", "train.py")
+    assert result.exit_code == 1
+    assert (
+        "train.py:8:1: AC001 `evaluate`, `train_one_epoch` are defined in engine.py, part of this training run: "
+        "convert the files together with `accel-convert train.py engine.py`"
+    ) in result.output
+    assert (project / "train.py").read_bytes() == _before("train.py")
+
+
+def test_a_read_only_module_leaves_every_file_of_the_run_as_it_was(project):
+    engine = project / "engine.py"
+    engine.chmod(0o444)
+    try:
+        result = invoke(project)
+    finally:
+        engine.chmod(0o644)
+    assert result.exit_code == 123, result.output
+    assert f"{engine}: error: the file is read-only: not replaced" in result.output
+    assert f"{project / 'train.py'}: error: not converted: {engine} could not be written" in result.output
+    assert (project / "train.py").read_bytes() == _before("train.py")
+    assert engine.read_bytes() == _before("engine.py")
+    assert not [path for path in os.listdir(project) if path.endswith(".tmp")]
+
+
+def test_worker_processes_give_the_same_files(project):
+    completed = run("-j", "2", "-q", project)
+    assert completed.returncode == 0, completed.stderr
+    for name in ("train.py", "engine.py", "utils.py"):
+        assert (project / name).read_bytes() == _after(name), name
+
+
+def _engine(loss_line: str = "        loss.backward()\n") -> str:
+    return (
+        "import torch\n\n\n"
+        "def fit(model, loader, optimizer):\n"
+        "    for x, y in loader:\n"
+        "        optimizer.zero_grad()\n"
+        "        loss = torch.nn.functional.mse_loss(model(x), y)\n"
+        f"{loss_line}"
+        "        optimizer.step()\n"
+    )
+
+
+_ENTRY = (
+    "import torch\n"
+    "from torch.utils.data import DataLoader, TensorDataset\n"
+    "{import_line}\n\n"
+    "model = torch.nn.Linear(4, 1)\n"
+    "optimizer = torch.optim.SGD(model.parameters(), lr=0.1)\n"
+    "loader = DataLoader(TensorDataset(torch.randn(8, 4), torch.randn(8, 1)), batch_size=4)\n"
+    "fit(model, loader, optimizer)\n"
+)
+
+
+def _convert(files: dict[str, str], root: Path):
+    for name, text in files.items():
+        write(root / name, text)
+    texts = {str(root / name): text for name, text in files.items()}
+    return {Path(path).relative_to(root).as_posix(): result for path, result in convert_project(texts, str(root)).items()}
+
+
+def test_a_relative_import_inside_a_package_links_the_engine(tmp_path):
+    results = _convert(
+        {"pkg/__init__.py": "", "pkg/engine.py": _engine(), "pkg/main.py": _ENTRY.format(import_line="from .engine import fit")},
+        tmp_path,
+    )
+    # the accelerator lives at the entry's module level, which the engine's functions cannot see: it is passed
+    assert "def fit(model, loader, optimizer, accelerator):" in results["pkg/engine.py"].text
+    assert "accelerator.backward(loss)" in results["pkg/engine.py"].text
+    assert "model, optimizer, loader = accelerator.prepare(" in results["pkg/main.py"].text
+    assert "fit(model, loader, optimizer, accelerator)" in results["pkg/main.py"].text
+
+
+def test_a_module_shared_by_two_entries_is_not_converted_with_either(tmp_path):
+    files = {"engine.py": _engine(), "a.py": _ENTRY.format(import_line="from engine import fit"),
+             "b.py": _ENTRY.format(import_line="from engine import fit")}
+    for name, text in files.items():
+        write(tmp_path / name, text)
+    result = invoke(tmp_path)
+    assert result.exit_code == 1
+    assert "a.py:1:1: AC001 not converted together with the modules it imports: engine.py is also used by b.py" in result.output
+    assert "b.py:1:1: AC001 not converted together with the modules it imports: engine.py is also used by a.py" in result.output
+    assert all((tmp_path / name).read_text() == text for name, text in files.items())
+
+
+def test_two_files_defining_one_name_are_not_joined(tmp_path):
+    engine = _engine() + "\n\ndef setup():\n    return 1\n"
+    entry = _ENTRY.format(import_line="from engine import fit") + "\n\ndef setup():\n    return 2\n"
+    result = invoke(*[write(tmp_path / name, text) for name, text in (("train.py", entry), ("engine.py", engine))])
+    assert "AC001 not converted together with the modules it imports: train.py and engine.py both define `setup`" in result.output
+    assert (tmp_path / "train.py").read_text() == entry
+
+
+def test_a_name_the_module_only_re_exports_does_not_link_it(tmp_path):
+    engine = "from helpers import fit  # re-exported\nimport torch\nloss = None\nloss.backward()\n"
+    results = _convert({"engine.py": engine, "train.py": _ENTRY.format(import_line="from engine import fit")}, tmp_path)
+    assert not results["train.py"].changed
+
+
+def test_future_imports_and_main_blocks_of_a_module_come_back_unchanged(tmp_path):
+    engine = '"""The loop."""\nfrom __future__ import annotations\n\n' + _engine() + '\n\nif __name__ == "__main__":\n    print("engine")\n'
+    results = _convert({"engine.py": engine, "train.py": _ENTRY.format(import_line="from engine import fit")}, tmp_path)
+    text = results["engine.py"].text
+    assert text.startswith('"""The loop."""\nfrom __future__ import annotations\n')
+    assert text.endswith('\n\nif __name__ == "__main__":\n    print("engine")\n')
+    assert "accelerator.backward(loss)" in text
+
+
+def test_crlf_files_keep_their_line_endings(tmp_path):
+    files = {"engine.py": _engine().replace("\n", "\r\n"),
+             "train.py": _ENTRY.format(import_line="from engine import fit").replace("\n", "\r\n")}
+    results = _convert(files, tmp_path)
+    for name, result in results.items():
+        assert result.changed, name
+        assert result.text.count("\n") == result.text.count("\r\n"), name
+
+
+def test_options_apply_to_every_file_of_the_run(tmp_path):
+    files = {"engine.py": _engine(), "train.py": _ENTRY.format(import_line="from engine import fit")}
+    for name, text in files.items():
+        write(tmp_path / name, text)
+    texts = {str(tmp_path / name): text for name, text in files.items()}
+    results = convert_project(texts, str(tmp_path), Options(target="accelerate"))
+    assert "from accelerate import Accelerator" in results[str(tmp_path / "train.py")].text
+
+
+def test_names_a_file_reads_without_binding_them_are_counted():
+    from accel_convert.project.free_names import unbound_names
+
+    text = "import os\n\ndef f(a, *, b):\n    for i in range(a):\n        print(os, i, b, accelerator, self_made)\n"
+    assert unbound_names(text) == {"accelerator", "self_made"}
