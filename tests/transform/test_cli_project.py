@@ -133,16 +133,57 @@ def test_a_relative_import_inside_a_package_links_the_engine(tmp_path):
     assert "fit(model, loader, optimizer, accelerator)" in results["pkg/main.py"].text
 
 
-def test_a_module_shared_by_two_entries_is_not_converted_with_either(tmp_path):
+def test_a_module_shared_by_two_entries_is_converted_once_for_both(tmp_path):
     files = {"engine.py": _engine(), "a.py": _ENTRY.format(import_line="from engine import fit"),
              "b.py": _ENTRY.format(import_line="from engine import fit")}
     for name, text in files.items():
         write(tmp_path / name, text)
     result = invoke(tmp_path)
-    assert result.exit_code == 1
-    assert "a.py:1:1: AC001 not converted together with the modules it imports: engine.py is also used by b.py" in result.output
-    assert "b.py:1:1: AC001 not converted together with the modules it imports: engine.py is also used by a.py" in result.output
-    assert all((tmp_path / name).read_text() == text for name, text in files.items())
+    assert result.exit_code == 0, result.output
+    assert "3 files converted" in result.output
+    assert "def fit(model, loader, optimizer, accelerator):" in (tmp_path / "engine.py").read_text()
+    for entry in ("a.py", "b.py"):
+        assert "fit(model, loader, optimizer, accelerator)" in (tmp_path / entry).read_text()
+
+
+def test_a_module_two_entries_need_converted_differently_is_left_with_both(tmp_path):
+    engine = _engine().replace("    for x, y in loader:\n", "    for x, y in loader:\n        x, y = x.to(device), y.to(device)\n")
+    engine = engine.replace("def fit(model, loader, optimizer):", "def fit(model, loader, optimizer, device):")
+    device = "device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')\n"
+    prepared = _ENTRY.format(import_line="from engine import fit").replace(
+        "fit(model, loader, optimizer)", device + "fit(model, loader, optimizer, device)")
+    unprepared = (
+        "import torch\nfrom engine import fit\n\n"
+        "model = torch.nn.Linear(4, 1)\n"
+        "optimizer = torch.optim.SGD(model.parameters(), lr=0.1)\n"
+        "batches = [(torch.randn(4, 4), torch.randn(4, 1))]\n"
+        f"{device}fit(model, batches, optimizer, device)\n"
+    )
+    # a's loader is prepared, so the engine's moves go; b's batches are a list, so they must stay
+    files = {"engine.py": engine, "a.py": prepared, "b.py": unprepared}
+    texts = {str(write(tmp_path / name, text)): text for name, text in files.items()}
+    results = convert_project(texts, str(tmp_path))
+    assert all(results[str(tmp_path / name)].text == text for name, text in files.items())
+    for entry in ("a.py", "b.py"):
+        messages = [d.message for d in results[str(tmp_path / entry)].diagnostics]
+        assert any(m.startswith("nothing converted: engine.py is used by a.py, b.py, and each would need it converted differently")
+                   for m in messages), messages
+
+
+def test_a_shared_module_keeps_the_diagnostics_of_every_entry(tmp_path):
+    unprepared = (
+        "import torch\nfrom engine import fit\n\n"
+        "model = torch.nn.Linear(4, 1)\n"
+        "optimizer = torch.optim.SGD(model.parameters(), lr=0.1)\n"
+        "batches = [(torch.randn(4, 4), torch.randn(4, 1))]\n"
+        "fit(model, batches, optimizer)\n"
+    )
+    files = {"engine.py": _engine(), "a.py": _ENTRY.format(import_line="from engine import fit"), "b.py": unprepared}
+    texts = {str(write(tmp_path / name, text)): text for name, text in files.items()}
+    engine = convert_project(texts, str(tmp_path))[str(tmp_path / "engine.py")]
+    assert "accelerator.backward(loss)" in engine.text
+    # from b's run: its batches are not a prepared loader (and, a note, its Accelerator runs on the CPU)
+    assert [(d.code, d.line, d.severity) for d in engine.diagnostics] == [("AC002", 5, "work"), ("AC001", 7, "note")]
 
 
 def test_two_files_defining_one_name_are_not_joined(tmp_path):

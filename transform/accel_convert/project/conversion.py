@@ -87,15 +87,46 @@ def _without_unused_imports(original: str, converted: str, path: str) -> str:
     return drop_imports(cst.parse_module(converted), unused).code if unused else converted
 
 
+def convert_cluster(cluster: list[Group], texts: dict[str, str], options: Options = Options()) -> dict[str, Result]:
+    """The files of groups that share modules, each group converted as one run; a shared module that would come out
+    differently for two entries leaves every file of the cluster as it is, with a diagnostic on each entry."""
+    results: dict[str, Result] = {}
+    differs: dict[str, list[str]] = {}
+    for group in cluster:
+        for path, result in convert_group(group, texts, options).items():
+            known = results.get(path)
+            if known is None:
+                results[path] = result
+            elif known.text != result.text:
+                differs.setdefault(path, []).append(group.entry)
+            else:  # the same module, seen from another entry: what either run found stands
+                extra = tuple(d for d in result.diagnostics if d not in known.diagnostics)
+                results[path] = dataclasses.replace(known, diagnostics=known.diagnostics + extra)
+    if not differs:
+        return results
+    path, later = next(iter(differs.items()))
+    users = [group.entry for group in cluster if path in group.files and group.entry not in later][:1] + later
+    note = (
+        f"nothing converted: {os.path.basename(path)} is used by {', '.join(os.path.basename(entry) for entry in users)}, "
+        "and each would need it converted differently; convert one entry script with its modules at a time "
+        "(accel-convert ENTRY.py MODULE.py ...) and adapt the others by hand"
+    )
+    entries = {group.entry for group in cluster}
+    return {
+        name: Result(texts[name], (), (Diagnostic(SETUP_CODE, 1, 1, note),) if name in entries else ())
+        for name in results
+    }
+
+
 def convert_project(texts: dict[str, str], root: str, options: Options = Options()) -> dict[str, Result]:
     """Every file of a project (``texts``: path -> source, ``root`` its folder) converted: the files of each group
     together, the others one by one."""
-    from accel_convert.project.groups import find_groups
+    from accel_convert.project.groups import clusters, find_groups
 
     groups, _ = find_groups(texts, root)
     results: dict[str, Result] = {}
-    for group in groups:
-        results.update(convert_group(group, texts, options))
+    for cluster in clusters(groups):
+        results.update(convert_cluster(cluster, texts, options))
     for path, text in texts.items():
         if path not in results:
             results[path] = convert_source(text, options)

@@ -2,10 +2,10 @@
 
 A module-level ``from M import f, g`` (absolute, resolved against the importing file's folder and the project root,
 or relative) links a file to the project module M when every imported name is defined at M's top level and M may
-hold training code. An entry is a file with training code that links to such modules and that no other linked file
-imports; its group is the entry and every module reached through links. Each member may join only one group, and
-no two members may define the same top-level name: a group that breaks either is reported and its files are
-converted one by one.
+hold training code. An entry is a file that links to such modules (it need hold no training code itself: its loop
+may all be in a trainer class) and that no other linked file imports; its group is the entry and every module reached through links. No two files of a group may define the same
+top-level name: a group that does is reported and its files are converted one by one. Groups may share modules (a library used by several entry scripts); ``clusters`` puts such
+groups together, and a shared module must convert to the same text for each of them.
 
 Besides those imports, each member's ``from __future__`` imports and ``if __name__ == "__main__":`` blocks are
 hidden from the analysis (they would not be valid, or not be code that runs, in the middle of one joined source).
@@ -71,26 +71,38 @@ def find_groups(texts: dict[str, str], root: str) -> tuple[list[Group], list[Ref
         _link(file, files, modules, root)
     imported = {target for file in files.values() for target in file.links}
     groups, refusals = [], []
-    claimed: dict[str, str] = {}
     for file in files.values():
-        if not file.training or not file.links or file.path in imported:
+        if not file.links or file.path in imported:
             continue
         members = _reach(file, files)
         clash = _clash(file.path, members, files)
         if clash is not None:
             refusals.append(clash)
             continue
-        taken = [member for member in members if member in claimed]
-        if taken:
-            other = claimed[taken[0]]
-            refusals.append(Refusal(file.path, 1, f"{_rel(taken[0], root)} is also used by {_rel(other, root)}"))
-            groups = [group for group in groups if group.entry != other]
-            refusals.append(Refusal(other, 1, f"{_rel(taken[0], root)} is also used by {_rel(file.path, root)}"))
-            continue
-        claimed.update({member: file.path for member in members})
         ordered = (file.path, *members)
         groups.append(Group(ordered, {path: _hidden(files[path], path != file.path) for path in ordered}))
     return groups, refusals
+
+
+def clusters(groups: list[Group]) -> list[list[Group]]:
+    """The groups that share a module, together (each module converted once must come out the same for every entry
+    that uses it), in the order of their first group."""
+    merged: list[list[Group]] = []
+    for group in groups:
+        joined = [cluster for cluster in merged if any(set(group.files) & set(other.files) for other in cluster)]
+        cluster = [other for part in joined for other in part] + [group]
+        merged = [part for part in merged if part not in joined]
+        merged.append(cluster)
+    order = {group.entry: index for index, group in enumerate(groups)}
+    return sorted(merged, key=lambda cluster: min(order[group.entry] for group in cluster))
+
+
+def cluster_files(cluster: list[Group]) -> tuple[str, ...]:
+    """Every file of a cluster, each once: the entries first, then the modules."""
+    files = [group.entry for group in cluster]
+    for group in cluster:
+        files += [path for path in group.files[1:] if path not in files]
+    return tuple(files)
 
 
 def imported_modules(path: str, text: str, root: str) -> list[str]:
@@ -121,10 +133,6 @@ def linked_names(group: Group, texts: dict[str, str], root: str) -> tuple[int, l
         and any(modules.get(stem) in group.files[1:] for stem in _candidates(entry, node, root))
     ]
     return (nodes[0].lineno if nodes else 1), [alias.asname or alias.name for node in nodes for alias in node.names]
-
-
-def _rel(path: str, root: str) -> str:
-    return os.path.relpath(path, root)
 
 
 def _module_paths(files: dict[str, _File], root: str) -> dict[str, str]:

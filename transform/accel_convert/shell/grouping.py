@@ -17,22 +17,30 @@ def project_root(paths: Sequence[str]) -> str:
 
 
 def group_files(files: Sequence[str], root: str) -> tuple[list[tuple[str, ...]], dict[str, Diagnostic]]:
-    """The groups among ``files`` (each a tuple of paths, entry first) and, per entry that could not be grouped, the
-    diagnostic saying why."""
+    """The clusters of project groups among ``files`` (each a tuple of paths, entries first) and, per entry that
+    could not be grouped, the diagnostic saying why."""
     from accel_convert.analysis.prefilter import may_need_conversion
     from accel_convert.shell.files import SourceError, read_source
 
-    texts = {}
+    texts, others = {}, {}
     for path in files:
         try:
             text = read_source(path).text
         except SourceError:
             continue  # reported when the file itself is converted
-        if may_need_conversion(text):
+        (texts if may_need_conversion(text) else others)[path] = text
+    if not texts:
+        return [], {}
+    # an entry script need not hold training code itself (its loop may all be in a trainer): a file naming a
+    # training module's name in a from-import may be one
+    stems = {os.path.splitext(os.path.basename(path))[0] for path in texts}
+    stems |= {os.path.basename(os.path.dirname(path)) for path in texts if path.endswith("__init__.py")}
+    for path, text in others.items():
+        if "from " in text and any(stem in text for stem in stems):
             texts[path] = text
     if len(texts) < 2:
         return [], {}
-    from accel_convert.project.groups import find_groups
+    from accel_convert.project.groups import cluster_files, clusters, find_groups
 
     groups, refusals = find_groups(texts, root)
     notes = {
@@ -45,7 +53,7 @@ def group_files(files: Sequence[str], root: str) -> tuple[list[tuple[str, ...]],
         )
         for refusal in refusals
     }
-    return [group.files for group in groups], notes
+    return [cluster_files(cluster) for cluster in clusters(groups)], notes
 
 
 def suggestion(path: str) -> Diagnostic | None:

@@ -138,11 +138,11 @@ def convert_group_files(
     diff: bool,
     ignores: dict[str, tuple[tuple[str, frozenset[str]], ...]],
 ) -> list[FileReport]:
-    """Convert the files of one project group (``files[0]`` the entry script, ``root`` the project's folder) as one
-    run; they are written all or none. When a file cannot be read, or the files no longer form that group, each is
-    converted alone; ``ignores``: the per-file-ignores that match each file."""
-    from accel_convert.project.conversion import ProjectError, convert_group
-    from accel_convert.project.groups import find_groups
+    """Convert the files of one cluster of project groups (entry scripts and the modules they import, ``root`` the
+    project's folder), each group as one run; they are written all or none. When a file cannot be read, or the files
+    no longer form that cluster, each is converted alone; ``ignores``: the per-file-ignores that match each file."""
+    from accel_convert.project.conversion import ProjectError, convert_cluster
+    from accel_convert.project.groups import cluster_files, clusters, find_groups
 
     try:
         sources = {path: read_source(path) for path in files}
@@ -150,11 +150,11 @@ def convert_group_files(
         return [convert_file(path, options, write, diff, True, ignores.get(path, ())) for path in files]
     texts = {path: source.text for path, source in sources.items()}
     groups, _ = find_groups(texts, root)
-    group = next((group for group in groups if group.files == files), None)
-    if group is None:  # the files changed since they were grouped
+    cluster = next((cluster for cluster in clusters(groups) if cluster_files(cluster) == files), None)
+    if cluster is None:  # the files changed since they were grouped
         return [convert_file(path, options, write, diff, True, ignores.get(path, ())) for path in files]
     try:
-        results = convert_group(group, texts, options)
+        results = convert_cluster(cluster, texts, options)
     except ProjectError as exc:
         return _group_failed(files, exc.path, exc.format(exc.path), "could not be converted")
     except Exception as exc:  # a bug in a rule must not take the other files down
