@@ -16,6 +16,13 @@ def test_fsdp_per_block_trains_like_ddp():
     assert_same_training(fsdp, train(), atol=1e-6)
 
 
+def test_fsdp_starts_every_shard_from_the_main_process_model_as_ddp_does():
+    # each process initialises its own model (a seed offset by rank): DDP broadcasts the main process's weights,
+    # and FSDP must shard that same model, not a mix of every process's own
+    fsdp = train(*FSDP_BLOCKS, script_args=("--seed-by-rank",))
+    assert_same_training(fsdp, train(script_args=("--seed-by-rank",)), atol=1e-6)
+
+
 def test_fsdp_size_policy_checkpointing_offload_no_reshard_trains_like_ddp():
     fsdp = train("--use-fsdp", "--fsdp-auto-wrap-policy", "size", "--fsdp-min-num-params", "200",
                  "--fsdp-activation-checkpointing", "--fsdp-cpu-offload", "--no-fsdp-reshard-after-forward")

@@ -11,6 +11,7 @@ import contextlib
 import os
 
 import torch
+import torch.distributed as dist
 from torch import nn
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
@@ -86,6 +87,20 @@ def _sharded_state(model: nn.Module, optimizer) -> dict:
     return state
 
 
+def _broadcast_from_main(model: nn.Module, device: torch.device) -> None:
+    """Every process gets the main process's weights and buffers before sharding, as DDP gives them at wrapping:
+    each process keeps one shard, and the shards must come from one model (a script seeding each rank differently
+    would otherwise train a mix of every process's own initialisation)."""
+    with torch.no_grad():
+        for tensor in [*model.parameters(), *model.buffers()]:
+            if tensor.device == device:
+                dist.broadcast(tensor.data, src=0)
+            else:  # kept on the CPU for offloading: NCCL sends device memory only
+                staged = tensor.data.to(device)
+                dist.broadcast(staged, src=0)
+                tensor.data.copy_(staged)
+
+
 class FSDPBackend(Backend):
     """``plugin`` is a ``FullyShardedDataParallelPlugin`` (default: from the ACCEL_FSDP_* environment)."""
 
@@ -121,6 +136,8 @@ class FSDPBackend(Backend):
             return model
         if device_placement and not self.plugin.cpu_offload:
             model = model.to(self.state.device)
+        if self.state.num_processes > 1:
+            _broadcast_from_main(model, self.state.device)
         names_before = {id(p): name for name, p in model.named_parameters()}
         units = units_to_shard(model, self.plugin)
         kwargs = self._fully_shard_kwargs()

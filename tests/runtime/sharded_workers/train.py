@@ -1,6 +1,6 @@
 """Train a small two-block model with whatever backend `accel launch` selects; write what happened as JSON.
 
-Usage: train.py OUT.json [--steps N] [--samples N] [--width N] [--save DIR] [--resume DIR --skip N]
+Usage: train.py OUT.json [--steps N] [--samples N] [--width N] [--save DIR] [--resume DIR --skip N] [--seed-by-rank]
 The optimizer and the LR scheduler are created before `prepare` (FSDP re-binds them; DeepSpeed wraps them).
 Every backward is followed by an (eventually no-op) optimizer step, inside `accumulate`, with norm clipping.
 """
@@ -45,11 +45,14 @@ def main() -> None:
     parser.add_argument("--skip", type=int, default=0, help="batches already consumed before --resume")
     parser.add_argument("--samples", type=int, default=64, help="dataset size (batches of 4 per process)")
     parser.add_argument("--width", type=int, default=16, help="hidden width of the model")
+    parser.add_argument("--seed-by-rank", action="store_true", help="initialise the model differently on each process")
     args = parser.parse_args()
 
     set_seed(0)
     data = TensorDataset(torch.randn(args.samples, 8), torch.randn(args.samples, 1))
     loader = DataLoader(data, batch_size=4, shuffle=False)
+    if args.seed_by_rank:  # as scripts that seed with an offset per rank do: prepare must start all from one model
+        torch.manual_seed(100 + int(os.environ.get("RANK", "0")))
     model = Net(args.width)
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-2)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 / (1 + 0.1 * step))

@@ -38,8 +38,6 @@ from accel_convert.analysis.roles import (
 def find_used_optimizers(analysis: Analysis) -> None:
     """Give the optimizer role to the objects stepped like one (see the module docstring), and the model role to
     what they step."""
-    if any(analysis.qualify(site.node.func) in symbols.DDP_WRAPPERS for site in analysis.facts.calls):
-        return  # a script with its own DistributedDataParallel: its model and the one the optimizer comes from differ
     repeated = repeated_scopes(analysis)
     backward_places = _backward_places(analysis, repeated)
     found = False
@@ -134,7 +132,7 @@ def _models_of(analysis: Analysis, assignment: Assignment) -> set[Binding] | Non
     if isinstance(value.func, cst.Attribute):  # model.configure_optimizers(...)
         owner = dotted_name(value.func.value)
         if owner is not None and analysis.qualify(value.func.value) is None:
-            models.add(analysis.binding(scope, owner))
+            models.add(_wrapped(analysis, analysis.binding(scope, owner)))
     for receiver in parameter_receivers(value):
         model = model_binding(analysis, scope, receiver)  # model.fc.parameters(): the model
         if model is not None:
@@ -146,6 +144,40 @@ def _models_of(analysis: Analysis, assignment: Assignment) -> set[Binding] | Non
             if analysis.roles.get(binding) == MODEL or binding in analysis.candidates or _torch_module(analysis, binding):
                 models.add(binding)
     return models
+
+
+def _wrapped(analysis: Analysis, binding: Binding) -> Binding:
+    """For the unwrapped view of a hand-wrapped model (``raw_model = model.module if ddp else model``,
+    ``raw_model = model.module``, ``getattr(model, "module", model)``), the model itself: the one the loop trains and
+    the one to prepare; any other binding as it is."""
+    made = [a for a in analysis.facts.assignments if len(a.targets) == 1 and analysis.binding(a.scope, dotted_name(a.targets[0]) or "") == binding]
+    if len(made) != 1:
+        return binding
+    value, scope = made[0].value, made[0].scope
+    if isinstance(value, cst.IfExp):
+        sides = [value.body, value.orelse]
+        plain = [side for side in sides if dotted_name(side) is not None and not _is_module_of(side)]
+        unwrapped = [side for side in sides if _is_module_of(side)]
+        if len(plain) == 1 and len(unwrapped) == 1 and dotted_name(unwrapped[0].value) == dotted_name(plain[0]):
+            return analysis.binding(scope, dotted_name(plain[0]))
+    elif _is_module_of(value) and dotted_name(value.value) is not None:
+        return analysis.binding(scope, dotted_name(value.value))
+    elif (
+        isinstance(value, cst.Call)
+        and isinstance(value.func, cst.Name)
+        and value.func.value == "getattr"
+        and len(value.args) == 3
+        and isinstance(value.args[1].value, cst.SimpleString)
+        and value.args[1].value.evaluated_value == "module"
+        and dotted_name(value.args[0].value) is not None
+        and dotted_name(value.args[0].value) == dotted_name(value.args[2].value)
+    ):
+        return analysis.binding(scope, dotted_name(value.args[0].value))
+    return binding
+
+
+def _is_module_of(node: cst.BaseExpression) -> bool:
+    return isinstance(node, cst.Attribute) and node.attr.value == "module" and dotted_name(node.value) is not None
 
 
 def _torch_module(analysis: Analysis, binding: Binding) -> bool:

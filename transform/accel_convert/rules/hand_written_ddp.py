@@ -5,23 +5,27 @@ from __future__ import annotations
 import libcst as cst
 
 from accel_convert.analysis import symbols
-from accel_convert.analysis.devices import option_dest
 from accel_convert.analysis.expressions import strip_moves
 from accel_convert.analysis.gpu_counts import gpu_scaled_batches
 from accel_convert.analysis.gpu_index import gpu_index_use
 from accel_convert.analysis.imports import dotted_name
+from accel_convert.analysis.main_only_forwards import main_only_forwards
+from accel_convert.analysis.ranks import (
+    ENVIRONMENT,
+    GUARDS,
+    RANK_CALLS,
+    environment_key,
+    guard_kind,
+    rank_of,
+    rank_zero_guards,
+)
 from accel_convert.analysis.roles import holds_model
 from accel_convert.analysis.traverse import free_names
 from accel_convert.edits.placement import defined_after
 from accel_convert.edits.plan import ReplaceWith
 from accel_convert.rules.base import Rule
 
-# the launcher's environment variables and the accelerator property holding the same number
-_ENVIRONMENT = {"LOCAL_RANK": "local_process_index", "RANK": "process_index", "WORLD_SIZE": "num_processes"}
-_RANK_CALLS = {"torch.distributed.get_rank": "RANK"}
 _DEFAULTS = {"LOCAL_RANK": "0", "RANK": "0", "WORLD_SIZE": "1"}  # their values without a launcher
-# which process a rank-0 guard selects
-_GUARDS = {"RANK": "is_main_process", "LOCAL_RANK": "is_local_main_process"}
 _SETUP = frozenset({"torch.cuda.set_device", "torch.distributed.init_process_group"})
 _RENDEZVOUS = frozenset({"MASTER_ADDR", "MASTER_PORT"})
 _SPAWN = frozenset({"torch.multiprocessing.spawn", "torch.multiprocessing.spawn.spawn"})
@@ -120,7 +124,7 @@ class HandWrittenDDP(Rule):
     def needs(self, decisions):
         analysis = decisions.analysis
         reads = [(site.scope, site.location) for site in _rank_reads(analysis)]
-        guards = [(scope, location) for _, _, scope, location, _ in _guards(analysis)]
+        guards = [(scope, location) for _, _, scope, location, _ in rank_zero_guards(analysis)]
         return reads + guards
 
     def plan(self, context, plan):
@@ -136,30 +140,52 @@ class HandWrittenDDP(Rule):
             elif qualified in symbols.FUNCTIONAL_DATA_PARALLEL:
                 _call_directly(context, plan, self.code, site)
         _report_gpu_scaled_batches(context, plan, self.code)
+        _report_main_only_forwards(context, plan, self.code)
         _carry_options(context, plan, self.code, unwrapped)
         _drop_rendezvous(context, plan, self.code)
         guarded = set()
-        for node, subject, scope, location, statement in _guards(analysis):
+        for node, subject, scope, location, statement in rank_zero_guards(analysis):
             accelerator = context.access.expression(scope)
             if accelerator is None:
                 continue
-            variable = _GUARDS[_guard_kind(analysis, scope, subject)]
+            variable = GUARDS[guard_kind(analysis, scope, subject)]
             plan.expression(node, ReplaceWith(f"{accelerator}.{variable}"), statement)
             guarded.update(id(call) for call in _calls_in(node))
             context.use(scope, location)
             plan.changes.append(context.change(self.code, node, f"`{context.code(node)}` -> `{accelerator}.{variable}`", statement))
+        for site, test, launched in _launch_tests(analysis):
+            accelerator = context.access.expression(site.scope)
+            if accelerator is None:
+                continue
+            replacement = f"{accelerator}.num_processes {'>' if launched else '=='} 1"
+            plan.expression(test, ReplaceWith(replacement), site.statement)
+            guarded.add(id(site.node))
+            context.use(site.scope, site.location)
+            plan.changes.append(context.change(self.code, test, f"`{context.code(test)}` -> `{replacement}`", site.statement))
         for site in _rank_reads(analysis):
-            name = _rank_of(analysis, site.node)
-            if id(site.node) in guarded or analysis.qualify(site.node.func) in _RANK_CALLS:
+            name = rank_of(analysis, site.node)
+            if id(site.node) in guarded or analysis.qualify(site.node.func) in RANK_CALLS:
                 continue
             accelerator = context.access.expression(site.scope)
             if accelerator is None:
                 _with_default(context, plan, self.code, site, name)
                 continue
-            replacement = f"{accelerator}.{_ENVIRONMENT[name]}"
+            replacement = f"{accelerator}.{ENVIRONMENT[name]}"
             plan.expression(site.node, ReplaceWith(replacement), site.statement)
             context.use(site.scope, site.location)
             plan.changes.append(context.change(self.code, site.node, f"`{context.code(site.node)}` -> `{replacement}`"))
+
+
+def _report_main_only_forwards(context, plan, code) -> None:
+    for site, guard, model in main_only_forwards(context.analysis):
+        called = context.code(site.node.func)
+        runs = f"`{called}()` runs `{model}`" if called != model else f"`{called}(...)` runs"
+        message = (
+            f"{runs} on the main process only (under `if {context.code(guard.test)}:`): with DDP that works, but a "
+            "sharded model (FSDP, DeepSpeed ZeRO-3) needs every process in each forward, and the job would hang; "
+            "call it on every process, before that `if`, and keep only the printing and saving under it"
+        )
+        plan.diagnostics.append(context.diagnostic(code, site.node, message))
 
 
 def _with_default(context, plan, code, site, name) -> None:
@@ -322,7 +348,7 @@ def _drop_rendezvous(context, plan, code) -> None:
     for assignment in analysis.facts.assignments:
         if len(assignment.targets) != 1 or _lone_assignment(assignment.statement) is None:
             continue
-        key = _environment_key(analysis, assignment.targets[0])
+        key = environment_key(analysis, assignment.targets[0])
         if key in _RENDEZVOUS:
             plan.statement(assignment.statement).remove = True
             plan.changes.append(context.change(code, assignment.node, f"`os.environ[{key!r}]` set by hand removed: the launcher sets it"))
@@ -412,36 +438,55 @@ def _lone_assignment(statement) -> cst.Assign | None:
     return assign if isinstance(assign, cst.Assign) and len(assign.targets) == 1 else None
 
 
-def _environment_key(analysis, node: cst.BaseExpression) -> str | None:
-    """``os.environ["X"]``, ``os.environ.get("X", d)``, ``os.getenv("X", d)`` -> ``X``."""
-    if isinstance(node, cst.Subscript) and analysis.qualify(node.value) == "os.environ" and len(node.slice) == 1:
-        index = node.slice[0].slice
-        key = index.value if isinstance(index, cst.Index) else None
-    elif isinstance(node, cst.Call) and node.args and (
-        analysis.qualify(node.func) == "os.getenv"
-        or (isinstance(node.func, cst.Attribute) and node.func.attr.value == "get" and analysis.qualify(node.func.value) == "os.environ")
+
+
+
+
+def _launch_tests(analysis):
+    """``int(os.environ.get("RANK", -1)) != -1`` (a launcher sets the variable; without one it has the default that
+    no process number has): (its rank read, the comparison, True for "launched"). Under ``accel launch`` the variable
+    is always set, so the test becomes one of the process count."""
+    for site in analysis.facts.calls:
+        if rank_of(analysis, site.node) is None or len(site.node.args) != 1:
+            continue
+        read = site.node.args[0].value
+        default = read.args[1].value if isinstance(read, cst.Call) and len(read.args) == 2 else None
+        sentinel = _negative_integer(default)
+        if sentinel is None:
+            continue
+        for test in _compares_of(site.statement, site.node):
+            operator = test.comparisons[0].operator
+            if _negative_integer(test.comparisons[0].comparator) == sentinel:
+                yield site, test, isinstance(operator, cst.NotEqual)
+
+
+def _negative_integer(node) -> int | None:
+    """``-1`` (or ``"-1"``) as a number; None for anything else."""
+    if isinstance(node, cst.SimpleString):
+        text = node.evaluated_value
+        return int(text) if isinstance(text, str) and text.lstrip("-").isdigit() and text.startswith("-") else None
+    if isinstance(node, cst.UnaryOperation) and isinstance(node.operator, cst.Minus) and isinstance(node.expression, cst.Integer):
+        return -int(node.expression.value)
+    return None
+
+
+def _compares_of(node: cst.CSTNode, left: cst.Call):
+    """The ``left == x`` / ``left != x`` comparisons (one operator) inside ``node``."""
+    if (
+        isinstance(node, cst.Comparison)
+        and node.left is left
+        and len(node.comparisons) == 1
+        and isinstance(node.comparisons[0].operator, (cst.Equal, cst.NotEqual))
     ):
-        key = node.args[0].value
-    else:
-        return None
-    return key.evaluated_value if isinstance(key, cst.SimpleString) else None
-
-
-def _rank_of(analysis, call: cst.Call) -> str | None:
-    """``int(<environment read of RANK, LOCAL_RANK or WORLD_SIZE>)`` or ``dist.get_rank()`` -> the variable."""
-    qualified = analysis.qualify(call.func)
-    if qualified in _RANK_CALLS:
-        return _RANK_CALLS[qualified] if not call.args else None
-    if not isinstance(call.func, cst.Name) or call.func.value != "int" or len(call.args) != 1:
-        return None
-    key = _environment_key(analysis, call.args[0].value)
-    return key if key in _ENVIRONMENT else None
+        yield node
+    for child in node.children:
+        yield from _compares_of(child, left)
 
 
 def _rank_reads(analysis):
     """Calls reading a rank, except in the lines AC016 removes (``torch.cuda.set_device(int(os.environ[...]))``)."""
     for site in analysis.facts.calls:
-        if _rank_of(analysis, site.node) is not None and not _is_setup_line(analysis, site.statement):
+        if rank_of(analysis, site.node) is not None and not _is_setup_line(analysis, site.statement):
             yield site
 
 
@@ -452,90 +497,20 @@ def _is_setup_line(analysis, statement) -> bool:
     return isinstance(line, cst.Expr) and isinstance(line.value, cst.Call) and analysis.qualify(line.value.func) in _SETUP
 
 
-def _rank_variables(analysis) -> dict:
-    """Bindings assigned exactly once, from a rank read: binding -> RANK or LOCAL_RANK."""
-    found, counts = {}, {}
-    for assignment in analysis.facts.assignments:
-        for target in assignment.targets:
-            key = dotted_name(target)
-            if key is None:
-                continue
-            binding = analysis.binding(assignment.scope, key)
-            counts[binding] = counts.get(binding, 0) + 1
-            value = assignment.value
-            if len(assignment.targets) == 1 and isinstance(value, cst.Call):
-                name = _rank_of(analysis, value)
-                if name in _GUARDS:
-                    found[binding] = name
-    return {binding: name for binding, name in found.items() if counts[binding] == 1}
 
 
-def _guard_kind(analysis, scope, subject) -> str:
-    if isinstance(subject, cst.Call):
-        return _rank_of(analysis, subject)
-    return _rank_variables(analysis).get(analysis.binding(scope, dotted_name(subject)), "LOCAL_RANK")
 
 
-def _guards(analysis):
-    """Rank-0 tests in ``if`` statements: (test, its rank subject, scope, location, if statement)."""
-    variables = _rank_variables(analysis)
-    option = _declares_local_rank_option(analysis)
-    for statement, scope, location in analysis.facts.if_statements:
-        for node, subject in _rank_zero_tests(statement.test):
-            if _is_rank(analysis, scope, subject, variables, option):
-                yield node, subject, scope, location, statement
 
 
-def _is_rank(analysis, scope, node, variables, option: bool) -> bool:
-    """A rank read, a variable holding one, or ``args.local_rank`` where the script declares ``--local_rank``."""
-    if isinstance(node, cst.Call):
-        return _rank_of(analysis, node) in _GUARDS
-    key = dotted_name(node)
-    if key is None:
-        return False
-    return analysis.binding(scope, key) in variables or (option and isinstance(node, cst.Attribute) and node.attr.value == "local_rank")
 
 
-def _declares_local_rank_option(analysis) -> bool:
-    """``parser.add_argument("--local_rank", ...)``: the option ``torch.distributed.launch`` used to pass."""
-    return any(option_dest(site.node) == "local_rank" for site in analysis.facts.calls)
 
 
-def _selected(node) -> tuple[cst.BaseExpression, set] | None:
-    """``x == 0`` -> (x, {0}); ``x in [-1, 0]`` / ``(-1, 0)`` / ``{0}`` -> (x, {-1, 0}); ``a == -1 or a == 0`` too."""
-    if isinstance(node, cst.BooleanOperation) and isinstance(node.operator, cst.Or):
-        left, right = _selected(node.left), _selected(node.right)
-        if left and right and left[0].deep_equals(right[0]):
-            return left[0], left[1] | right[1]
-        return None
-    if not isinstance(node, cst.Comparison) or len(node.comparisons) != 1:
-        return None
-    operator, right = node.comparisons[0].operator, node.comparisons[0].comparator
-    if isinstance(operator, cst.Equal):
-        return node.left, {_integer(right)}
-    if isinstance(operator, cst.In) and isinstance(right, (cst.List, cst.Tuple, cst.Set)):
-        return node.left, {_integer(element.value) for element in right.elements}
-    return None
 
 
-def _integer(node) -> int | None:
-    if isinstance(node, cst.Integer):
-        return int(node.value)
-    if isinstance(node, cst.UnaryOperation) and isinstance(node.operator, cst.Minus) and isinstance(node.expression, cst.Integer):
-        return -int(node.expression.value)
-    return None
 
 
-def _rank_zero_tests(test: cst.BaseExpression):
-    """The parts of a test that select rank 0, through ``and``/``or``/``not``: (part, rank subject)."""
-    selected = _selected(test)
-    if selected is not None and 0 in selected[1] and selected[1] <= {0, -1}:
-        yield test, selected[0]
-    elif isinstance(test, cst.BooleanOperation):
-        yield from _rank_zero_tests(test.left)
-        yield from _rank_zero_tests(test.right)
-    elif isinstance(test, cst.UnaryOperation) and isinstance(test.operator, cst.Not):
-        yield from _rank_zero_tests(test.expression)
 
 
 def _calls_in(node: cst.CSTNode):
