@@ -14,9 +14,11 @@ from tests.launching import launch
 
 pytestmark = pytest.mark.timeout(900)
 
-# (fixture, backend): a CNN with a buffer and dropout under FSDP, a per-step OneCycleLR under DeepSpeed (one
-# sharded run each keeps the suite lean; every backend/fixture pair goes through the same unchanged script path)
-CASES = [("module_subclass_model", "fsdp"), ("onecycle_per_step", "deepspeed")]
+# (fixture, backend): a CNN with a buffer and dropout under FSDP, a per-step OneCycleLR under DeepSpeed, and the
+# nanoGPT-style LLM loop (hand-written DDP converted, a seed offset by rank, micro-steps) under both (one sharded
+# run each keeps the suite lean; every backend/fixture pair goes through the same unchanged script path)
+CASES = [("module_subclass_model", "fsdp"), ("onecycle_per_step", "deepspeed"), ("llm_loop_own_ddp", "fsdp"),
+         ("llm_loop_own_ddp", "deepspeed")]
 BACKENDS = {
     "fsdp": ("--use-fsdp",),
     "deepspeed": ("--use-deepspeed", "--zero-stage", "2"),

@@ -67,11 +67,19 @@ def test_an_optimizer_made_from_no_model_stays_unknown():
 
 
 def test_an_optimizer_made_from_a_model_the_loop_does_not_call_stays_unknown():
-    # nanoGPT's `raw_model.configure_optimizers(...)` while the loop trains the wrapped `model`
+    source = (
+        "import torch\nmodel = GPT(config)\nother = GPT(config)\n"
+        "optimizer = other.configure_optimizers()\n" + LOOP.format(step="optimizer.step()")
+    )
+    assert "optimizer" not in roles(source)
+
+
+def test_an_optimizer_made_from_the_unwrapped_view_steps_the_wrapped_model():
+    # nanoGPT's `raw_model.configure_optimizers(...)` while the loop trains `model`: the model behind the view
     source = (
         "import torch\nmodel = GPT(config)\nraw_model = model.module if ddp else model\n"
         "optimizer = raw_model.configure_optimizers()\n" + LOOP.format(step="optimizer.step()")
     )
-    assert "optimizer" not in roles(source)
-    wrapped = source.replace("raw_model = model.module if ddp else model\n", "model = torch.nn.parallel.DistributedDataParallel(model)\nraw_model = model.module\n")
-    assert "optimizer" not in roles(wrapped)
+    assert roles(source) == {"model": MODEL, "optimizer": OPTIMIZER}
+    for view in ("model.module", 'getattr(model, "module", model)', "model if not ddp else model.module"):
+        assert roles(source.replace("model.module if ddp else model", view)) == {"model": MODEL, "optimizer": OPTIMIZER}, view

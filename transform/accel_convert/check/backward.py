@@ -34,6 +34,24 @@ def _is_unwrap(node) -> bool:
     )
 
 
+def _walk_outside_prepare(flow: Flow, scope, expr):
+    """The nodes of ``expr`` (as ``ast.walk``), without the arguments of an ``accelerator.prepare(...)`` call: what
+    prepare returns is the prepared object, whatever its inputs were computed with (``optimizer =
+    raw_model.configure_optimizers()`` does not compute the loss)."""
+    stack = [expr]
+    while stack:
+        node = stack.pop()
+        yield node
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "prepare"
+            and flow.is_accelerator(scope, node.func.value)
+        ):
+            continue
+        stack.extend(ast.iter_child_nodes(node))
+
+
 def loss_calls(flow: Flow) -> dict:
     """id(call) -> (call, scope) for every call the arguments of ``accelerator.backward`` are computed with."""
     found: dict = {}
@@ -48,7 +66,7 @@ def loss_calls(flow: Flow) -> dict:
         if id(expr) in seen:
             continue
         seen.add(id(expr))
-        for node in ast.walk(expr):
+        for node in _walk_outside_prepare(flow, scope, expr):
             if isinstance(node, ast.Call):
                 found[id(node)] = (node, scope)
                 for callee in flow.callees(scope, node):

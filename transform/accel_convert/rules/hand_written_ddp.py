@@ -61,6 +61,9 @@ class HandWrittenDDP(Rule):
     - `int(os.environ["LOCAL_RANK"])` (also `os.environ.get(...)`, `os.getenv(...)`) becomes
       `accelerator.local_process_index`; `RANK` becomes `accelerator.process_index`, `WORLD_SIZE`
       `accelerator.num_processes`.
+    - A launch test on the sentinel default of a rank variable, `int(os.environ.get("RANK", -1)) != -1` (nanoGPT's
+      `ddp = ...`), becomes `accelerator.num_processes > 1` (`== -1`: `accelerator.num_processes == 1`): under
+      `accel launch` the variable is always set, so the test would always pass.
     - A rank-0 guard, `rank == 0` or `local_rank in [-1, 0]` on a name that holds a rank read from the
       environment or from `dist.get_rank()` (or on that read itself), becomes `accelerator.is_main_process`
       (`accelerator.is_local_main_process` for the local rank). So does `args.local_rank in [-1, 0]` in a script
@@ -83,6 +86,11 @@ class HandWrittenDDP(Rule):
       rank of a process on a second machine is no GPU there. `import os` is added when the module lacks it.
       `os.environ["MASTER_ADDR"] = ...` and `MASTER_PORT` lines are removed: they
       would overwrite the address the launcher set.
+
+    A model forward on the main process only gets a diagnostic: a call of a model, or of a function of the file
+    that calls one (`estimate_loss()`), under `if master_process:` (a name assigned a rank-0 test, or `True` without
+    a launcher) or a rank-0 guard. DDP runs it, but a sharded model (FSDP, DeepSpeed ZeRO-3) gathers its
+    parameters from every process in each forward, and the job would hang.
 
     A rank read in a function that cannot reach the accelerator keeps reading the environment, with the value
     the variable has without a launcher as default (`os.environ.get("LOCAL_RANK", "0")`), and a diagnostic. A
