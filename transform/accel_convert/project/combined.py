@@ -12,6 +12,7 @@ import re
 import secrets
 from dataclasses import dataclass
 
+from accel_convert.project.aliases import apply
 from accel_convert.project.groups import Group
 from accel_convert.project.markers import separator
 
@@ -24,6 +25,16 @@ class Combined:
     token: str
     hidden: tuple[tuple[str, ...], ...]  # per file: the original text of each placeholder, by number
     newline_added: tuple[bool, ...]  # the file did not end with a newline; one was added to join it
+    spellings: tuple[dict[str, str], ...] = ()  # per file: a name of the joined source -> the file's own spelling
+
+    def original_names(self, text: str, path: str | None = None) -> str:
+        """``text`` (a message) with the joined source's names spelled as in ``path`` (or as defined)."""
+        index = self.files.index(path) if path in self.files else None
+        for number, spelling in enumerate(self.spellings):
+            for joined, original in spelling.items():
+                if joined in text and (index is None or number == index or joined not in self.spellings[index]):
+                    text = text.replace(joined, original if index == number else original.rsplit(".", 1)[-1])
+        return text
 
     def locate(self, line: int) -> tuple[str, int]:
         """The file and its line that line ``line`` of the joined text comes from."""
@@ -45,6 +56,8 @@ class Combined:
         for number, path in enumerate(self.files):
             originals = self.hidden[number]
             text = placeholder.sub(lambda match: originals[int(match.group(1))], parts[path])
+            for joined, original in self.spellings[number].items():
+                text = text.replace(joined, original)
             if self.newline_added[number] and text.endswith("\n"):
                 text = text[:-1]
             out[path] = text
@@ -54,7 +67,7 @@ class Combined:
 def combine(group: Group, texts: dict[str, str]) -> Combined:
     """Join the files of ``group`` (their texts in ``texts``) into one source."""
     token = _token(texts[path] for path in group.files)
-    pieces, starts, hidden, added = [], [], [], []
+    pieces, starts, hidden, added, spellings = [], [], [], [], []
     line = 1
     for number, path in enumerate(group.files):
         text = texts[path]
@@ -64,11 +77,14 @@ def combine(group: Group, texts: dict[str, str]) -> Combined:
         if number:
             pieces.append(separator(token, number) + "\n")
             line += 1
-        lines = text.splitlines(keepends=True)
+        source_lines = text.splitlines(keepends=True)
+        renames = group.renames.get(path, ())
+        spellings.append({rename.joined: rename.original for rename in renames})
+        lines = apply(source_lines, renames)
         originals = []
         for spot in reversed(group.hidden.get(path, ())):
             first, last = spot.first - 1, spot.last
-            original = "".join(lines[first:last])
+            original = "".join(source_lines[first:last])
             originals.append(original.rstrip("\n"))
             placeholder = f'"""{token}:{{}}' + "\n" * (last - first - 1) + '"""\n'
             lines[first:last] = [placeholder]
@@ -83,7 +99,7 @@ def combine(group: Group, texts: dict[str, str]) -> Combined:
         starts.append(line)
         pieces.append("".join(lines))
         line += text.count("\n")
-    return Combined("".join(pieces), tuple(group.files), tuple(starts), token, tuple(hidden), tuple(added))
+    return Combined("".join(pieces), tuple(group.files), tuple(starts), token, tuple(hidden), tuple(added), tuple(spellings))
 
 
 def _token(texts) -> str:

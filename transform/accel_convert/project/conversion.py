@@ -37,10 +37,11 @@ def convert_group(group: Group, texts: dict[str, str], options: Options = Option
     per_file = {path: ([], []) for path in group.files}
     for change in result.changes:
         path, line = joined.locate(change.line)
-        per_file[path][0].append(dataclasses.replace(change, line=line))
+        per_file[path][0].append(dataclasses.replace(change, line=line, message=joined.original_names(change.message, path)))
     for diagnostic in result.diagnostics:
         path, line = joined.locate(diagnostic.line)
-        per_file[path][1].append(dataclasses.replace(diagnostic, line=line))
+        message = joined.original_names(diagnostic.message, path)
+        per_file[path][1].append(dataclasses.replace(diagnostic, line=line, message=message))
     if not result.changed:
         return {path: Result(texts[path], (), tuple(per_file[path][1])) for path in group.files}
     converted = joined.split(result.text)

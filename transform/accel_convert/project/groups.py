@@ -18,6 +18,7 @@ import os
 from dataclasses import dataclass, field
 
 from accel_convert.analysis.prefilter import may_need_conversion
+from accel_convert.project.aliases import Rename, attribute_renames, definition_renames
 
 
 @dataclass(frozen=True, order=True)
@@ -34,6 +35,7 @@ class Group:
 
     files: tuple[str, ...]
     hidden: dict[str, tuple[Hidden, ...]] = field(default_factory=dict, hash=False, compare=False)
+    renames: dict[str, tuple[Rename, ...]] = field(default_factory=dict, hash=False, compare=False)
 
     @property
     def entry(self) -> str:
@@ -54,7 +56,10 @@ class _File:
     path: str
     tree: ast.Module
     training: bool
-    links: dict[str, list[ast.ImportFrom]] = field(default_factory=dict)  # target path -> imports hidden for it
+    lines: list[str] = field(default_factory=list)
+    links: dict[str, list[ast.stmt]] = field(default_factory=dict)  # target path -> imports hidden for it
+    renames: list[Rename] = field(default_factory=list)  # ``engine.fit`` reads of linked modules' definitions
+    used: dict[str, set[str]] = field(default_factory=dict)  # target path -> its names read through a module alias
 
 
 def find_groups(texts: dict[str, str], root: str) -> tuple[list[Group], list[Refusal]]:
@@ -65,7 +70,7 @@ def find_groups(texts: dict[str, str], root: str) -> tuple[list[Group], list[Ref
             tree = ast.parse(text)
         except (SyntaxError, ValueError):
             continue  # converted alone, where the error is reported
-        files[path] = _File(path, tree, may_need_conversion(text))
+        files[path] = _File(path, tree, may_need_conversion(text), text.splitlines(keepends=True))
     modules = _module_paths(files, root)
     for file in files.values():
         _link(file, files, modules, root)
@@ -75,13 +80,33 @@ def find_groups(texts: dict[str, str], root: str) -> tuple[list[Group], list[Ref
         if not file.links or file.path in imported:
             continue
         members = _reach(file, files)
-        clash = _clash(file.path, members, files)
+        ordered = (file.path, *members)
+        renames, refusal = _renames(ordered, files)
+        clash = refusal or _clash(file.path, members, files, renames)
         if clash is not None:
             refusals.append(clash)
             continue
-        ordered = (file.path, *members)
-        groups.append(Group(ordered, {path: _hidden(files[path], path != file.path) for path in ordered}))
+        hidden = {path: _hidden(files[path], path != file.path) for path in ordered}
+        groups.append(Group(ordered, hidden, {path: tuple(sorted(renames[path])) for path in ordered}))
     return groups, refusals
+
+
+def _renames(ordered: tuple[str, ...], files: dict[str, _File]) -> tuple[dict[str, list[Rename]], Refusal | None]:
+    """Per file of a group: its reads through module aliases, and in each module its definitions read so."""
+    renames = {path: list(files[path].renames) for path in ordered}
+    used: dict[str, set[str]] = {}
+    for path in ordered:
+        for target, names in files[path].used.items():
+            if target in renames:
+                used.setdefault(target, set()).update(names)
+    for target, names in used.items():
+        found = definition_renames(files[target].tree, files[target].lines, names, target)
+        if found is None:
+            name = sorted(names)[0]
+            return renames, Refusal(ordered[0], 1, f"{os.path.basename(target)} also binds one of {', '.join(sorted(names))} "
+                                    f"locally (read as `{os.path.splitext(os.path.basename(target))[0]}.{name}`)")
+        renames[target] += found
+    return renames, None
 
 
 def clusters(groups: list[Group]) -> list[list[Group]]:
@@ -113,12 +138,17 @@ def imported_modules(path: str, text: str, root: str) -> list[str]:
         return []
     file = _File(path, tree, True)
     found = []
+    here = os.path.dirname(os.path.abspath(path))
     for node in tree.body:
+        stems = []
         if isinstance(node, ast.ImportFrom) and node.module != "__future__":
-            for stem in _candidates(file, node, root):
-                for candidate in (stem + ".py", os.path.join(stem, "__init__.py")):
-                    if os.path.isfile(candidate) and candidate not in found:
-                        found.append(candidate)
+            stems = _candidates(file, node, root)
+        elif isinstance(node, ast.Import):
+            stems = [os.path.join(base, *alias.name.split(".")) for alias in node.names for base in (here, os.path.abspath(root))]
+        for stem in stems:
+            for candidate in (stem + ".py", os.path.join(stem, "__init__.py")):
+                if os.path.isfile(candidate) and candidate not in found:
+                    found.append(candidate)
     return found
 
 
@@ -132,7 +162,10 @@ def linked_names(group: Group, texts: dict[str, str], root: str) -> tuple[int, l
         if isinstance(node, ast.ImportFrom)
         and any(modules.get(stem) in group.files[1:] for stem in _candidates(entry, node, root))
     ]
-    return (nodes[0].lineno if nodes else 1), [alias.asname or alias.name for node in nodes for alias in node.names]
+    names = [alias.asname or alias.name for node in nodes for alias in node.names]
+    reads = sorted({rename.original for rename in group.renames.get(group.entry, ())})
+    lines = [node.lineno for node in nodes] + [rename.line for rename in group.renames.get(group.entry, ())]
+    return (min(lines) if lines else 1), names + reads
 
 
 def _module_paths(files: dict[str, _File], root: str) -> dict[str, str]:
@@ -162,6 +195,8 @@ def _candidates(file: _File, node: ast.ImportFrom, root: str) -> list[str]:
 
 def _link(file: _File, files: dict[str, _File], modules: dict[str, str], root: str) -> None:
     for node in file.tree.body:
+        if isinstance(node, ast.Import):
+            _link_module(file, node, files, modules, root)
         if not isinstance(node, ast.ImportFrom) or node.module == "__future__":
             continue
         target = next((modules[stem] for stem in _candidates(file, node, root) if stem in modules), None)
@@ -170,6 +205,31 @@ def _link(file: _File, files: dict[str, _File], modules: dict[str, str], root: s
         defined = _top_level_definitions(files[target].tree)
         if all(alias.name != "*" and alias.name in defined for alias in node.names) and _whole_lines(node, file.tree):
             file.links.setdefault(target, []).append(node)
+
+
+def _link_module(file: _File, node: ast.Import, files: dict[str, _File], modules: dict[str, str], root: str) -> None:
+    """``import engine`` / ``import util.misc as utils``: a link when the file reads definitions of that training
+    module through the name (the import is hidden when nothing else uses the name)."""
+    if len(node.names) != 1 or not _whole_lines(node, file.tree):
+        return
+    alias = node.names[0]
+    if alias.asname is None and "." in alias.name:
+        return  # ``import a.b`` binds ``a``: reads are ``a.b.f``
+    here = os.path.dirname(os.path.abspath(file.path))
+    parts = alias.name.split(".")
+    stems = [os.path.join(here, *parts), os.path.join(os.path.abspath(root), *parts)]
+    target = next((modules[stem] for stem in stems if stem in modules), None)
+    if target is None or target == file.path or not files[target].training:
+        return
+    defined = _top_level_definitions(files[target].tree)
+    renames, other = attribute_renames(file.tree, file.lines, alias.asname or alias.name, defined, target)
+    if not renames:
+        return
+    file.renames += renames
+    file.used.setdefault(target, set()).update(rename.original.split(".", 1)[1] for rename in renames)
+    file.links.setdefault(target, [])
+    if not other:
+        file.links[target].append(node)
 
 
 def _top_level_definitions(tree: ast.Module) -> set[str]:
@@ -222,13 +282,17 @@ def _bindings(tree: ast.Module, hidden: list[ast.stmt]) -> dict[str, tuple]:
     return bound
 
 
-def _clash(entry: str, members: list[str], files: dict[str, _File]) -> Refusal | None:
-    """Two files of the group binding one top-level name to different things: joined, one would hide the other."""
+def _clash(entry: str, members: list[str], files: dict[str, _File], renames: dict[str, list[Rename]]) -> Refusal | None:
+    """Two files of the group binding one top-level name to different things: joined, one would hide the other
+    (a definition renamed for a module alias binds its own name)."""
     seen: dict[str, tuple[str, tuple]] = {}
     for path in (entry, *members):
         file = files[path]
         hidden = [node for nodes in file.links.values() for node in nodes] + _hidden_statements(file, path != entry)
+        renamed = {rename.original for rename in renames.get(path, ())}
         for name, what in _bindings(file.tree, hidden).items():
+            if name in renamed and what[0] == "definition":
+                continue
             if name in seen and (what[0] != "import" or seen[name][1] != what):
                 first = seen[name][0]
                 return Refusal(entry, 1, f"{os.path.basename(first)} and {os.path.basename(path)} both define `{name}` at module level")
