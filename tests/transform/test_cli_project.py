@@ -270,3 +270,26 @@ def test_one_file_using_a_module_import_is_told_the_command(project, monkeypatch
     result = invoke("--check", "train.py")
     assert ("AC001 `engine.fit` is defined in engine.py, part of this training run: convert the files together "
             "with `accel-convert train.py engine.py`") in result.output
+
+
+def test_a_trainer_module_gets_the_runtime_import_it_uses(tmp_path):
+    trainer = (
+        "import torch\nfrom torch.utils.data import DataLoader\n\n\n"
+        "class Trainer:\n"
+        "    def __init__(self, model, dataset):\n"
+        "        self.model, self.dataset = model, dataset\n"
+        "        self.device = 'cuda' if torch.cuda.is_available() else 'cpu'\n\n"
+        "    def run(self):\n"
+        "        model = self.model\n"
+        "        optimizer = torch.optim.AdamW(model.parameters())\n"
+        "        for x in DataLoader(self.dataset, batch_size=4):\n"
+        "            model(x.to(self.device)).sum().backward()\n"
+        "            optimizer.step()\n"
+    )
+    entry = "import torch\n\nfrom trainer import Trainer\n\nTrainer(torch.nn.Linear(4, 1), torch.randn(8, 4)).run()\n"
+    results = _convert({"trainer.py": trainer, "main.py": entry}, tmp_path)
+    text = results["trainer.py"].text
+    assert text.startswith("import torch\nfrom torch.utils.data import DataLoader\nfrom accel import Accelerator\n")
+    assert "        self.accelerator = Accelerator()\n" in text
+    assert not results["main.py"].changed  # the entry reads no runtime name: it keeps its imports
+    assert "import `Accelerator` (used in this file)" in [change.message for change in results["trainer.py"].changes]

@@ -176,12 +176,21 @@ class Trainer:
 """
 
 
-def test_a_run_whose_model_comes_from_a_caller_is_declined_once():
-    # the optimizer and loader are made in run(), the model is handed in: a prepare in run() would get no model,
-    # and the processes' replicas would drift apart (this converted silently before)
+def test_a_run_whose_model_comes_in_through_the_constructor_prepares_it_where_it_trains():
+    # the optimizer and loader are made in run(), the model is handed to __init__ (minGPT's Trainer): run() prepares
+    # its own name for it with them (a prepare without the model once let the replicas drift apart silently)
     result = convert_source(RUN_METHOD)
-    assert result.text == RUN_METHOD
-    assert [(d.code, d.line) for d in result.diagnostics] == [("AC002", 10)]
-    message = result.diagnostics[0].message
-    assert message.startswith("nothing converted: `accelerator.prepare` would get no model (`optimizer` steps `model`")
-    assert "it comes from a caller" in message
+    assert "model, optimizer, loader = self.accelerator.prepare(model, optimizer, loader)" in result.text
+    assert "self.accelerator.backward(model(x).sum())" in result.text
+    assert not result.diagnostics
+
+
+def test_a_run_whose_model_is_set_from_outside_is_declined_once():
+    script = RUN_METHOD.replace(
+        "    def __init__(self, model, dataset):\n        self.model, self.dataset = model, dataset\n",
+        "    def __init__(self, dataset):\n        self.dataset = dataset\n        self.model = None\n",
+    )
+    result = convert_source(script)
+    assert result.text == script
+    assert [d.code for d in result.diagnostics] == ["AC002"]
+    assert result.diagnostics[0].message.startswith("nothing converted: `accelerator.prepare` would get no model")

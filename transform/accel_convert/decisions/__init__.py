@@ -95,9 +95,21 @@ def decide(analysis: Analysis, options: Options, rules, withdrawn: dict | None =
     uses += [site.location for site, _ in access.call_sites if site.scope is access.home]
     if decisions.preparation is not None and owner is access.home:
         uses.append(decisions.preparation.location)
+    if access.home is not owner and access.home.parent is not None:
+        # the owner reads the accelerator the home creates (``__init__`` for a method's run): the home creates it
+        # on every path, at the level of its own body
+        uses = [_at_body_level(access.home, location) for location in uses]
     access.position = creation_position(analysis, access, uses)
     decisions.access = access
     return decisions
+
+
+def _at_body_level(scope, location):
+    """``location`` cut at the statement of ``scope``'s own body that holds it."""
+    for depth, (block, _) in enumerate(location):
+        if block == scope.body_block:
+            return location[: depth + 1]
+    return location
 
 
 def _withdrawal(key: str, violation) -> str:

@@ -193,6 +193,12 @@ def locate(analysis: Analysis, owner: Scope, needs) -> Access:
     """Decide where the accelerator lives and which helpers and classes get it passed in, for the scopes in ``needs``
     (``position`` is set by the decision stage once the uses are known)."""
     home, attribute = _home(analysis, owner)
+    if attribute and home.name != "__init__":
+        # ``__init__`` runs before any other method: when it needs the accelerator (a device it defines), it
+        # creates it, and the method owning the run reads ``self.accelerator`` like the others
+        init = analysis.facts.classes[home.class_name].methods.get("__init__")
+        if init is not None and init.self_name is not None and any(scope is init for scope in needs):
+            home = init
     access = Access(home, owner, attribute)
     starts = [d.location for d in analysis.device_definitions if d.scope is home]
     if analysis.anchor.scope is home:

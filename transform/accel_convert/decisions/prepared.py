@@ -74,7 +74,9 @@ def candidates(analysis: Analysis, owner: Scope) -> list[Prepared]:
             if assignment is not None and assignment.scope is not owner:
                 assignment = None
             if assignment is None and key not in owner.params:
-                continue
+                assignment = _handed_in(analysis, owner, key) if role == MODEL else None
+                if assignment is None:
+                    continue
         elif owner.class_name is not None and holder is analysis.facts.classes.get(owner.class_name):
             if assignment is None or assignment.scope is not owner:
                 continue
@@ -212,6 +214,53 @@ def _runs(call: cst.Call, roots: set[str]) -> str | None:
 
 def _position(assignment) -> tuple:
     return tuple(index for _, index in assignment.location) if assignment is not None else ()
+
+
+def _handed_in(analysis: Analysis, owner: Scope, key: str) -> Assignment | None:
+    """``model = self.model`` (or ``model, config = self.model, self.config``) in a method that owns the run, where
+    ``self.model`` is set in ``__init__`` from one of its parameters (``Trainer(config, model, dataset)``): the model
+    comes from whoever constructs the class, and the method prepares its own name for it. The assignment, or None."""
+    if owner.class_name is None or owner.self_name is None:
+        return None
+    init = analysis.facts.classes[owner.class_name].methods.get("__init__")
+    if init is None or init.self_name is None:
+        return None
+    for assignment in analysis.facts.assignments:
+        if assignment.scope is not owner:
+            continue
+        for target, value in _pairs(assignment):
+            if dotted_name(target) != key or not isinstance(value, cst.Attribute):
+                continue
+            if dotted_name(value.value) == owner.self_name and _set_from_parameter(analysis, init, value.attr.value):
+                return assignment
+    return None
+
+
+def _pairs(assignment: Assignment) -> list[tuple[cst.BaseExpression, cst.BaseExpression]]:
+    """(target, value) of a plain or element-wise tuple assignment (``a, b = x, y``)."""
+    if len(assignment.targets) == 1:
+        return [(assignment.targets[0], assignment.value)]
+    value = assignment.value
+    if isinstance(value, (cst.Tuple, cst.List)) and len(value.elements) == len(assignment.targets):
+        return list(zip(assignment.targets, [element.value for element in value.elements]))
+    return []
+
+
+def _set_from_parameter(analysis: Analysis, init: Scope, attribute: str) -> bool:
+    """``self.<attribute>`` is assigned in ``__init__`` from a parameter (moves of it aside: ``self.model =
+    self.model.to(device)``), and nowhere else."""
+    target = f"{init.self_name}.{attribute}"
+    values = []
+    for assignment in analysis.facts.assignments:
+        for candidate, value in _pairs(assignment):
+            name = dotted_name(candidate)
+            if name is not None and name.split(".", 1)[-1] == attribute and name.split(".", 1)[0] in ("self", init.self_name):
+                if assignment.scope is not init:
+                    return False
+                values.append(analysis.strip(value, init))
+    from_parameter = [value for value in values if isinstance(value, cst.Name) and value.value in init.params]
+    others = [value for value in values if dotted_name(value) != target and value not in from_parameter]
+    return bool(from_parameter) and not others
 
 
 def _called_name(analysis: Analysis, found: list) -> list:

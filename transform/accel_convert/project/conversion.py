@@ -10,7 +10,8 @@ import libcst as cst
 
 from accel_convert.convert import convert_source
 from accel_convert.edits.unused_imports import drop_imports, made_unused
-from accel_convert.model import SETUP_CODE, ConvertError, Diagnostic, Options, Result
+from accel_convert.model import SETUP_CODE, Change, ConvertError, Diagnostic, Options, Result
+from accel_convert.project.added_imports import added_imports, import_needed, without_names
 from accel_convert.project.combined import combine
 from accel_convert.project.free_names import unbound_names
 from accel_convert.project.groups import Group
@@ -45,17 +46,38 @@ def convert_group(group: Group, texts: dict[str, str], options: Options = Option
     if not result.changed:
         return {path: Result(texts[path], (), tuple(per_file[path][1])) for path in group.files}
     converted = joined.split(result.text)
+    entry = group.entry
+    added = added_imports(texts[entry], converted[entry])
     out = {}
     for path in group.files:
         text = _without_unused_imports(texts[path], converted[path], path)
-        missing = sorted(unbound_names(text) - unbound_names(texts[path]))
+        missing = unbound_names(text) - unbound_names(texts[path])
+        if missing and path != entry:  # a name the conversion imported among the entry's imports
+            fixed = import_needed(text, missing, added)
+            if fixed is not None:
+                text, line = fixed
+                per_file[path][0].append(Change(SETUP_CODE, line, f"import {_names(missing)} (used in this file)"))
+                missing = set()
         if missing:
-            return _declined(group, texts, per_file, path, missing)
+            return _declined(group, texts, per_file, path, sorted(missing))
+        out[path] = text
+    unread = {alias.asname or alias.name for node in added for alias in node.names} - _read(out[entry])
+    if unread:
+        out[entry] = without_names(out[entry], unread, added)
+        per_file[entry][0][:] = [c for c in per_file[entry][0] if not (c.code == SETUP_CODE and c.message.startswith("import `"))]
+    results = {}
+    for path in group.files:
         changes, diagnostics = per_file[path]
-        if text == texts[path]:
-            changes = []
-        out[path] = Result(text, tuple(changes), tuple(diagnostics))
-    return out
+        results[path] = Result(out[path], tuple(changes) if out[path] != texts[path] else (), tuple(diagnostics))
+    return results
+
+
+def _names(names: set[str]) -> str:
+    return ", ".join(f"`{name}`" for name in sorted(names))
+
+
+def _read(text: str) -> set[str]:
+    return {node.id for node in ast.walk(ast.parse(text)) if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)}
 
 
 def _declined(group: Group, texts: dict[str, str], per_file, path: str, missing: list[str]) -> dict[str, Result]:
@@ -65,9 +87,9 @@ def _declined(group: Group, texts: dict[str, str], per_file, path: str, missing:
         SETUP_CODE,
         1,
         1,
-        f"nothing converted: converted as one run with {', '.join(os.path.basename(p) for p in group.files if p != path)}, "
-        f"{os.path.basename(path)} would read {names}, which it does not define; convert the files by hand or "
-        "report this project",
+        f"nothing converted: {os.path.basename(path)}, converted as one run with "
+        f"{', '.join(os.path.basename(p) for p in group.files if p != path)}, would read {names}, which it does not "
+        "define; convert the files by hand or report this project",
     )
     return {
         name: Result(texts[name], (), tuple([*per_file[name][1], note] if name == group.entry else per_file[name][1]))
