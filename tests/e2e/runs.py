@@ -1,4 +1,5 @@
-"""Running fixture scripts as subprocesses, a few at a time, and reading the metric lines they print."""
+"""Running fixture scripts as subprocesses, a few at a time (forked from a warm interpreter, ``warm``), and reading the
+metric lines they print."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.e2e.warm import Warm
 from tests.launching import launch
 
 ONE_PROCESS_TIMEOUT = 120
@@ -42,9 +44,16 @@ class Run:
         return " ".join([how, str(self.script), *self.args])
 
 
-def execute(run: Run, cwd: Path) -> subprocess.CompletedProcess:
-    """Start ``run`` and wait for it (with a timeout; a timeout comes back as a failed process, not an exception)."""
+def execute(run: Run, cwd: Path, warm: Warm | None = None) -> subprocess.CompletedProcess:
+    """Start ``run`` and wait for it (with a timeout; a timeout comes back as a failed process, not an exception);
+    ``warm``: the warm interpreter to fork it from (plain python runs and ``accel launch`` alike)."""
     try:
+        if warm is not None and run.launcher == "python":
+            env = {**os.environ, **_ENV}
+            if run.processes == 1:
+                return warm.run([str(run.script), *run.args], cwd, env, ONE_PROCESS_TIMEOUT)
+            argv = ["accel", "launch", "--num-processes", str(run.processes), "--cpu", str(run.script), *run.args]
+            return warm.run(argv, cwd, env, LAUNCH_TIMEOUT)
         if run.processes == 1:
             return subprocess.run(
                 [*run.one_process_command, str(run.script), *run.args],
@@ -68,6 +77,10 @@ class RunPool:
         self._executor = ThreadPoolExecutor(max_workers=workers)
         self._futures: dict[Run, Future] = {}
         self._cwd = cwd
+        scratch = cwd / "warm"
+        scratch.mkdir()
+        # ACCEL_TESTS_COLD=1: every run in a fresh interpreter, as before (to rule the warm interpreter out)
+        self._warm = None if os.environ.get("ACCEL_TESTS_COLD") == "1" else Warm({**os.environ, **_ENV}, scratch)
 
     def submit(self, run: Run) -> None:
         if run not in self._futures:
@@ -75,7 +88,7 @@ class RunPool:
             # must not meet another run's file
             cwd = self._cwd / f"run-{len(self._futures)}"
             cwd.mkdir()
-            self._futures[run] = self._executor.submit(execute, run, cwd)
+            self._futures[run] = self._executor.submit(execute, run, cwd, self._warm)
 
     def result(self, run: Run) -> subprocess.CompletedProcess:
         self.submit(run)
@@ -83,6 +96,8 @@ class RunPool:
 
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
+        if self._warm is not None:
+            self._warm.close()
 
 
 def metric_lines(stdout: str) -> list[str]:
