@@ -145,11 +145,16 @@ class Accelerator:
 
         ``None`` comes back as ``None`` (an optional optimizer, ``Adam(...) if fine_tune else None``), as Hugging
         Face Accelerate passes it through; any other object of an unknown type is an error naming its type."""
-        for obj in args:
+        for position, obj in enumerate(args, 1):
             if obj is None:
                 continue
             if not isinstance(obj, (nn.Module, torch.optim.Optimizer, DataLoader, AcceleratedScheduler)) and not _is_scheduler(obj):
-                raise TypeError(f"prepare() cannot handle an object of type {type(obj).__qualname__}; allowed: {_PREPARABLE}")
+                kind = type(obj)
+                raise TypeError(
+                    f"prepare() cannot handle argument {position} of {len(args)}, an object of type "
+                    f"{kind.__module__}.{kind.__qualname__}; allowed: {_PREPARABLE} (or None). An object made by a "
+                    "factory (build_optimizer(...), a model's configure_optimizers()) must return one of them"
+                )
         result = list(args)
         models = [i for i, o in enumerate(args) if isinstance(o, nn.Module) and not self._is_prepared_model(o)]
         optimizers = [i for i, o in enumerate(args) if isinstance(o, torch.optim.Optimizer)

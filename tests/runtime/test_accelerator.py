@@ -150,8 +150,14 @@ def test_prepare_refuses_unknown_objects_naming_type_and_allowed():
     accelerator = Accelerator(cpu=True)
     with pytest.raises(TypeError) as err:
         accelerator.prepare(torch.nn.Linear(1, 1), {"lr": 1})
-    assert "dict" in str(err.value)
+    assert "cannot handle argument 2 of 2, an object of type builtins.dict" in str(err.value)
     assert "allowed: torch.nn.Module, torch.optim.Optimizer, torch.utils.data.DataLoader" in str(err.value)
+
+    class ParamGroups(list):  # what a factory known only by its use might hand back instead of an optimizer
+        pass
+
+    with pytest.raises(TypeError, match=r"argument 1 of 1, an object of type .*ParamGroups; allowed: .*factory"):
+        accelerator.prepare(ParamGroups())
 
 
 def test_prepare_passes_none_through_as_accelerate_does():
