@@ -23,6 +23,7 @@ _KEYS = {
     "before_launcher": (str, "python"),
     "replicas_agree": (list, []),
     "entry": (str, ""),
+    "matches_torchrun": (bool, False),  # 2 processes of after print exactly what before prints under torchrun
 }
 _LINE_ENDINGS = ("lf", "crlf")
 _ENCODINGS = ("utf-8", "utf-8-sig")
@@ -48,6 +49,7 @@ class Case:
     before_launcher: str
     replicas_agree: tuple[str, ...]
     entry: str
+    matches_torchrun: bool
 
     @property
     def project(self) -> bool:

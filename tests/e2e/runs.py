@@ -34,13 +34,15 @@ class Run:
     launcher: str = "python"
 
     @property
-    def one_process_command(self) -> list[str]:
+    def direct_command(self) -> list[str]:
+        """The command that starts the run without accel launch: python, or torchrun with ``processes``."""
         if self.launcher == "torchrun":
-            return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "1"]
+            return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(self.processes)]
         return [sys.executable]
 
     def describe(self) -> str:
-        how = " ".join(self.one_process_command) if self.processes == 1 else f"accel launch --num-processes {self.processes} --cpu"
+        direct = self.processes == 1 or self.launcher == "torchrun"
+        how = " ".join(self.direct_command) if direct else f"accel launch --num-processes {self.processes} --cpu"
         return " ".join([how, str(self.script), *self.args])
 
 
@@ -54,12 +56,12 @@ def execute(run: Run, cwd: Path, warm: Warm | None = None) -> subprocess.Complet
                 return warm.run([str(run.script), *run.args], cwd, env, ONE_PROCESS_TIMEOUT)
             argv = ["accel", "launch", "--num-processes", str(run.processes), "--cpu", str(run.script), *run.args]
             return warm.run(argv, cwd, env, LAUNCH_TIMEOUT)
-        if run.processes == 1:
+        if run.processes == 1 or run.launcher == "torchrun":
             return subprocess.run(
-                [*run.one_process_command, str(run.script), *run.args],
+                [*run.direct_command, str(run.script), *run.args],
                 capture_output=True,
                 text=True,
-                timeout=ONE_PROCESS_TIMEOUT,
+                timeout=ONE_PROCESS_TIMEOUT if run.processes == 1 else LAUNCH_TIMEOUT,
                 env={**os.environ, **_ENV},
                 cwd=cwd,
             )

@@ -30,6 +30,8 @@ def needed_runs(test_name, params):
         return [_before(case), Run(case.after, case.args)]
     if test_name == "test_two_processes_print_metrics":
         return [_before(case), Run(case.after, case.args, processes=2)]
+    if test_name == "test_two_processes_match_the_originals_own_ddp":
+        return [Run(case.before, case.args, processes=2, launcher="torchrun"), Run(case.after, case.args, processes=2)]
     return []
 
 
@@ -72,6 +74,18 @@ def test_two_processes_print_metrics(case, run_pool):
     assert not missing, "the 2-process run never printed these metric lines:\n" + "\n".join(missing)
     not_finite = [line for line in printed if NOT_FINITE.search(line)]
     assert not not_finite, "the 2-process run printed non-finite metrics:\n" + "\n".join(not_finite)
+
+
+@pytest.mark.parametrize("case", [case for case in RUNNABLE if case.matches_torchrun], ids=str)
+def test_two_processes_match_the_originals_own_ddp(case, run_pool):
+    """A script with its own distributed setup, started by torchrun with 2 processes, and its conversion under
+    accel launch print the same lines: the conversion keeps what the original's distributed run computes."""
+    _require_after(case)
+    original = _succeeded(run_pool, Run(case.before, case.args, processes=2, launcher="torchrun"))
+    launched = _succeeded(run_pool, Run(case.after, case.args, processes=2))
+    expected = metric_lines(original.stdout)
+    assert expected, f"fixtures/{case.name}/before.py printed no metrics under torchrun"
+    assert metric_lines(launched.stdout) == expected
 
 
 @pytest.mark.parametrize("case", ACCELERATE_CASES, ids=str)

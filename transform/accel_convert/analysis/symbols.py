@@ -117,3 +117,20 @@ def is_scheduler(qualified: str) -> bool:
 def is_model_constructor(qualified: str) -> bool:
     """Library constructors whose result is a model when it is called in a training loop."""
     return qualified.startswith("torchvision.models.")
+
+# calls that copy a module as it is (its device included): an EMA or a frozen copy made before the prepare
+MODEL_COPIES = frozenset(
+    {
+        "copy.deepcopy",
+        "torch.optim.swa_utils.AveragedModel",
+        "timm.utils.ModelEma",
+        "timm.utils.ModelEmaV2",
+        "timm.utils.ModelEmaV3",
+    }
+)
+
+# torch.distributed calls that combine values across processes
+COLLECTIVES = frozenset(
+    f"torch.distributed.{name}"
+    for name in "all_reduce reduce all_gather all_gather_object gather gather_object all_gather_into_tensor reduce_scatter".split()
+)

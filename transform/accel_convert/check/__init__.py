@@ -39,6 +39,8 @@ does not use the converter's libcst analysis, so it costs a few milliseconds a f
 from __future__ import annotations
 
 import ast
+import dataclasses
+import re
 from dataclasses import dataclass
 
 # id -> what must hold, one phrase (rule pages quote it)
@@ -96,4 +98,26 @@ def check(
     unique = {}
     for violation in found:
         unique.setdefault((violation.invariant, violation.binding, violation.line), violation)
-    return sorted(unique.values(), key=lambda v: (v.line, v.invariant))
+    return sorted(_original_lines(unique.values(), before, after), key=lambda v: (v.line, v.invariant))
+
+
+def _original_lines(violations, before: str, after: str) -> list[Violation]:
+    """The violations, with the lines their messages cite (``made on line N``: a statement the conversion kept) as
+    lines of ``before``, which is what the user reads when the file is left as it is."""
+    violations = list(violations)
+    if not any(_CITED.search(v.message) for v in violations):
+        return violations
+    import difflib  # only when a message cites a line: ``--check`` of a clean file never loads it
+
+    matcher = difflib.SequenceMatcher(None, before.splitlines(), after.splitlines(), autojunk=False)
+    shifts = [(b, a, size) for a, b, size in matcher.get_matching_blocks() if size]
+
+    def original(match: re.Match) -> str:
+        line = int(match.group(2)) - 1
+        found = next((a + line - b for b, a, size in shifts if b <= line < b + size), None)
+        return match.group(0) if found is None else f"{match.group(1)}{found + 1}"
+
+    return [dataclasses.replace(v, message=_CITED.sub(original, v.message)) for v in violations]
+
+
+_CITED = re.compile(r"(made on line )(\d+)")

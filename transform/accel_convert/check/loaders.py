@@ -29,8 +29,13 @@ def _has_prepared(flow: Flow, scope, node) -> bool:
 
 
 def trains_prepared(flow: Flow, loop) -> bool:
-    """The loop's body calls a prepared object, or passes one to a call."""
+    """The loop's body calls a prepared object, or passes one to a call (other than the loop's own iterable:
+    ``len(iterable)`` in a generator that relays a loader's batches feeds no model)."""
     scope = loop.scope
+    iterable = loop.iter
+    while isinstance(iterable, ast.Call) and iterable.args:  # enumerate(loader), tqdm(loader)
+        iterable = iterable.args[0]
+    own = key_of(iterable, scope)
     for node in _nodes(loop):
         if not isinstance(node, ast.Call):
             continue
@@ -39,7 +44,8 @@ def trains_prepared(flow: Flow, loop) -> bool:
             continue
         if _has_prepared(flow, scope, func):
             return True
-        if any(_has_prepared(flow, scope, arg) for arg in (*node.args, *(k.value for k in node.keywords))):
+        arguments = (*node.args, *(k.value for k in node.keywords))
+        if any(_has_prepared(flow, scope, arg) for arg in arguments if own is None or key_of(arg, scope) != own):
             return True
     return False
 

@@ -283,12 +283,18 @@ def _called_name(analysis: Analysis, found: list) -> list:
     return out
 
 
-def _called_per_batch(analysis: Analysis, binding) -> bool:
-    """The model ``binding`` holds is called in a loop over batches (``model(x)``)."""
+def _called_per_batch(analysis: Analysis, binding, seen: frozenset = frozenset()) -> bool:
+    """The model ``binding`` holds is called in a loop over batches (``model(x)``), here or in a function it is
+    handed to (``train_one_epoch(model, loader, ...)``)."""
     for site in analysis.facts.calls_of(binding[1]):
         if analysis.binding(site.scope, binding[1]) == binding and any(loop in analysis.batch_loops for loop in site.loops):
             return True
-    return False
+    seen = seen | {binding}
+    return any(
+        _called_per_batch(analysis, target, seen)
+        for target, source, alias, _ in analysis.edges
+        if source == binding and not alias and target[0] is not binding[0] and target not in seen
+    )
 
 
 def _stepped_per_batch(analysis: Analysis, binding) -> bool:

@@ -112,12 +112,26 @@ class AppendArgument:
     value: str | None = None
 
     def apply(self, call: cst.Call) -> cst.Call:
+        """The new argument goes where the call's last one ends: before the line break ahead of a closing
+        parenthesis on its own line, and before a trailing comma, which it then carries."""
         args = list(call.args)
-        if args and args[-1].comma is cst.MaybeSentinel.DEFAULT:
-            args[-1] = args[-1].with_changes(comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")))
         keyword = cst.Name(self.name) if self.keyword else None
         equal = cst.AssignEqual(cst.SimpleWhitespace(""), cst.SimpleWhitespace("")) if self.keyword else cst.MaybeSentinel.DEFAULT
-        args.append(cst.Arg(expression(self.value or self.name), keyword=keyword, equal=equal))
+        new = cst.Arg(expression(self.value or self.name), keyword=keyword, equal=equal)
+        if args:
+            last = args[-1]
+            commas = [arg.comma for arg in args[:-1] if isinstance(arg.comma, cst.Comma)]
+            one_per_line = commas and all(isinstance(c.whitespace_after, cst.ParenthesizedWhitespace) for c in commas)
+            between = commas[-1].whitespace_after if one_per_line else cst.SimpleWhitespace(" ")
+            if isinstance(last.comma, cst.Comma):  # f(a, b,\n): the trailing comma moves to the new argument
+                new = new.with_changes(comma=last.comma)
+                args[-1] = last.with_changes(comma=cst.Comma(whitespace_after=between))
+            else:  # f(\n    a, b\n): the break before ")" moves after the new argument
+                new = new.with_changes(whitespace_after_arg=last.whitespace_after_arg)
+                args[-1] = last.with_changes(
+                    whitespace_after_arg=cst.SimpleWhitespace(""), comma=cst.Comma(whitespace_after=between)
+                )
+        args.append(new)
         return call.with_changes(args=args)
 
 

@@ -8,6 +8,7 @@ and placeholders carries a token no source of the group contains.
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
 from dataclasses import dataclass
@@ -36,6 +37,16 @@ class Combined:
                     text = text.replace(joined, original if index == number else original.rsplit(".", 1)[-1])
         return text
 
+    def original_lines(self, text: str, path: str) -> str:
+        """``text`` (a message about ``path``) with each ``line N`` of the joined source as a line of its file
+        (``line N of engine.py`` when that is another file)."""
+
+        def local(match: re.Match) -> str:
+            file, line = self.locate(int(match.group(1)))
+            return f"line {line}" if file == path else f"line {line} of {os.path.basename(file)}"
+
+        return re.sub(r"\bline (\d+)\b", local, text)
+
     def locate(self, line: int) -> tuple[str, int]:
         """The file and its line that line ``line`` of the joined text comes from."""
         index = max(i for i, start in enumerate(self.starts) if start <= line) if line >= self.starts[0] else 0
@@ -46,9 +57,10 @@ class Combined:
         separator = re.compile(rf'^"""{self.token}:file:(\d+)"""\n', re.MULTILINE)
         parts, position, index = {}, 0, 0
         for match in separator.finditer(code):
-            parts[self.files[index]] = code[position : match.start()]
+            parts[index] = code[position : match.start()]
             index, position = int(match.group(1)), match.end()
-        parts[self.files[index]] = code[position:]
+        parts[index] = code[position:]
+        parts = {self.files[number]: part for number, part in parts.items() if number < len(self.files)}  # not the callers from outside
         if list(parts) != list(self.files):
             raise ValueError("the converted project lost a file separator")
         placeholder = re.compile(rf'"""{self.token}:(\d+)\n*"""')
@@ -64,8 +76,10 @@ class Combined:
         return out
 
 
-def combine(group: Group, texts: dict[str, str]) -> Combined:
-    """Join the files of ``group`` (their texts in ``texts``) into one source."""
+def combine(group: Group, texts: dict[str, str], outside: frozenset[str] = frozenset()) -> Combined:
+    """Join the files of ``group`` (their texts in ``texts``) into one source; ``outside``: the files not converted
+    with it whose uses of its definitions must keep working (the joined source calls those from a function that
+    cannot reach the accelerator)."""
     token = _token(texts[path] for path in group.files)
     pieces, starts, hidden, added, spellings = [], [], [], [], []
     line = 1
@@ -99,7 +113,24 @@ def combine(group: Group, texts: dict[str, str]) -> Combined:
         starts.append(line)
         pieces.append("".join(lines))
         line += text.count("\n")
+    stub = _outside_callers(group, token, outside)
+    if stub:
+        pieces.append(separator(token, len(group.files)) + "\n" + stub)
     return Combined("".join(pieces), tuple(group.files), tuple(starts), token, tuple(hidden), tuple(added), tuple(spellings))
+
+
+def _outside_callers(group: Group, token: str, outside: frozenset[str]) -> str:
+    """A function the joined source ends with, which calls every definition that the ``outside`` files use: a
+    caller that cannot reach the accelerator, so the conversion hands it to none of them and keeps their signatures
+    (the split drops it)."""
+    calls = []
+    for path, users in group.outside.items():
+        joined = {rename.original: rename.joined for rename in group.renames.get(path, ())}
+        names = sorted({name for user, used in users.items() if user in outside for name in used})
+        calls += [f"    {joined.get(name, name)}()\n" for name in names]
+    if not calls:
+        return ""
+    return f"\n\ndef __accel_convert_outside_{token.rsplit('-', 1)[-1]}__():\n" + "".join(calls)
 
 
 def _token(texts) -> str:

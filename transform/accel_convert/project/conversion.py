@@ -24,12 +24,15 @@ class ProjectError(ConvertError):
     path: str = ""
 
 
-def convert_group(group: Group, texts: dict[str, str], options: Options = Options()) -> dict[str, Result]:
-    """Each file of ``group`` converted (texts in ``texts``, path -> source), changes and diagnostics on its own lines.
+def convert_group(
+    group: Group, texts: dict[str, str], options: Options = Options(), outside: frozenset[str] = frozenset()
+) -> dict[str, Result]:
+    """Each file of ``group`` converted (texts in ``texts``, path -> source), changes and diagnostics on its own lines;
+    ``outside``: files converted apart (or left as they are) whose calls into the group must keep working.
 
     Raises ``ConvertError`` (with the file in ``path``) when a file of the group does not parse.
     """
-    joined = combine(group, texts)
+    joined = combine(group, texts, outside)
     try:
         result = convert_source(joined.text, options, drop_unused_imports=False)
     except ConvertError as error:
@@ -38,10 +41,11 @@ def convert_group(group: Group, texts: dict[str, str], options: Options = Option
     per_file = {path: ([], []) for path in group.files}
     for change in result.changes:
         path, line = joined.locate(change.line)
-        per_file[path][0].append(dataclasses.replace(change, line=line, message=joined.original_names(change.message, path)))
+        message = joined.original_lines(joined.original_names(change.message, path), path)
+        per_file[path][0].append(dataclasses.replace(change, line=line, message=message))
     for diagnostic in result.diagnostics:
         path, line = joined.locate(diagnostic.line)
-        message = joined.original_names(diagnostic.message, path)
+        message = joined.original_lines(joined.original_names(diagnostic.message, path), path)
         per_file[path][1].append(dataclasses.replace(diagnostic, line=line, message=message))
     if not result.changed:
         return {path: Result(texts[path], (), tuple(per_file[path][1])) for path in group.files}
@@ -115,13 +119,27 @@ def convert_cluster(cluster: list[Group], texts: dict[str, str], options: Option
     differently for two entries leaves every file of the cluster as it is, with a diagnostic on each entry."""
     results: dict[str, Result] = {}
     differs: dict[str, list[str]] = {}
-    for group in cluster:
-        for path, result in convert_group(group, texts, options).items():
+    grouped = {path for group in cluster for path in group.files}
+    loose = frozenset(path for group in cluster for users in group.outside.values() for path in users if path not in grouped)
+    converted = [(group, convert_group(group, texts, options, loose)) for group in cluster]
+    # a group that changes nothing (a script that only uses the shared modules) does not decide how they convert:
+    # the groups that do are converted again with its files among those whose calls must keep working
+    bystanders = {group.entry for group, out in converted if not any(result.changed for result in out.values())}
+    if bystanders:
+        kept = loose | {path for group in cluster if group.entry in bystanders for path in group.files}
+        converted = [
+            (group, out if group.entry in bystanders else convert_group(group, texts, options, kept - set(group.files)))
+            for group, out in converted
+        ]
+    converted.sort(key=lambda pair: pair[0].entry in bystanders)
+    for group, out in converted:
+        for path, result in out.items():
             known = results.get(path)
             if known is None:
                 results[path] = result
             elif known.text != result.text:
-                differs.setdefault(path, []).append(group.entry)
+                if group.entry not in bystanders:
+                    differs.setdefault(path, []).append(group.entry)
             else:  # the same module, seen from another entry: what either run found stands
                 extra = tuple(d for d in result.diagnostics if d not in known.diagnostics)
                 results[path] = dataclasses.replace(known, diagnostics=known.diagnostics + extra)

@@ -36,6 +36,8 @@ class Group:
     files: tuple[str, ...]
     hidden: dict[str, tuple[Hidden, ...]] = field(default_factory=dict, hash=False, compare=False)
     renames: dict[str, tuple[Rename, ...]] = field(default_factory=dict, hash=False, compare=False)
+    # per file of the group: the files outside the group that import or read its top-level definitions, and which
+    outside: dict[str, dict[str, tuple[str, ...]]] = field(default_factory=dict, hash=False, compare=False)
 
     @property
     def entry(self) -> str:
@@ -87,8 +89,55 @@ def find_groups(texts: dict[str, str], root: str) -> tuple[list[Group], list[Ref
             refusals.append(clash)
             continue
         hidden = {path: _hidden(files[path], path != file.path) for path in ordered}
-        groups.append(Group(ordered, hidden, {path: tuple(sorted(renames[path])) for path in ordered}))
+        outside = _outside_uses(ordered, files, modules, root)
+        groups.append(Group(ordered, hidden, {path: tuple(sorted(renames[path])) for path in ordered}, outside))
     return groups, refusals
+
+
+def _outside_uses(ordered: tuple[str, ...], files: dict[str, _File], modules: dict[str, str], root: str) -> dict[str, dict[str, tuple[str, ...]]]:
+    """Per file of a group: each other file of the project that imports its top-level definitions (``from M import
+    f``, every one for ``import *``) or reads them through a module alias (``import M as m``, then ``m.f``), and
+    which."""
+    members = set(ordered)
+    found: dict[str, dict[str, set[str]]] = {}
+    for other in files.values():
+        if other.path in members:
+            continue
+        for node in other.tree.body:
+            if isinstance(node, ast.ImportFrom) and node.module != "__future__":
+                target = next((modules[stem] for stem in _candidates(other, node, root) if stem in modules), None)
+                if target in members:
+                    defined = _top_level_definitions(files[target].tree)
+                    names = defined if any(alias.name == "*" for alias in node.names) else {alias.name for alias in node.names}
+                    found.setdefault(target, {}).setdefault(other.path, set()).update(names & defined)
+            elif isinstance(node, ast.Import):
+                here = os.path.dirname(os.path.abspath(other.path))
+                for alias in node.names:
+                    parts = alias.name.split(".")
+                    stems = [os.path.join(here, *parts), os.path.join(os.path.abspath(root), *parts)]
+                    target = next((modules[stem] for stem in stems if stem in modules), None)
+                    if target not in members:
+                        continue
+                    bound = alias.asname or alias.name
+                    reads = {
+                        read.attr
+                        for read in ast.walk(other.tree)
+                        if isinstance(read, ast.Attribute) and dotted(read.value) == bound
+                    }
+                    found.setdefault(target, {}).setdefault(other.path, set()).update(reads & _top_level_definitions(files[target].tree))
+    return {
+        path: {user: tuple(sorted(names)) for user, names in users.items() if names} for path, users in found.items()
+    }
+
+
+def dotted(node: ast.expr) -> str | None:
+    """``a.b.c`` for a chain of attributes on a name, else None."""
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        base = dotted(node.value)
+        return None if base is None else f"{base}.{node.attr}"
+    return None
 
 
 def _renames(ordered: tuple[str, ...], files: dict[str, _File]) -> tuple[dict[str, list[Rename]], Refusal | None]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import libcst as cst
 
+from accel_convert.analysis import symbols
 from accel_convert.analysis.device_defaults import calls_leaving_out, device_defaults, used_otherwise
 from accel_convert.analysis.devices import Move
 from accel_convert.analysis.expressions import is_cpu_literal, is_device_literal
@@ -205,14 +206,18 @@ def _pass_device_defaults(code, context, plan) -> None:
 
 def _kept_moves(decisions) -> list[Move]:
     """The moves that stay: of objects prepare does not place, of batches taken before the prepare statement (a
-    peek at the loader to size a layer), and of a prepared model moved back to the device."""
+    peek at the loader to size a layer), of a prepared model moved back to the device, and of a model copied as it
+    is (an EMA, ``copy.deepcopy``), since the copy keeps the device the model had."""
     analysis, prepared = decisions.analysis, decisions.prepared
     moved_off = _moved_off_device(analysis)
+    copied = _copied(analysis)
     kept = []
     for move in analysis.moves:
         if move.kind == "other" or not move.sources <= prepared:
             kept.append(move)
         elif move.kind == "batch" and move.site.scope is decisions.owner and decisions.preparation.precedes(move.site.location):
+            kept.append(move)
+        elif move.kind == "model" and _origin(analysis, next(iter(move.sources))) in copied:
             kept.append(move)
         elif move.kind == "model" and _origin(analysis, next(iter(move.sources))) in moved_off:
             receiver = analysis.strip(move.call, move.site.scope)
@@ -223,6 +228,22 @@ def _kept_moves(decisions) -> list[Move]:
 
 def _origin(analysis: Analysis, binding):
     return analysis.origins.get(binding, binding)
+
+
+def _copied(analysis: Analysis) -> set:
+    """The models the script copies (``AveragedModel(model)``, ``copy.deepcopy(model)``, a class or function of its
+    own named for an EMA, ``ModelEMA(model)``): the copy is made on the model's device."""
+    found = set()
+    for site in analysis.facts.calls:
+        call = site.node
+        name = analysis.qualify(call.func) or dotted_name(call.func) or ""
+        if not call.args or not (name in symbols.MODEL_COPIES or "ema" in name.rsplit(".", 1)[-1].lower()):
+            continue
+        key = dotted_name(call.args[0].value)
+        binding = analysis.binding(site.scope, key) if key is not None else None
+        if analysis.roles.get(binding) == MODEL:
+            found.add(_origin(analysis, binding))
+    return found
 
 
 def _moved_off_device(analysis: Analysis) -> set:

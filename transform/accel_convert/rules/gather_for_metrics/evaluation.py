@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import libcst as cst
 
+from accel_convert.analysis.collectives import synchronises_after
 from accel_convert.analysis.expressions import root_name
 from accel_convert.analysis.facts import Assignment, Location, Loop, Scope, target_names
 from accel_convert.analysis.imports import dotted_name
@@ -65,8 +66,8 @@ def evaluation_loops(analysis: Analysis, prepared_bindings: set) -> list[Evaluat
             continue
         if not (without_gradients(analysis, loop.scope, loop.location) or not connected(analysis, binding, upstream=True) & trained):
             continue
-        if not _calls_model(analysis, loop):
-            continue
+        if not _calls_model(analysis, loop) or synchronises_after(analysis, loop):
+            continue  # metrics combined across processes by the script itself (all_reduce, a logger's sync)
         found.append(_describe(analysis, loop))
     return found
 
