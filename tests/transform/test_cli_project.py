@@ -293,3 +293,54 @@ def test_a_trainer_module_gets_the_runtime_import_it_uses(tmp_path):
     assert "        self.accelerator = Accelerator()\n" in text
     assert not results["main.py"].changed  # the entry reads no runtime name: it keeps its imports
     assert "import `Accelerator` (used in this file)" in [change.message for change in results["trainer.py"].changes]
+
+
+_HELPERS = (
+    "import os\n\n"
+    "import torch.distributed as dist\n\n\n"
+    "def setup():\n"
+    "    if \"RANK\" in os.environ:\n"
+    "        dist.init_process_group(\"gloo\")\n\n\n"
+    "def get_rank():\n"
+    "    if not dist.is_initialized():\n"
+    "        return 0\n"
+    "    return dist.get_rank()\n\n\n"
+    "def is_main_process():\n"
+    "    return get_rank() == 0\n"
+)
+_HELPED_ENTRY = (
+    "import torch\n"
+    "from torch.utils.data import DataLoader, TensorDataset\n"
+    "import utils\n\n\n"
+    "def main():\n"
+    "    utils.setup()\n"
+    "    model = torch.nn.Linear(4, 1)\n"
+    "    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)\n"
+    "    loader = DataLoader(TensorDataset(torch.randn(8, 4), torch.randn(8, 1)), batch_size=4)\n"
+    "    for x, y in loader:\n"
+    "        optimizer.zero_grad()\n"
+    "        loss = torch.nn.functional.mse_loss(model(x), y)\n"
+    "        loss.backward()\n"
+    "        optimizer.step()\n"
+    "        if utils.is_main_process():\n"
+    "            print(loss.item())\n\n\n"
+    "main()\n"
+)
+
+
+def test_helpers_only_the_run_uses_are_handed_the_accelerator(tmp_path):
+    results = _convert({"utils.py": _HELPERS, "train.py": _HELPED_ENTRY}, tmp_path)
+    assert "def get_rank(accelerator):" in results["utils.py"].text
+    assert "utils.is_main_process(accelerator)" in results["train.py"].text
+
+
+def test_helpers_another_script_calls_keep_their_signatures(tmp_path):
+    report = "from utils import is_main_process\n\nif is_main_process():\n    print('report')\n"
+    results = _convert({"utils.py": _HELPERS, "train.py": _HELPED_ENTRY, "report.py": report}, tmp_path)
+    assert results["train.py"].changed and "accelerator.backward(loss)" in results["train.py"].text
+    # report.py (which trains nothing) still calls is_main_process(): neither it nor get_rank gets a parameter
+    assert "def get_rank():\n" in results["utils.py"].text and "def is_main_process():\n" in results["utils.py"].text
+    assert "init_process_group" not in results["utils.py"].text
+    assert results["report.py"].text == report
+    assert "utils.is_main_process()" in results["train.py"].text
+    assert not any(d.message.startswith("nothing converted") for r in results.values() for d in r.diagnostics)

@@ -450,7 +450,8 @@ class Flow:
         elif prepared:
             found = ("prepared", prepared[0], expr)
         elif isinstance(expr, ast.Call) and expr.args and not isinstance(expr.args[0], ast.Starred):
-            if not self.callees(scope, expr):
+            callees = self.callees(scope, expr)
+            if not callees or all(_relays(callee) for callee in callees):
                 found = self.loader_status(scope, expr.args[0])
         self._loader[memo] = found
         return found
@@ -524,3 +525,17 @@ class Flow:
             for site in self.p.calls_by_name.get(name, ())
             if isinstance(site.node.func, ast.Attribute) and self.is_accelerator(site.scope, site.node.func.value)
         ]
+
+
+def _relays(callee) -> bool:
+    """A generator of the file that yields what it iterates (``def log_every(iterable): for i, obj in
+    enumerate(iterable): yield obj``): a loop over its result is a loop over its first argument."""
+    node = getattr(callee, "node", None)
+    if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        return False
+    for loop in ast.walk(node):
+        if isinstance(loop, ast.For):
+            names = {target.id for target in ast.walk(loop.target) if isinstance(target, ast.Name)}
+            if any(isinstance(y, ast.Yield) and isinstance(y.value, ast.Name) and y.value.id in names for y in ast.walk(loop)):
+                return True
+    return False
