@@ -40,7 +40,10 @@ class DeviceMoves(Rule):
       batches of a loader that is not prepared (an evaluation helper's own `DataLoader`, a custom iterator), every
       model and batch move when AC002 declines to add `prepare`, and a prepared model moved back to the device after
       the script moved it elsewhere (`model.cpu()` to save a checkpoint, then `model.to(device)`; the move that
-      creates the model is still dropped). A hard-coded `.cuda()`, `.cuda(0)`, `.to("cuda")`, `device="cuda"` or a
+      creates the model is still dropped), and a model the script copies as it is (an EMA:
+      `AveragedModel(model)`, timm's `ModelEma`, a class of its own named for one, `ModelEMA(model)`; or
+      `copy.deepcopy(model)`): the copy is made on the model's device, so the model must be there first (the
+      prepare then finds it in place). A hard-coded `.cuda()`, `.cuda(0)`, `.to("cuda")`, `device="cuda"` or a
       `--device` command-line option (`.to(args.device)`) among them is pointed at `accelerator.device` (or at the
       `device` variable, which AC001 made equal to it).
     - `.to(dtype)` and `.to("cpu")` are not device moves and are kept; `.to(device, dtype)` keeps the dtype.

@@ -129,6 +129,14 @@ class GatherForMetrics(Rule):
     When the output is used inline (`correct += (model(x).argmax(1) == y).sum().item()`), it is first
     assigned to `outputs`, gathered, and the statement reads `outputs` instead.
 
+    ### Metrics the script combines itself
+    A loop whose function combines values across processes itself, inside or after the loop, is left as it is:
+    a `torch.distributed` collective (`dist.all_reduce(correct)`), or a function or method of the file that calls
+    one (a metric logger's `logger.synchronize_between_processes()`, as detection codebases write it). Its metrics
+    already cover every process's share of the prepared loader, as they covered every `DistributedSampler` share in
+    the original's distributed run; gathering as well would count each sample N times. (AC016 turns the
+    collective into `accelerator.reduce` where the function can reach the accelerator.)
+
     ### Comprehensions
     A comprehension or generator expression over a prepared loader (`sum(... for x, y in loader)`,
     `[model(x) for x, _ in loader]`, a dict or set comprehension) runs once per batch of this process, like a loop,
