@@ -250,7 +250,41 @@ def test_apex_amp_leaves_the_file_unchanged_with_one_diagnostic():
             6,
             20,
             "`apex.amp.initialize` is NVIDIA apex's mixed precision, which must wrap the model before "
-            "`accelerator.prepare` and runs its own backward pass: nothing converted; replace apex AMP with `torch.amp` "
-            "(`torch.autocast` and `torch.amp.GradScaler`) first, then run accel-convert again, which converts that",
+            "`accelerator.prepare` and runs its own backward pass: nothing converted; replace it with `torch.amp` "
+            "(`torch.autocast` and `torch.amp.GradScaler`, the plain optimizer and `loss.backward()`) first, then run "
+            "accel-convert again, which converts that",
         )
     ]
+
+
+APEX_FP16_OPTIMIZER = '''\
+import torch
+
+
+def main(fp16):
+    model = torch.nn.Linear(3, 1).cuda()
+    if fp16:
+        from apex.optimizers import FP16_Optimizer, FusedAdam
+        optimizer = FusedAdam(model.parameters(), lr=0.1)
+        optimizer = FP16_Optimizer(optimizer, dynamic_loss_scale=True)
+    else:
+        optimizer = torch.optim.Adam(model.parameters(), lr=0.1)
+    for x in torch.randn(4, 8, 3):
+        loss = model(x.cuda()).sum()
+        if fp16:
+            optimizer.backward(loss)
+        else:
+            loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+'''
+
+
+def test_apex_fp16_optimizer_leaves_the_file_unchanged_naming_it():
+    result = convert_source(APEX_FP16_OPTIMIZER)
+    assert result.text == APEX_FP16_OPTIMIZER
+    assert [(d.code, d.line) for d in result.diagnostics] == [("AC021", 9)]
+    assert result.diagnostics[0].message.startswith(
+        "`FP16_Optimizer` is NVIDIA apex's fp16 optimizer wrapper, which keeps fp32 master weights and runs its own "
+        "scaled backward (`optimizer.backward(loss)`): nothing converted"
+    )

@@ -47,8 +47,9 @@ class UnconvertedPatterns(Rule):
       samples one process holds out would be another's training samples. Seeding it changes which samples each
       part gets, with one process too, so the split is left to the user. Splits inside loops (a permutation every
       epoch) are not reported.
-    - **NVIDIA apex AMP** (`amp.initialize`, `amp.scale_loss`): apex must wrap the model before any other wrapper and
-      runs its own scaled backward, so the whole file is left unchanged. Replace it with `torch.amp` (`autocast`
+    - **NVIDIA apex AMP** (`amp.initialize`, `amp.scale_loss`) and apex's `FP16_Optimizer` (fp32 master weights,
+      `optimizer.backward(loss)`): apex must wrap the model (or the optimizer) before any other wrapper and runs its
+      own scaled backward, so the whole file is left unchanged. Replace it with `torch.amp` (`autocast`
       and `GradScaler`), which AC014 converts, and run the converter again.
 
     ## Example
@@ -252,18 +253,27 @@ def _names_in(node: cst.CSTNode) -> set[str]:
 def apex_amp(analysis) -> list:
     """An AC021 diagnostic when the script uses NVIDIA apex's AMP (``amp.initialize``, ``amp.scale_loss``): it must
     run before any wrapper and owns the backward pass, so the file is left as it is. Empty otherwise."""
-    site = next(
-        (site for site in analysis.facts.calls if (analysis.qualify(site.node.func) or "").startswith("apex.amp.")),
-        None,
-    )
+    site = next((site for site in analysis.facts.calls if _apex_mixed_precision(analysis.qualify(site.node.func))), None)
     if site is None:
         return []
+    name = analysis.code(site.node.func)
+    if name.rsplit(".", 1)[-1] == "FP16_Optimizer":
+        what = (
+            f"`{name}` is NVIDIA apex's fp16 optimizer wrapper, which keeps fp32 master weights and runs its own "
+            "scaled backward (`optimizer.backward(loss)`)"
+        )
+    else:
+        what = f"`{name}` is NVIDIA apex's mixed precision, which must wrap the model before `accelerator.prepare` and runs its own backward pass"
     message = (
-        f"`{analysis.code(site.node.func)}` is NVIDIA apex's mixed precision, which must wrap the model before "
-        "`accelerator.prepare` and runs its own backward pass: nothing converted; replace apex AMP with `torch.amp` "
-        "(`torch.autocast` and `torch.amp.GradScaler`) first, then run accel-convert again, which converts that"
+        f"{what}: nothing converted; replace it with `torch.amp` (`torch.autocast` and `torch.amp.GradScaler`, "
+        "the plain optimizer and `loss.backward()`) first, then run accel-convert again, which converts that"
     )
     return [Pending(Diagnostic, UnconvertedPatterns.code, site.node, message, None)]
+
+
+def _apex_mixed_precision(name: str | None) -> bool:
+    """``apex.amp.*`` and apex's ``FP16_Optimizer`` (``apex.fp16_utils``, older ``apex.optimizers``)."""
+    return bool(name) and (name.startswith("apex.amp.") or (name.startswith("apex.") and name.endswith(".FP16_Optimizer")))
 
 
 def _is_optimizer_class(analysis, info) -> bool:
