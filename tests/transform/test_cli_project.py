@@ -344,3 +344,60 @@ def test_helpers_another_script_calls_keep_their_signatures(tmp_path):
     assert results["report.py"].text == report
     assert "utils.is_main_process()" in results["train.py"].text
     assert not any(d.message.startswith("nothing converted") for r in results.values() for d in r.diagnostics)
+
+
+def test_comments_under_a_modules_main_block_come_back(tmp_path):
+    engine = _engine() + '\n\nif __name__ == "__main__":\n    print("engine")\n    # fit(model, loader, optimizer)\n    # print("done")\n'
+    results = _convert({"engine.py": engine, "train.py": _ENTRY.format(import_line="from engine import fit")}, tmp_path)
+    text = results["engine.py"].text
+    assert "accelerator.backward(loss)" in text
+    assert text.endswith('\n\nif __name__ == "__main__":\n    print("engine")\n    # fit(model, loader, optimizer)\n    # print("done")\n')
+
+
+def test_an_entry_that_needs_nothing_converted_is_left_byte_for_byte(tmp_path):
+    lib = (
+        "import torch\n\n\nclass Thing:\n    pass\n\n\n"
+        "def train():\n"
+        "    model = torch.nn.Linear(2, 2)\n"
+        "    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)\n"
+        "    loader = torch.utils.data.DataLoader(torch.randn(8, 2), batch_size=2)\n"
+        "    for x in loader:\n"
+        "        optimizer.zero_grad()\n"
+        "        model(x).sum().backward()\n"
+        "        optimizer.step()\n"
+    )
+    use = "from lib import Thing\n\nprint(Thing())\n"
+    results = _convert({"lib.py": lib, "use.py": use}, tmp_path)
+    assert results["lib.py"].changed
+    # the import the conversion added among use.py's imports went to lib.py, which uses it, and its line with it
+    assert results["use.py"].text == use and not results["use.py"].changed
+
+
+def test_loaders_a_data_module_builds_are_prepared_where_the_run_receives_them(tmp_path):
+    data = (
+        "import torch\nfrom torch.utils.data import DataLoader, TensorDataset\n\n\n"
+        "def get_data(batch_size):\n"
+        "    train = TensorDataset(torch.randn(16, 4), torch.randn(16, 1))\n"
+        "    valid = TensorDataset(torch.randn(8, 4), torch.randn(8, 1))\n"
+        "    return DataLoader(train, batch_size=batch_size, shuffle=True), DataLoader(valid, batch_size=batch_size)\n"
+    )
+    entry = (
+        "import torch\nfrom data import get_data\n\n\n"
+        "def main():\n"
+        "    device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')\n"
+        "    train_dl, valid_dl = get_data(4)\n"
+        "    model = torch.nn.Linear(4, 1).to(device)\n"
+        "    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)\n"
+        "    for x, y in train_dl:\n"
+        "        x, y = x.to(device), y.to(device)\n"
+        "        optimizer.zero_grad()\n"
+        "        torch.nn.functional.mse_loss(model(x), y).backward()\n"
+        "        optimizer.step()\n\n\n"
+        "main()\n"
+    )
+    results = _convert({"data.py": data, "train.py": entry}, tmp_path)
+    text = results["train.py"].text
+    assert "model, optimizer, train_dl, valid_dl = accelerator.prepare(model, optimizer, train_dl, valid_dl)" in text, text
+    assert "x.to(device)" not in text
+    assert results["data.py"].text == data
+    assert not [d for d in results["train.py"].diagnostics if d.code == "AC002"]

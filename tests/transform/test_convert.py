@@ -165,3 +165,16 @@ def test_ignoring_prepare_keeps_every_move_and_says_so():
     assert not any(change.code == "AC003" for change in ignored.changes)
     [diagnostic] = [d for d in ignored.diagnostics if "AC002 is not selected" in d.message]
     assert diagnostic.code == "AC001" and diagnostic.severity == "work"
+
+
+def test_a_file_the_parser_would_not_write_back_as_it_is_is_refused_naming_the_line():
+    # libcst drops indented comment lines that follow a module's last statement outside any block
+    text = (
+        "import torch\nmodel = torch.nn.Linear(2, 2)\noptimizer = torch.optim.SGD(model.parameters(), lr=0.1)\n"
+        "for x in torch.randn(4, 3, 2):\n    optimizer.zero_grad()\n    model(x).sum().backward()\n    optimizer.step()\n"
+        '"""notes"""\n    # kept by python,\n    # not by the parser\n# end\n'
+    )
+    with pytest.raises(ConvertError) as raised:
+        convert_source(text)
+    assert raised.value.line == 9
+    assert raised.value.message.startswith("cannot convert without losing text: the parser does not keep line 9 as written")

@@ -187,9 +187,20 @@ def _sorted(items: list) -> list:
 
 def _parse(text: str) -> cst.Module:
     try:
-        return cst.parse_module(text)
+        module = cst.parse_module(text)
     except cst.ParserSyntaxError as error:
         python = python_syntax_error(text)  # reported where Python itself reports it (libcst's position may differ)
         if python is not None:
             raise python from None
         raise ConvertError(f"syntax error: {error.message}", error.raw_line, error.raw_column + 1) from None
+    if module.code != text:  # libcst would write back something else (indented comments alone at the module's end)
+        line = next((n for n, (a, b) in enumerate(zip(text.splitlines(), module.code.splitlines()), 1) if a != b), 0)
+        line = line or min(len(text.splitlines()), len(module.code.splitlines())) + 1
+        raise ConvertError(
+            f"cannot convert without losing text: the parser does not keep line {line} as written (indented comment "
+            "lines after the file's last statement); dedent those comments or move them into a block, then run "
+            "accel-convert again",
+            line,
+            1,
+        )
+    return module

@@ -23,9 +23,11 @@ def made_unused(original: str, converted: ast.Module) -> set[str]:
     return unread & _read_names(ast.parse(original))
 
 
-def drop_imports(module: cst.Module, names: set[str]) -> cst.Module:
-    """``module`` without the import aliases that bind ``names`` (a statement left with none goes)."""
-    return module.visit(_ImportDropper(names))
+def drop_imports(module: cst.Module, names: set[str], keep_blank_lines: bool = False) -> cst.Module:
+    """``module`` without the import aliases that bind ``names`` (a statement left with none goes, its comment lines
+    staying above the next statement; with ``keep_blank_lines`` its blank lines too: an import the converter added
+    and takes back leaves the file as it was)."""
+    return module.visit(_ImportDropper(names, keep_blank_lines))
 
 
 def _bound(node: ast.Import | ast.ImportFrom) -> list[str]:
@@ -57,9 +59,10 @@ def _alias_name(alias: cst.ImportAlias) -> str:
 
 
 class _ImportDropper(cst.CSTTransformer):
-    def __init__(self, names: set[str]) -> None:
+    def __init__(self, names: set[str], keep_blank_lines: bool = False) -> None:
         super().__init__()
         self.names = names
+        self.keep_blank_lines = keep_blank_lines
 
     def visit_Try(self, node: cst.Try) -> bool:
         return False
@@ -78,7 +81,7 @@ class _ImportDropper(cst.CSTTransformer):
         for statement in body:
             replacement = self._without_names(statement)
             if replacement is None:  # its own comment lines stay, above the next statement
-                comments += [line for line in statement.leading_lines if line.comment is not None]
+                comments += [line for line in statement.leading_lines if self.keep_blank_lines or line.comment is not None]
                 continue
             if comments:
                 replacement = replacement.with_changes(leading_lines=[*comments, *replacement.leading_lines])

@@ -54,4 +54,4 @@ def without_names(text: str, names: set[str], added: list[ast.ImportFrom]) -> st
 
     if not names:
         return text
-    return drop_imports(cst.parse_module(text), names).code
+    return drop_imports(cst.parse_module(text), names, keep_blank_lines=True).code

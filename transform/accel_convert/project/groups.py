@@ -2,7 +2,7 @@
 
 A module-level ``from M import f, g`` (absolute, resolved against the importing file's folder and the project root,
 or relative) links a file to the project module M when every imported name is defined at M's top level and M may
-hold training code. An entry is a file that links to such modules (it need hold no training code itself: its loop
+hold training code or build data loaders (a ``get_data(args)`` that returns ``DataLoader(...)``). An entry is a file that links to such modules (it need hold no training code itself: its loop
 may all be in a trainer class) and that no other linked file imports; its group is the entry and every module reached through links. No two files of a group may define the same
 top-level name: a group that does is reported and its files are converted one by one. Groups may share modules (a library used by several entry scripts); ``clusters`` puts such
 groups together, and a shared module must convert to the same text for each of them.
@@ -72,7 +72,7 @@ def find_groups(texts: dict[str, str], root: str) -> tuple[list[Group], list[Ref
             tree = ast.parse(text)
         except (SyntaxError, ValueError):
             continue  # converted alone, where the error is reported
-        files[path] = _File(path, tree, may_need_conversion(text), text.splitlines(keepends=True))
+        files[path] = _File(path, tree, may_need_conversion(text) or _makes_loaders(text), text.splitlines(keepends=True))
     modules = _module_paths(files, root)
     for file in files.values():
         _link(file, files, modules, root)
@@ -92,6 +92,12 @@ def find_groups(texts: dict[str, str], root: str) -> tuple[list[Group], list[Ref
         outside = _outside_uses(ordered, files, modules, root)
         groups.append(Group(ordered, hidden, {path: tuple(sorted(renames[path])) for path in ordered}, outside))
     return groups, refusals
+
+
+def _makes_loaders(text: str) -> bool:
+    """The module may build the run's data loaders (``def get_data(args): ... return DataLoader(...)``): joined
+    with the run, its factories are followed and what they return is prepared where the run receives it."""
+    return "DataLoader(" in text and "return" in text and ("import torch" in text or "from torch" in text)
 
 
 def _outside_uses(ordered: tuple[str, ...], files: dict[str, _File], modules: dict[str, str], root: str) -> dict[str, dict[str, tuple[str, ...]]]:
@@ -357,7 +363,25 @@ def _hidden_statements(file: _File, member: bool) -> list[ast.stmt]:
 
 def _hidden(file: _File, member: bool) -> tuple[Hidden, ...]:
     nodes = [node for nodes in file.links.values() for node in nodes] + _hidden_statements(file, member)
-    return tuple(sorted(Hidden(_first_line(node), node.end_lineno) for node in nodes if _whole_lines(node, file.tree)))
+    return tuple(sorted(Hidden(_first_line(node), _last_line(node, file.lines)) for node in nodes if _whole_lines(node, file.tree)))
+
+
+def _last_line(node: ast.stmt, lines: list[str]) -> int:
+    """The last line of ``node`` with the comment lines indented under it that follow (``if __name__ == ...:``
+    followed by commented-out code): they belong to its block, and alone at the end of a module libcst drops them."""
+    last = node.end_lineno
+    if not isinstance(node, ast.If):
+        return last
+    probe = last
+    while probe < len(lines):
+        text = lines[probe]
+        stripped = text.strip()
+        if stripped and not (stripped.startswith("#") and text[: len(text) - len(text.lstrip())]):
+            break
+        probe += 1
+        if stripped:
+            last = probe
+    return last
 
 
 def _first_line(node: ast.stmt) -> int:
