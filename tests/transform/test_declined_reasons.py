@@ -21,6 +21,17 @@ for x in DataLoader(torch.randn(8, 2), batch_size=2):
         opt.step()
 """
 
+STEPPED_OUT_OF_A_DICT = """\
+import torch
+from torch.utils.data import DataLoader
+gen = torch.nn.Linear(2, 2)
+disc = torch.nn.Linear(2, 1)
+optimizers = {"G": torch.optim.Adam(gen.parameters()), "D": torch.optim.Adam(disc.parameters())}
+for x in DataLoader(torch.randn(8, 2), batch_size=2):
+    disc(gen(x)).mean().backward()
+    optimizers["D"].step()
+"""
+
 OWN_OPTIMIZER = """\
 import torch
 from torch.utils.data import DataLoader
@@ -71,11 +82,12 @@ optimizer.step()
     ("source", "line", "words"),
     [
         (STEPPED_IN_A_LOOP, 7, "the optimizers are stepped through a loop over `optimizers` (`opt.step()`)"),
+        (STEPPED_OUT_OF_A_DICT, 8, "the optimizers are held in `optimizers` and stepped as `optimizers[\"D\"].step()`"),
         (OWN_DDP_AND_FACTORY, 6, "`dist.init_process_group` sets up distributed training, but this file has no training step"),
         (ENTRY_SCRIPT, 4, "`torch.optim.AdamW(...)` creates an optimizer, but this file has no training step"),
         (ONE_STEP, 5, "`backward()` is called outside any loop"),
     ],
-    ids=["for_opt_in_optimizers", "own_ddp_and_factory", "entry_script", "backward_outside_loops"],
+    ids=["for_opt_in_optimizers", "optimizers_dict", "own_ddp_and_factory", "entry_script", "backward_outside_loops"],
 )
 def test_a_declined_file_says_what_it_found(source, line, words):
     result = convert_source(source)

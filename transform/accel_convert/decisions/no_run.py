@@ -1,7 +1,8 @@
 """Why a file with training code has no training run the converter can convert: the whole-file decline's reasons.
 
 Every declined file with a backward, an optimizer step, a device move or a hand-written distributed setup says why,
-naming what it found: an optimizer stepped through a loop over several (``for opt in optimizers:``), an in-file
+naming what it found: an optimizer stepped through a loop over several (``for opt in optimizers:``) or out of a
+dict or list (``optimizers["D"].step()``), an in-file
 subclass of ``torch.optim.Optimizer``, an optimizer from a call (a factory, ``model.configure_optimizers()``), or no
 training step in this file at all (the loop lives in another module). Said once: a loop in a helper class that is
 handed its optimizer from outside is AC021's to explain, and AC021 stays silent where AC001 named a reason.
@@ -59,6 +60,15 @@ def _unrecognised(analysis: Analysis, steps) -> str | None:
                 f"training loop not recognised: the optimizers are stepped through a loop{over} "
                 f"(`{receiver.value}.step()`), which the converter does not follow; step each optimizer by its own "
                 f"name to have it converted; {_TAIL}"
+            )
+    for step in steps:
+        receiver = step.node.func.value
+        if isinstance(receiver, cst.Subscript) and dotted_name(receiver.value):
+            container = dotted_name(receiver.value)
+            return (
+                f"training loop not recognised: the optimizers are held in `{container}` and stepped as "
+                f"`{analysis.code(receiver)}.step()`, which the converter does not follow; bind each optimizer to a "
+                f"name of its own (`optimizer_g = ...`) and step it by that name to have it converted; {_TAIL}"
             )
     for step in steps:
         key = dotted_name(step.node.func.value)
