@@ -82,7 +82,7 @@ optimizer.step()
     ("source", "line", "words"),
     [
         (STEPPED_IN_A_LOOP, 7, "the optimizers are stepped through a loop over `optimizers` (`opt.step()`)"),
-        (STEPPED_OUT_OF_A_DICT, 8, "the optimizers are held in `optimizers` and stepped as `optimizers[\"D\"].step()`"),
+        (STEPPED_OUT_OF_A_DICT, 7, "the optimizers are held in `optimizers` and stepped as `optimizers[\"D\"].step()`"),
         (OWN_DDP_AND_FACTORY, 6, "`dist.init_process_group` sets up distributed training, but this file has no training step"),
         (ENTRY_SCRIPT, 4, "`torch.optim.AdamW(...)` creates an optimizer, but this file has no training step"),
         (ONE_STEP, 5, "`backward()` is called outside any loop"),
