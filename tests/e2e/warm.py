@@ -2,7 +2,8 @@
 (``python script.py args`` or ``accel launch ...``), so that a run does not pay torch's import (seconds on a small
 machine; most of a fixture's run) again. The child sets up what a fresh ``python script.py`` would have: working
 directory, environment, ``sys.argv``, ``sys.path[0]``, stdout and stderr, ``__main__``, exit status and atexit
-handlers. Processes that ``accel launch`` starts are fresh interpreters as always.
+handlers. The workers that ``accel launch`` starts (through torchrun's agent, which runs in the child) are forked
+from the child too, each set up as ``python -u script.py args`` with the agent's environment and log files.
 
 Protocol (one JSON object per line on stdin): {"argv": [...], "cwd": ..., "env": {...}, "out": path, "err": path,
 "status": path}. For each, a waiter child forks the runner and writes the runner's exit status (a negative number:
@@ -69,22 +70,107 @@ def _run(request: dict) -> None:
         if argv[0] == "accel":
             from accel.cli import main
 
+            _fork_workers()
             sys.argv = argv
             code = _exit_code(lambda: main(args=argv[1:], prog_name="accel"))
         else:
-            import runpy
-
-            script = os.path.abspath(argv[0])
-            sys.argv = [argv[0], *argv[1:]]
-            sys.path[0] = os.path.dirname(script)
-            code = _exit_code(lambda: runpy.run_path(script, run_name="__main__"))
+            code = _run_script(argv)
     finally:
-        import atexit
+        _exit(code)
 
-        atexit._run_exitfuncs()
+
+def _run_script(argv: list[str]) -> int:
+    """``python script.py args`` in this interpreter; its exit status."""
+    import runpy
+
+    script = os.path.abspath(argv[0])
+    sys.argv = [argv[0], *argv[1:]]
+    sys.path[0] = os.path.dirname(script)
+    return _exit_code(lambda: runpy.run_path(script, run_name="__main__"))
+
+
+def _exit(code: int) -> None:
+    import atexit
+
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _fork_workers() -> None:
+    """Make torchrun's agent (which ``accel launch`` runs in this process) fork its workers from here, torch
+    already imported, instead of starting fresh interpreters: each worker of a launch saves torch's import. A
+    worker is what ``python -u script.py args`` with the agent's environment and log files would be; commands of
+    another shape are started as usual."""
+    from torch.distributed.elastic.multiprocessing.subprocess_handler import subprocess_handler
+
+    started = subprocess_handler.SubprocessHandler._popen
+
+    def popen(handler, args, env):
+        command = [str(arg) for arg in args]
+        if len(command) < 3 or command[0] != sys.executable or command[1] != "-u" or command[2].startswith("-"):
+            return started(handler, args, env)
         sys.stdout.flush()
         sys.stderr.flush()
-        os._exit(code)
+        pid = os.fork()
+        if pid == 0:
+            _worker(handler, command[2:], env)
+        return _ForkedWorker(pid)
+
+    subprocess_handler.SubprocessHandler._popen = popen
+
+
+def _worker(handler, argv: list[str], env: dict[str, str]) -> None:
+    code = 1
+    try:
+        os.setsid()  # as torchrun's start_new_session: the agent stops a worker with killpg(pid)
+        for number in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGCHLD):
+            signal.signal(number, signal.SIG_DFL)  # not the agent's handlers
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        agent = os.getppid()
+        threading.Thread(target=_stop_when_orphaned, args=(agent,), daemon=True).start()
+        os.environ.clear()
+        os.environ.update(env)
+        for fd, log in ((1, handler._stdout), (2, handler._stderr)):
+            if log is not None:
+                os.dup2(log.fileno(), fd)
+        sys.stdout.reconfigure(write_through=True)  # python -u
+        sys.stderr.reconfigure(write_through=True)
+        code = _run_script(argv)
+    finally:
+        _exit(code)
+
+
+def _stop_when_orphaned(agent: int) -> None:
+    """A worker whose agent died (a test's timeout kills the launch's process group, not the workers' sessions)
+    stops too, as a fresh worker would find its rendezvous gone."""
+    while os.getppid() == agent:
+        time.sleep(0.5)
+    os._exit(1)
+
+
+class _ForkedWorker:
+    """What torchrun's agent uses of a worker's ``Popen``: ``pid``, ``poll()``, ``wait()``."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self.returncode = None
+
+    def poll(self):
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout=None):
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(str(self.pid), timeout)
+            time.sleep(0.01)
+        return self.returncode
 
 
 def _exit_code(call) -> int:
