@@ -267,3 +267,43 @@ def test_a_distributed_sampler_goes_even_when_the_factory_reads_its_loader_first
     )
     assert "    loader = DataLoader(data, batch_size=4, shuffle=True)\n" in result.text
     assert "DistributedSampler" not in result.text
+
+
+LOADER_SUBCLASS = """\
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+
+class FastLoader(DataLoader):
+    def __init__(self, dataset, **kwargs):
+        super().__init__(dataset, drop_last=True, **kwargs)
+
+
+device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+model = torch.nn.Linear(4, 1).to(device)
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+loader = FastLoader(TensorDataset(torch.randn(64, 4), torch.randn(64, 1)), batch_size=8)
+for x, y in loader:
+    x, y = x.to(device), y.to(device)
+    optimizer.zero_grad()
+    torch.nn.functional.mse_loss(model(x), y).backward()
+    optimizer.step()
+"""
+
+
+def test_a_dataloader_subclass_of_the_file_is_a_loader():
+    result = convert_source(LOADER_SUBCLASS)
+    assert "model, optimizer, loader = accelerator.prepare(model, optimizer, loader)" in result.text
+    assert "x.to(device)" not in result.text
+    assert result.diagnostics == ()
+
+
+def test_a_dataloader_subclass_that_iterates_its_own_way_is_not_prepared_and_says_why():
+    source = LOADER_SUBCLASS.replace(
+        "        super().__init__(dataset, drop_last=True, **kwargs)\n",
+        "        super().__init__(dataset, drop_last=True, **kwargs)\n\n    def __iter__(self):\n        yield from super().__iter__()\n",
+    )
+    result = convert_source(source)
+    assert "accelerator.prepare(model, optimizer)" in result.text and "x.to(device)" in result.text
+    messages = [d.message for d in result.diagnostics if d.code == "AC002"]
+    assert len(messages) == 1 and "a class of this file that changes how it iterates" in messages[0], messages

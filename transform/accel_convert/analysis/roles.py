@@ -45,6 +45,7 @@ class Analysis:
     creations: dict[Binding, Assignment] = field(default_factory=dict)  # the assignment that made the object
     edges: list[tuple[Binding, Binding, bool, Assignment | None]] = field(default_factory=list)  # target, source, alias
     model_classes: set[str] = field(default_factory=set)
+    loader_classes: set[str] = field(default_factory=set)  # the file's own subclasses of DataLoader
     candidates: set[Binding] = field(default_factory=set)  # constructed like a model; a model if used as one
     batch_loops: dict[Loop, set[str]] = field(default_factory=dict)
     batch_sources: dict[Loop, set[Binding]] = field(default_factory=dict)  # the loaders a batch loop iterates
@@ -234,18 +235,27 @@ def _argument_for(call: cst.Call, position: int, name: str) -> cst.BaseExpressio
 
 
 def find_model_classes(analysis: Analysis) -> None:
+    """The file's classes that are modules (``nn.Module`` subclasses) and data loaders (``DataLoader`` subclasses),
+    directly or through another class of the file."""
+    _subclasses(analysis, symbols.MODULE_BASES, analysis.model_classes)
+    _subclasses(analysis, symbols.DATALOADERS, analysis.loader_classes)
+    # prepare rebuilds a loader from its dataset and settings: one that iterates its own way is not a loader to it
+    analysis.loader_classes -= {
+        name for name in analysis.loader_classes if {"__iter__", "__len__", "__next__"} & set(analysis.facts.classes[name].methods)
+    }
+
+
+def _subclasses(analysis: Analysis, bases: frozenset, found: set[str]) -> None:
     classes = analysis.facts.classes
     changed = True
     while changed:
         changed = False
         for name, info in classes.items():
-            if name in analysis.model_classes:
+            if name in found:
                 continue
             for base in info.bases:
-                if analysis.qualify(base) in symbols.MODULE_BASES or (
-                    isinstance(base, cst.Name) and base.value in analysis.model_classes
-                ):
-                    analysis.model_classes.add(name)
+                if analysis.qualify(base) in bases or (isinstance(base, cst.Name) and base.value in found):
+                    found.add(name)
                     changed = True
                     break
 
@@ -337,6 +347,8 @@ def _classify(analysis: Analysis, binding: Binding, scope: Scope, value, assignm
             analysis.candidates.add(binding)
             if assignment is not None:
                 analysis.creations.setdefault(binding, assignment)
+        elif isinstance(value.func, cst.Name) and value.func.value in analysis.loader_classes:
+            set_role(analysis, binding, LOADER, assignment)
         return
     if symbols.is_optimizer(qualified):
         set_role(analysis, binding, OPTIMIZER, assignment)

@@ -45,7 +45,9 @@ class Prepare(Rule):
     class however it was imported (`optim.Adam`, `from torch.optim import Adam as A`, `from torch.optim import *`);
     a model is what feeds `.parameters()` to an optimizer, or an `nn.Module` subclass of the file (or a
     `torchvision` model) that is called in a loop over a data loader; a data loader is a
-    `torch.utils.data.DataLoader`. Attributes count (`self.model`, `self.optimizer` in a trainer class), and
+    `torch.utils.data.DataLoader`, or a subclass of it in the file that keeps its way of iterating (a subclass that
+    defines `__iter__`, `__len__` or `__next__` is not prepared: `prepare` rebuilds a loader from its dataset and
+    settings, and would lose that). Attributes count (`self.model`, `self.optimizer` in a trainer class), and
     objects handed to helper functions (`train(model, loader, optimizer)`) are prepared where they are created.
 
     Objects that a function of the file builds and returns are followed to the call that receives them, also
@@ -558,6 +560,11 @@ def _why_unknown(context, scope, iterated: cst.BaseExpression) -> str:
         function = context.code(value.func)
         if isinstance(value.func, cst.Name) and value.func.value in analysis.facts.functions:
             return f"it comes from `{function}(...)`, a function of this file whose returns AC002 does not follow"
+        if isinstance(value.func, cst.Name) and value.func.value in analysis.facts.classes:
+            return (
+                f"it comes from `{function}(...)`, a class of this file that changes how it iterates (`__iter__`, "
+                "`__len__`), which the prepared loader would not keep"
+            )
         if analysis.qualify(value.func) is not None or isinstance(value.func, cst.Name):
             return f"it comes from `{function}(...)`, which is not defined in this file"
         return f"it comes from `{function}(...)`, a call through an attribute, which AC002 does not follow"
