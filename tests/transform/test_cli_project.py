@@ -36,15 +36,25 @@ def test_a_folder_converts_entry_and_engine_together(project):
     assert result.exit_code == 0, result.output
     for name in ("train.py", "engine.py", "utils.py"):
         assert (project / name).read_bytes() == _after(name), name
-    assert "2 files converted, 1 file left unchanged" in result.output
+    assert "3 files converted, 0 files left unchanged, 1 note" in result.output
 
 
 def test_the_files_named_together_convert_as_one_run(project, monkeypatch):
     monkeypatch.chdir(project)
+    result = invoke("train.py", "engine.py", "utils.py")
+    assert result.exit_code == 0, result.output
+    for name in ("train.py", "engine.py", "utils.py"):
+        assert (project / name).read_bytes() == _after(name), name
+
+
+def test_a_module_not_named_is_not_converted_with_the_files_named(project, monkeypatch):
+    monkeypatch.chdir(project)
     result = invoke("train.py", "engine.py")
     assert result.exit_code == 0, result.output
-    assert (project / "train.py").read_bytes() == _after("train.py")
-    assert (project / "engine.py").read_bytes() == _after("engine.py")
+    assert (project / "utils.py").read_bytes() == _before("utils.py")
+    engine = (project / "engine.py").read_text()
+    assert "accelerator.backward(loss)" in engine and "utils.reduce_dict({name: value.detach()" in engine
+    assert "accelerator=accelerator)" not in engine.split("utils.reduce_dict(", 1)[1].split("\n", 1)[0]
 
 
 def test_check_and_diff_write_nothing_and_show_every_file(project):
@@ -63,8 +73,9 @@ def test_one_file_alone_is_told_the_command_that_converts_its_run(project, monke
     result = invoke("--check", "train.py")
     assert result.exit_code == 1
     assert (
-        "train.py:8:1: AC001 `evaluate`, `train_one_epoch` are defined in engine.py, part of this training run: "
-        "convert the files together with `accel-convert train.py engine.py`"
+        "train.py:8:1: AC001 `evaluate`, `train_one_epoch`, `utils.collate`, `utils.is_main_process` are defined in "
+        "utils.py, engine.py, part of this training run: convert the files together with "
+        "`accel-convert train.py utils.py engine.py`"
     ) in result.output
     assert (project / "train.py").read_bytes() == _before("train.py")
 
@@ -401,3 +412,42 @@ def test_loaders_a_data_module_builds_are_prepared_where_the_run_receives_them(t
     assert "x.to(device)" not in text
     assert results["data.py"].text == data
     assert not [d for d in results["train.py"].diagnostics if d.code == "AC002"]
+
+
+def test_an_evaluation_module_joins_the_run_and_its_loop_is_gathered(tmp_path):
+    evaluate = (
+        "import torch\n\n\n"
+        "@torch.no_grad()\n"
+        "def evaluate(model, loader, device):\n"
+        "    correct = 0\n"
+        "    for x, y in loader:\n"
+        "        x, y = x.to(device), y.to(device)\n"
+        "        out = model(x)\n"
+        "        correct += (out.argmax(1) == y).sum().item()\n"
+        "    return correct\n"
+    )
+    entry = (
+        "import torch\nfrom torch.utils.data import DataLoader, TensorDataset\nfrom evaluate import evaluate\n\n\n"
+        "def main():\n"
+        "    device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')\n"
+        "    data = TensorDataset(torch.randn(16, 4), torch.randint(0, 2, (16,)))\n"
+        "    train_loader = DataLoader(data, batch_size=4, shuffle=True)\n"
+        "    val_loader = DataLoader(data, batch_size=4)\n"
+        "    model = torch.nn.Linear(4, 2).to(device)\n"
+        "    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)\n"
+        "    for x, y in train_loader:\n"
+        "        x, y = x.to(device), y.to(device)\n"
+        "        optimizer.zero_grad()\n"
+        "        torch.nn.functional.cross_entropy(model(x), y).backward()\n"
+        "        optimizer.step()\n"
+        "    print(evaluate(model, val_loader, device))\n\n\n"
+        "main()\n"
+    )
+    results = _convert({"evaluate.py": evaluate, "train.py": entry}, tmp_path)
+    text = results["evaluate.py"].text
+    assert "def evaluate(model, loader, device, accelerator):" in text, text
+    assert "        out, y = accelerator.gather_for_metrics((out, y))\n" in text
+    assert "evaluate(model, val_loader, device, accelerator)" in results["train.py"].text
+    # converted alone, the entry names the function it hands the prepared objects to (file-by-file behaviour)
+    alone = convert_project({str(tmp_path / "train.py"): entry}, str(tmp_path))[str(tmp_path / "train.py")]
+    assert any(d.code == "AC002" and "`evaluate(...)`" in d.message for d in alone.diagnostics), alone.diagnostics

@@ -199,3 +199,46 @@ def test_a_withdrawn_loaders_message_cites_the_samplers_line_in_the_original():
     )
     messages = [d.message for d in convert_source(source).diagnostics if "DistributedSampler made on line" in d.message]
     assert len(messages) == 1 and "made on line 11:" in messages[0], messages
+
+
+UNREACHABLE_HELPERS = dedent(
+    """\
+    import torch
+    import torch.distributed as dist
+
+
+    def is_dist_avail_and_initialized():
+        return dist.is_available() and dist.is_initialized()
+
+
+    def get_rank():
+        if not is_dist_avail_and_initialized():
+            return 0
+        return dist.get_rank()
+
+
+    def get_world_size():
+        return dist.get_world_size()
+
+
+    def report():
+        print(get_rank(), get_world_size())
+
+
+    def main():
+        model = torch.nn.Linear(2, 2)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        loader = torch.utils.data.DataLoader(torch.randn(8, 2), batch_size=2)
+        for x in loader:
+            optimizer.zero_grad()
+            model(x).sum().backward()
+            optimizer.step()
+    """
+)
+
+
+def test_a_distributed_call_left_in_a_function_that_checks_for_a_process_group_is_only_a_note():
+    found = {(d.line, d.severity) for d in convert_source(UNREACHABLE_HELPERS).diagnostics if d.code == "AC016"}
+    # get_rank asks is_dist_avail_and_initialized() first: it works on the accelerator's group as it is;
+    # get_world_size does not ask, and with one process there is no group: that one is work
+    assert found == {(12, "note"), (16, "work")}, found

@@ -2,7 +2,8 @@
 
 A module-level ``from M import f, g`` (absolute, resolved against the importing file's folder and the project root,
 or relative) links a file to the project module M when every imported name is defined at M's top level and M may
-hold training code or build data loaders (a ``get_data(args)`` that returns ``DataLoader(...)``). An entry is a file that links to such modules (it need hold no training code itself: its loop
+hold training code, build data loaders (a ``get_data(args)`` that returns ``DataLoader(...)``) or evaluate without
+gradients (an ``evaluate(net, loader, device)`` under ``torch.no_grad``). An entry is a file that links to such modules (it need hold no training code itself: its loop
 may all be in a trainer class) and that no other linked file imports; its group is the entry and every module reached through links. No two files of a group may define the same
 top-level name: a group that does is reported and its files are converted one by one. Groups may share modules (a library used by several entry scripts); ``clusters`` puts such
 groups together, and a shared module must convert to the same text for each of them.
@@ -72,7 +73,7 @@ def find_groups(texts: dict[str, str], root: str) -> tuple[list[Group], list[Ref
             tree = ast.parse(text)
         except (SyntaxError, ValueError):
             continue  # converted alone, where the error is reported
-        files[path] = _File(path, tree, may_need_conversion(text) or _makes_loaders(text), text.splitlines(keepends=True))
+        files[path] = _File(path, tree, may_need_conversion(text) or may_join_a_run(text), text.splitlines(keepends=True))
     modules = _module_paths(files, root)
     for file in files.values():
         _link(file, files, modules, root)
@@ -94,10 +95,12 @@ def find_groups(texts: dict[str, str], root: str) -> tuple[list[Group], list[Ref
     return groups, refusals
 
 
-def _makes_loaders(text: str) -> bool:
-    """The module may build the run's data loaders (``def get_data(args): ... return DataLoader(...)``): joined
-    with the run, its factories are followed and what they return is prepared where the run receives it."""
-    return "DataLoader(" in text and "return" in text and ("import torch" in text or "from torch" in text)
+def may_join_a_run(text: str) -> bool:
+    """Cheap text check, as the prefilter's: the module may build the run's data loaders (``def get_data(args): ... return DataLoader(...)``) or evaluate
+    its model (``@torch.inference_mode() def evaluate(net, loader, device)``): joined with the run, its factories are
+    followed (what they return is prepared where the run receives it) and its evaluation loops are converted."""
+    uses_torch = "import torch" in text or "from torch" in text
+    return uses_torch and (("DataLoader(" in text and "return" in text) or "no_grad" in text or "inference_mode" in text)
 
 
 def _outside_uses(ordered: tuple[str, ...], files: dict[str, _File], modules: dict[str, str], root: str) -> dict[str, dict[str, tuple[str, ...]]]:

@@ -42,7 +42,10 @@ class TorchDistributed(Rule):
       AC017 removes), becomes `accelerator.unwrap_model(model)`.
 
     Calls where the accelerator is not reachable, and reductions the accelerator does not have (`MIN`,
-    `PRODUCT`, `async_op=True`), are left as they are, with a diagnostic. So is a `model.module` the
+    `PRODUCT`, `async_op=True`), are left as they are, with a diagnostic. In a function that first checks that a
+    process group exists (`if not dist.is_initialized(): return 0`, or a helper of the file that asks it, as
+    detection codebases' `is_dist_avail_and_initialized()`), an unreachable call only gets a note: the accelerator
+    creates the process group whenever there are several processes, so the call works as it is. So is a `model.module` the
     accelerator cannot reach: with one process the prepared model is the user's own module, which has no
     `.module`, so the diagnostic names the line to change by hand.
 
@@ -83,6 +86,7 @@ class TorchDistributed(Rule):
 
     def plan(self, context, plan):
         analysis = context.analysis
+        guarded = _guarded_scopes(analysis)
         for site, qualified in _sites(analysis):
             call = site.node
             statement = site.statement
@@ -94,7 +98,14 @@ class TorchDistributed(Rule):
             accelerator = context.access.expression(site.scope)
             if accelerator is None:
                 message = f"`{context.code(call.func)}` left as is: `{site.scope.name}` cannot reach the accelerator"
-                plan.diagnostics.append(context.diagnostic(self.code, call, message))
+                if site.scope in guarded:
+                    message += (
+                        "; it runs only once a process group exists (the function checks `is_initialized()` first), "
+                        "and the accelerator creates that group, so it works as it is"
+                    )
+                    plan.diagnostics.append(context.note(self.code, call, message))
+                else:
+                    plan.diagnostics.append(context.diagnostic(self.code, call, message))
                 continue
             if qualified in _PROPERTIES:
                 replacement = f"{accelerator}.{_PROPERTIES[qualified]}"
@@ -176,6 +187,20 @@ def _alone(statement, call) -> bool:
         and isinstance(statement.body[0], cst.Expr)
         and statement.body[0].value is call
     )
+
+
+def _guarded_scopes(analysis) -> set:
+    """Functions that ask whether a process group exists before their ``torch.distributed`` calls: they call
+    ``dist.is_initialized()`` themselves, or a function of the file that does (``is_dist_avail_and_initialized()``)."""
+    checking = {
+        site.scope
+        for site in analysis.facts.calls
+        if site.scope.parent is not None and analysis.qualify(site.node.func) == "torch.distributed.is_initialized"
+    }
+    names = {scope.name for scope in checking if scope.class_name is None}
+    return checking | {
+        site.scope for site in analysis.facts.calls if isinstance(site.node.func, cst.Name) and site.node.func.value in names
+    }
 
 
 def _sites(analysis):

@@ -20,6 +20,7 @@ def group_files(files: Sequence[str], root: str) -> tuple[list[tuple[str, ...]],
     """The clusters of project groups among ``files`` (each a tuple of paths, entries first) and, per entry that
     could not be grouped, the diagnostic saying why."""
     from accel_convert.analysis.prefilter import may_need_conversion
+    from accel_convert.project.groups import may_join_a_run
     from accel_convert.shell.files import SourceError, read_source
 
     texts, others = {}, {}
@@ -28,7 +29,7 @@ def group_files(files: Sequence[str], root: str) -> tuple[list[tuple[str, ...]],
             text = read_source(path).text
         except SourceError:
             continue  # reported when the file itself is converted
-        (texts if may_need_conversion(text) else others)[path] = text
+        (texts if may_need_conversion(text) or may_join_a_run(text) else others)[path] = text
     if not texts:
         return [], {}
     # an entry script need not hold training code itself (its loop may all be in a trainer): a file naming a
