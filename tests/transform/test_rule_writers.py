@@ -210,3 +210,34 @@ def test_file_handler_inside_basic_config_moves_with_it():
     guarded = 'if accelerator.is_main_process:\n    logging.basicConfig(handlers=[logging.FileHandler("train.log")])\n'
     assert guarded in result.text
     assert work(result) == []
+
+
+IMAGES = """\
+import torch
+import torchvision.utils as vutils
+from torchvision.utils import save_image
+
+model = torch.nn.Linear(4, 4)
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+loader = torch.utils.data.DataLoader(torch.randn(16, 4), batch_size=4)
+for epoch in range(2):
+    for x in loader:
+        optimizer.zero_grad()
+        out = model(x)
+        out.sum().backward()
+        optimizer.step()
+    vutils.save_image(out.detach().view(-1, 1, 2, 2), f"out_{epoch}.png")
+    saved = [save_image(x.view(-1, 1, 2, 2), "x.png")]
+"""
+
+
+def test_saved_images_are_written_by_the_main_process_only():
+    result = convert_source(IMAGES)
+    assert (
+        "    if accelerator.is_main_process:\n"
+        '        vutils.save_image(out.detach().view(-1, 1, 2, 2), f"out_{epoch}.png")\n'
+    ) in result.text
+    # inside another expression it cannot be guarded alone: named, left as is
+    assert '    saved = [save_image(x.view(-1, 1, 2, 2), "x.png")]\n' in result.text
+    assert [(d.code, d.line) for d in result.diagnostics if d.code == "AC020"] == [("AC020", 15)]
+    assert convert_source(result.text).text == result.text

@@ -10,11 +10,13 @@ _WRITERS = frozenset(
     {"torch.utils.tensorboard.SummaryWriter", "torch.utils.tensorboard.writer.SummaryWriter", "tensorboardX.SummaryWriter", "logging.FileHandler"}
 )
 _CONFIGURE = "logging.basicConfig"
+# functions that write one file per call: every process would write the same path
+_FILE_SAVES = frozenset({"torchvision.utils.save_image", "matplotlib.pyplot.savefig"})
 _HANDLER_METHODS = ("addHandler", "removeHandler")  # `logger.addHandler(handler)` attaches a handler where it runs
 
 
 class MainProcessWriters(Rule):
-    """Write TensorBoard events and log files from the main process only.
+    """Write TensorBoard events, log files and saved images from the main process only.
 
     ## Why
     Every process runs the whole script: N `SummaryWriter`s write N event files into the same run directory, and
@@ -30,8 +32,10 @@ class MainProcessWriters(Rule):
     `logger.addHandler(...)` moves with that statement. A writer that is passed on in any other way, returned
     or stored elsewhere gets a diagnostic instead, since guarding its creation alone would leave the other
     processes with a name that is not defined. A `logging.basicConfig(...)` statement moves under the same
-    guard, with any `FileHandler` among its `handlers=`. The accelerator must exist where the line runs (as for
-    AC011); otherwise a diagnostic names the line.
+    guard, with any `FileHandler` among its `handlers=`. So does a statement that writes one file per call,
+    `torchvision.utils.save_image(...)` (`vutils.save_image`) or `matplotlib.pyplot.savefig(...)`: every process
+    would write the same path at once; the main process writes it from its own share of the batches. The
+    accelerator must exist where the line runs (as for AC011); otherwise a diagnostic names the line.
 
     ## Example
     ```python
@@ -69,7 +73,7 @@ class MainProcessWriters(Rule):
 
     code = "AC020"
     name = "main-process-writers"
-    summary = "Write TensorBoard events and log files from the main process only."
+    summary = "Write TensorBoard events, log files and saved images from the main process only."
 
     def plan(self, context, plan):
         analysis = context.analysis
@@ -78,6 +82,8 @@ class MainProcessWriters(Rule):
             qualified = analysis.qualify(site.node.func)
             if qualified == _CONFIGURE:
                 self._configure(context, plan, site, guards)
+            elif qualified in _FILE_SAVES:
+                self._file_save(context, plan, site, guards)
             elif qualified in _WRITERS:
                 self._writer(context, plan, site, guards)
         _guard(plan, guards)
@@ -92,6 +98,23 @@ class MainProcessWriters(Rule):
         guards.append((site.statement, accelerator))
         context.use(site.scope, site.location)
         plan.changes.append(context.change(self.code, site.node, "`logging.basicConfig` on the main process only"))
+
+    def _file_save(self, context, plan, site, guards):
+        label = context.code(site.node.func)
+        accelerator = context.access.reachable(site.scope, site.location)
+        statement = site.statement
+        if accelerator is None or not (_guardable(statement, site.node) and isinstance(statement.body[0], cst.Expr)):
+            plan.diagnostics.append(
+                context.diagnostic(
+                    self.code, site.node,
+                    f"`{label}(...)` writes its file on every process (the same path, N times at once); call it under "
+                    "`if accelerator.is_main_process:`",
+                )
+            )
+            return
+        guards.append((statement, accelerator))
+        context.use(site.scope, site.location)
+        plan.changes.append(context.change(self.code, site.node, f"`{label}` on the main process only"))
 
     def _writer(self, context, plan, site, guards):
         facts = context.analysis.facts
