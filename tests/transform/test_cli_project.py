@@ -451,3 +451,21 @@ def test_an_evaluation_module_joins_the_run_and_its_loop_is_gathered(tmp_path):
     # converted alone, the entry names the function it hands the prepared objects to (file-by-file behaviour)
     alone = convert_project({str(tmp_path / "train.py"): entry}, str(tmp_path))[str(tmp_path / "train.py")]
     assert any(d.code == "AC002" and "`evaluate(...)`" in d.message for d in alone.diagnostics), alone.diagnostics
+
+
+def test_two_spellings_of_one_import_are_not_a_clash(tmp_path):
+    engine = "import torch.nn as nn\n" + _engine()
+    entry = "from torch import nn\n" + _ENTRY.format(import_line="from engine import fit")
+    results = _convert({"engine.py": engine, "train.py": entry}, tmp_path)
+    assert "accelerator.backward(loss)" in results["engine.py"].text
+    assert not any("both define" in d.message for r in results.values() for d in r.diagnostics)
+
+
+def test_files_that_only_evaluate_are_not_refused_as_a_run(tmp_path):
+    # two model modules binding `nn` differently, imported by a hub file: no training anywhere, so no group and
+    # no diagnostic about joining them
+    heads = "import torch\nfrom torch import nn\n\n\n@torch.no_grad()\ndef predict(model, x):\n    return model(x)\n"
+    other = "import torch\nnn = None\n\n\n@torch.no_grad()\ndef score(model, x):\n    return model(x).sum()\n"
+    hub = "from heads import predict\nfrom other import score\n\nprint(predict, score)\n"
+    results = _convert({"heads.py": heads, "other.py": other, "hub.py": hub}, tmp_path)
+    assert all(not r.changed and not r.diagnostics for r in results.values()), {p: r.diagnostics for p, r in results.items()}

@@ -58,11 +58,12 @@ class Refusal:
 class _File:
     path: str
     tree: ast.Module
-    training: bool
+    training: bool  # may hold training code, or join a run (builds loaders, evaluates)
     lines: list[str] = field(default_factory=list)
     links: dict[str, list[ast.stmt]] = field(default_factory=dict)  # target path -> imports hidden for it
     renames: list[Rename] = field(default_factory=list)  # ``engine.fit`` reads of linked modules' definitions
     used: dict[str, set[str]] = field(default_factory=dict)  # target path -> its names read through a module alias
+    trains: bool = False  # may hold training code itself (the prefilter's test)
 
 
 def find_groups(texts: dict[str, str], root: str) -> tuple[list[Group], list[Refusal]]:
@@ -73,7 +74,8 @@ def find_groups(texts: dict[str, str], root: str) -> tuple[list[Group], list[Ref
             tree = ast.parse(text)
         except (SyntaxError, ValueError):
             continue  # converted alone, where the error is reported
-        files[path] = _File(path, tree, may_need_conversion(text) or may_join_a_run(text), text.splitlines(keepends=True))
+        trains = may_need_conversion(text)
+        files[path] = _File(path, tree, trains or may_join_a_run(text), text.splitlines(keepends=True), trains=trains)
     modules = _module_paths(files, root)
     for file in files.values():
         _link(file, files, modules, root)
@@ -84,6 +86,8 @@ def find_groups(texts: dict[str, str], root: str) -> tuple[list[Group], list[Ref
             continue
         members = _reach(file, files)
         ordered = (file.path, *members)
+        if not any(files[path].trains for path in ordered):
+            continue  # loaders and evaluations with no training anywhere: nothing to convert together
         renames, refusal = _renames(ordered, files)
         clash = refusal or _clash(file.path, members, files, renames)
         if clash is not None:
@@ -330,7 +334,9 @@ def _bindings(tree: ast.Module, hidden: list[ast.stmt]) -> dict[str, tuple]:
                 bound[alias.asname or alias.name.split(".")[0]] = ("import", alias.name if alias.asname else alias.name.split(".")[0])
         elif isinstance(node, ast.ImportFrom):
             for alias in node.names:
-                bound[alias.asname or alias.name] = ("import", node.level, node.module, alias.name)
+                # ``from torch import nn`` binds what ``import torch.nn as nn`` binds
+                what = ("import", f"{node.module}.{alias.name}") if not node.level and node.module else ("import", node.level, node.module, alias.name)
+                bound[alias.asname or alias.name] = what
         elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
             for target in targets:
