@@ -331,3 +331,68 @@ def test_annotations_and_super_do_not_stop_the_hand_over():
     text = convert_source(source).text
     assert "    def __init__(self, model, optimizer, accelerator):\n        self.accelerator = accelerator\n" in text
     assert "    trainer: Trainer = Trainer(model, optimizer, accelerator=accelerator)\n" in text
+
+
+KWARGS_TRAINER = '''\
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+
+class Trainer(object):
+    def __init__(self, *args, **kwargs):
+        self.args = kwargs["args"]
+        self.model = kwargs["model"].to(self.args.device)
+        self.optimizer = kwargs["optimizer"]
+
+    def train(self, train_loader):
+        for epoch in range(2):
+            for x, y in train_loader:
+                x, y = x.to(self.args.device), y.to(self.args.device)
+                loss = torch.nn.functional.mse_loss(self.model(x), y)
+                self.optimizer.zero_grad()
+                loss.backward()
+                self.optimizer.step()
+            print(f"epoch {epoch} loss {loss.item():.4f}")
+
+
+class Args:
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def main():
+    args = Args()
+    model = torch.nn.Linear(4, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    loader = DataLoader(TensorDataset(torch.randn(32, 4), torch.randn(32, 1)), batch_size=8)
+    trainer = Trainer(model=model, optimizer=optimizer, args=args)
+    trainer.train(loader)
+
+
+main()
+'''
+
+
+def test_a_trainer_given_its_objects_through_kwargs_trains_the_prepared_ones():
+    result = convert_source(KWARGS_TRAINER)
+    text = result.text
+    # the model and optimizer that main() prepares reach Trainer through kwargs["model"], kwargs["optimizer"]
+    assert "    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)\n" in text, text
+    assert "                accelerator.backward(loss)\n" in text  # the module-level accelerator (see below)
+    assert "            accelerator.print(f\"epoch {epoch} loss {loss.item():.4f}\")\n" in text
+    assert not [d for d in result.diagnostics if d.severity == "work"], result.diagnostics
+
+
+def test_a_device_defined_in_a_class_body_gets_the_accelerator_before_the_class():
+    text = convert_source(KWARGS_TRAINER).text
+    assert "\naccelerator = Accelerator()\nclass Args:\n    device = accelerator.device\n" in text, text
+    compile(text, "after.py", "exec")
+
+
+def test_a_trainer_given_its_objects_through_kwargs_gets_the_accelerator_as_a_keyword():
+    source = KWARGS_TRAINER.replace(
+        'class Args:\n    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")\n', "class Args:\n    pass\n"
+    ).replace("    args = Args()\n", '    args = Args()\n    args.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")\n')
+    text = convert_source(source).text
+    assert "    def __init__(self, *args, accelerator, **kwargs):\n        self.accelerator = accelerator\n" in text, text
+    assert "                self.accelerator.backward(loss)\n" in text
+    assert "    trainer = Trainer(model=model, optimizer=optimizer, args=args, accelerator=accelerator)\n" in text

@@ -398,6 +398,14 @@ def called_function(analysis: Analysis, site: CallSite) -> tuple[Scope, int] | N
         if isinstance(owner, cst.Call) and isinstance(owner.func, cst.Name) and owner.func.value in facts.classes:
             method = facts.classes[owner.func.value].methods.get(func.attr.value)
             return (method, 1) if method is not None else None
+        if isinstance(owner, cst.Name):  # trainer = Trainer(...), then trainer.train(loader)
+            made = [a for a in facts.assignments if a.scope is site.scope and len(a.targets) == 1
+                    and isinstance(a.targets[0], cst.Name) and a.targets[0].value == owner.value]
+            if len(made) == 1 and isinstance(made[0].value, cst.Call) and isinstance(made[0].value.func, cst.Name):
+                info = facts.classes.get(made[0].value.func.value)
+                method = info.methods.get(func.attr.value) if info is not None else None
+                if method is not None and method.class_name == made[0].value.func.value:
+                    return method, 1
     return None
 
 
@@ -419,7 +427,7 @@ def find_edges(analysis: Analysis) -> None:
             if target is None:
                 continue
             target_binding = analysis.binding(scope, target)
-            key = dotted_name(source) if source is not None else None
+            key = (dotted_name(source) or keyword_key(scope, source)) if source is not None else None
             if key is not None:
                 analysis.edges.append((target_binding, analysis.binding(scope, key), True, assignment))
             elif returned is not None and returned[index] is not None:
@@ -449,8 +457,31 @@ def find_edges(analysis: Analysis) -> None:
                 name = params[skip + index]
             else:
                 continue
-            if name in function.params:
+            star = _star_kwarg(function)
+            if name not in function.params and arg.keyword is not None and star is not None:
+                name = f"{star}.{name}"  # Trainer(model=model) into ``def __init__(self, **kwargs)``: kwargs["model"]
+            if name.split(".", 1)[0] in function.params:
                 analysis.edges.append(((function, name), analysis.binding(site.scope, key), False, None))
+
+
+def _star_kwarg(function: Scope) -> str | None:
+    node = function.node
+    star = node.params.star_kwarg if isinstance(node, cst.FunctionDef) else None
+    return star.name.value if star is not None else None
+
+
+def keyword_key(scope: Scope, node: cst.BaseExpression) -> str | None:
+    """``kwargs.model`` for ``kwargs["model"]`` read in a function whose ``**kwargs`` it is: the binding the call
+    site's ``model=...`` flows into (None for anything else)."""
+    if not (isinstance(node, cst.Subscript) and isinstance(node.value, cst.Name) and len(node.slice) == 1):
+        return None
+    index = node.slice[0].slice
+    if not (isinstance(index, cst.Index) and isinstance(index.value, cst.SimpleString)):
+        return None
+    name = index.value.evaluated_value
+    if not (isinstance(name, str) and name.isidentifier() and node.value.value == _star_kwarg(scope)):
+        return None
+    return f"{node.value.value}.{name}"
 
 
 def _returned_bindings(analysis: Analysis, call: cst.Call, count: int) -> list[Binding | None] | None:

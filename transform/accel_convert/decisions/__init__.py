@@ -112,6 +112,17 @@ def _at_body_level(scope, location):
     return location
 
 
+def _outside_classes(analysis: Analysis, home: Scope, location: Location) -> Location:
+    """``location`` (in ``home``) cut at the first class statement of ``home``'s body that holds it: the
+    accelerator is never created in a class body."""
+    start = next((depth for depth, (block, _) in enumerate(location) if block == home.body_block), len(location))
+    for depth in range(start, len(location)):
+        block, index = location[depth]
+        if isinstance(analysis.facts.statement_at(block, index), cst.ClassDef):
+            return location[: depth + 1]
+    return location
+
+
 def _withdrawal(key: str, violation) -> str:
     """Why ``key`` is not prepared (the output check's violation) and what that leaves."""
     if violation.invariant == "sampler-under-prepare":
@@ -139,5 +150,7 @@ def creation_position(analysis: Analysis, access: Access, uses: list[Location]) 
             for binding, assignment in analysis.creations.items()
             if assignment.scope is home and analysis.roles.get(binding) in PREPARED_ROLES
         ]
+    # a device defined in a class body (``class Args: device = ...``) counts at the class statement
+    locations = [_outside_classes(analysis, home, location) for location in locations]
     _, block_id, indices = common_level(locations)
     return block_id, min(indices)

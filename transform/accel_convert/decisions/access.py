@@ -8,7 +8,10 @@ cannot see it gets it handed in:
 - a helper function gets an ``accelerator`` parameter, passed at every call site in the file;
 - a class of the file whose methods need it (a ``Trainer(model, loader, optimizer)`` built where the objects are
   prepared) gets an ``accelerator`` parameter on ``__init__``, stored first thing as ``self.accelerator``, passed
-  as ``accelerator=...`` at every construction; its methods use ``self.accelerator``.
+  as ``accelerator=...`` at every construction; its methods use ``self.accelerator``. The objects reach such a
+  class through its parameters, also through ``**kwargs`` (``Trainer(model=model)`` read as ``kwargs["model"]``),
+  and its methods are followed where they are called on the name the construction is bound to
+  (``trainer = Trainer(...)``, then ``trainer.train(loader)``).
 
 The parameter is keyword-only when the signature has defaults, ``*args`` or keyword-only parameters. Each caller
 (or constructor) must reach the accelerator itself, possibly by the same means. When one cannot, or the class is
