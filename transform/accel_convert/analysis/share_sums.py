@@ -13,6 +13,7 @@ import libcst as cst
 
 from accel_convert.analysis.facts import Loop
 from accel_convert.analysis.imports import dotted_name
+from accel_convert.analysis.traverse import Walker
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,7 @@ def shares_divided_by_whole(loop: Loop, loader: str) -> list[ShareDividedByWhole
         return []
     found: list[ShareDividedByWhole] = []
 
-    class Divisions(cst.CSTVisitor):
+    class Divisions(Walker):
         def visit_BinaryOperation(self, node: cst.BinaryOperation) -> None:
             if isinstance(node.operator, cst.Divide) and isinstance(node.left, cst.Name) and node.left.value in totals:
                 if _whole_size(node.right, loader):
@@ -41,19 +42,19 @@ def shares_divided_by_whole(loop: Loop, loader: str) -> list[ShareDividedByWhole
                 if node.target.value in totals and _whole_size(node.value, loader):
                     found.append(ShareDividedByWhole(node.target.value, loader, node))
 
-    loop.scope.node.visit(Divisions())
+    Divisions().walk(loop.scope.node)
     return found
 
 
 def _accumulated(loop: cst.CSTNode) -> set[str]:
     names: set[str] = set()
 
-    class Sums(cst.CSTVisitor):
+    class Sums(Walker):
         def visit_AugAssign(self, node: cst.AugAssign) -> None:
             if isinstance(node.operator, cst.AddAssign) and isinstance(node.target, cst.Name):
                 names.add(node.target.value)
 
-    loop.body.visit(Sums())
+    Sums().walk(loop.body)
     return names
 
 

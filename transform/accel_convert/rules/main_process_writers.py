@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import libcst as cst
 
+from accel_convert.analysis.traverse import Walker
 from accel_convert.rules.base import Rule
 
 _WRITERS = frozenset(
@@ -200,12 +201,12 @@ def _attaches(call: cst.Call, is_handler) -> bool:
 def _argument_names(call: cst.Call) -> list[cst.Name]:
     names: list[cst.Name] = []
 
-    class _Collect(cst.CSTVisitor):
+    class _Collect(Walker):
         def visit_Name(self, node: cst.Name) -> None:
             names.append(node)
 
     for arg in call.args:
-        arg.visit(_Collect())
+        _Collect().walk(arg)
     return names
 
 

@@ -22,7 +22,7 @@ from accel_convert.analysis.roles import (
     parameter_receivers,
 )
 from accel_convert.analysis.share_sums import shares_divided_by_whole
-from accel_convert.analysis.traverse import free_names
+from accel_convert.analysis.traverse import Walker, free_names
 from accel_convert.edits.plan import Pending, ReplaceWith, SwapKeyword
 from accel_convert.model import Diagnostic
 from accel_convert.rules.base import Rule
@@ -428,13 +428,13 @@ def _submodule_calls(node: cst.CSTNode) -> set[str]:
     """``name`` of every ``self.name(...)`` call in ``node``."""
     found: set[str] = set()
 
-    class Calls(cst.CSTVisitor):
+    class Calls(Walker):
         def visit_Call(self, call: cst.Call) -> None:
             func = call.func
             if isinstance(func, cst.Attribute) and isinstance(func.value, cst.Name) and func.value.value == "self":
                 found.add(func.attr.value)
 
-    node.visit(Calls())
+    Calls().walk(node)
     return found
 
 
