@@ -469,3 +469,12 @@ def test_files_that_only_evaluate_are_not_refused_as_a_run(tmp_path):
     hub = "from heads import predict\nfrom other import score\n\nprint(predict, score)\n"
     results = _convert({"heads.py": heads, "other.py": other, "hub.py": hub}, tmp_path)
     assert all(not r.changed and not r.diagnostics for r in results.values()), {p: r.diagnostics for p, r in results.items()}
+
+
+def test_a_module_re_exported_by_a_project_module_is_not_a_clash(tmp_path):
+    helpers = "import torch\nimport math\n\n\n@torch.no_grad()\ndef lr_at(step):\n    return math.cos(step)\n"
+    engine = "import math\n\nfrom helpers import lr_at\n" + _engine()
+    entry = "from helpers import math\n" + _ENTRY.format(import_line="from engine import fit")
+    results = _convert({"helpers.py": helpers, "engine.py": engine, "train.py": entry}, tmp_path)
+    assert "accelerator.backward(loss)" in results["engine.py"].text
+    assert not any("both define" in d.message for r in results.values() for d in r.diagnostics)

@@ -91,7 +91,8 @@ def find_groups(texts: dict[str, str], root: str) -> tuple[list[Group], list[Ref
         renames, refusal = _renames(ordered, files)
         clash = refusal or _clash(file.path, members, files, renames)
         if clash is not None:
-            refusals.append(clash)
+            if file.trains or any(files[target].trains for target in file.links):
+                refusals.append(clash)  # a script that trains, or hands its objects to a module that does
             continue
         hidden = {path: _hidden(files[path], path != file.path) for path in ordered}
         outside = _outside_uses(ordered, files, modules, root)
@@ -346,6 +347,17 @@ def _bindings(tree: ast.Module, hidden: list[ast.stmt]) -> dict[str, tuple]:
     return bound
 
 
+def _same_import(first: tuple, second: tuple) -> bool:
+    """Two imports that bind one object: the same module path, or a module re-exported by a project module
+    (``import cv2`` and ``from utils.general import cv2``)."""
+    if first[0] != "import" or second[0] != "import":
+        return False
+    if first == second:
+        return True
+    paths = [what[1] for what in (first, second) if len(what) == 2]
+    return len(paths) == 2 and any("." not in path and other.rsplit(".", 1)[-1] == path for path, other in (paths, paths[::-1]))
+
+
 def _clash(entry: str, members: list[str], files: dict[str, _File], renames: dict[str, list[Rename]]) -> Refusal | None:
     """Two files of the group binding one top-level name to different things: joined, one would hide the other
     (a definition renamed for a module alias binds its own name)."""
@@ -357,7 +369,7 @@ def _clash(entry: str, members: list[str], files: dict[str, _File], renames: dic
         for name, what in _bindings(file.tree, hidden).items():
             if name in renamed and what[0] == "definition":
                 continue
-            if name in seen and (what[0] != "import" or seen[name][1] != what):
+            if name in seen and not _same_import(seen[name][1], what):
                 first = seen[name][0]
                 return Refusal(entry, 1, f"{os.path.basename(first)} and {os.path.basename(path)} both define `{name}` at module level")
             seen.setdefault(name, (path, what))
