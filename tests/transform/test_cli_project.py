@@ -478,3 +478,19 @@ def test_a_module_re_exported_by_a_project_module_is_not_a_clash(tmp_path):
     results = _convert({"helpers.py": helpers, "engine.py": engine, "train.py": entry}, tmp_path)
     assert "accelerator.backward(loss)" in results["engine.py"].text
     assert not any("both define" in d.message for r in results.values() for d in r.diagnostics)
+
+
+def test_a_script_that_only_uses_helpers_of_a_training_module_gets_no_refusal(tmp_path):
+    # utils.py holds a backward somewhere, but predict.py only takes `pick_device` from it; a clash between the two
+    # (both define ROOT) is not worth a diagnostic on a script that trains nothing
+    utils = (
+        "import torch\n\nROOT = 'utils'\n\n\n"
+        "def pick_device():\n    return torch.device('cpu')\n\n\n"
+        "def profile(model, x):\n    model(x).sum().backward()\n"
+    )
+    predict = "from utils import pick_device\n\nROOT = 'predict'\nprint(pick_device(), ROOT)\n"
+    write(tmp_path / "utils.py", utils)
+    write(tmp_path / "predict.py", predict)
+    assert "not converted together" not in invoke("--check", tmp_path).output
+    write(tmp_path / "predict.py", predict.replace("import pick_device", "import pick_device, profile"))
+    assert "predict.py and utils.py both define `ROOT` at module level" in invoke("--check", tmp_path).output

@@ -91,8 +91,8 @@ def find_groups(texts: dict[str, str], root: str) -> tuple[list[Group], list[Ref
         renames, refusal = _renames(ordered, files)
         clash = refusal or _clash(file.path, members, files, renames)
         if clash is not None:
-            if file.trains or any(files[target].trains for target in file.links):
-                refusals.append(clash)  # a script that trains, or hands its objects to a module that does
+            if file.trains or _calls_training(file, files):
+                refusals.append(clash)  # a script that trains, or calls training code of a linked module
             continue
         hidden = {path: _hidden(files[path], path != file.path) for path in ordered}
         outside = _outside_uses(ordered, files, modules, root)
@@ -345,6 +345,29 @@ def _bindings(tree: ast.Module, hidden: list[ast.stmt]) -> dict[str, tuple]:
                     if isinstance(name, ast.Name):
                         bound[name.id] = ("assignment", node.lineno)
     return bound
+
+
+def _calls_training(file: _File, files: dict[str, _File]) -> bool:
+    """``file`` imports (or reads through a module alias) a definition of a linked module whose body trains: calls
+    ``backward``, ``step`` or ``init_process_group`` (``from trainer import Trainer``; not ``select_device`` from a
+    helper module that happens to hold a backward elsewhere)."""
+    for target, nodes in file.links.items():
+        if not files[target].trains:
+            continue
+        names = {alias.name for node in nodes if isinstance(node, ast.ImportFrom) for alias in node.names}
+        names |= file.used.get(target, set())
+        for node in files[target].tree.body:
+            if getattr(node, "name", None) in names and any(
+                isinstance(call, ast.Call) and _called_name(call) in ("backward", "step", "init_process_group")
+                for call in ast.walk(node)
+            ):
+                return True
+    return False
+
+
+def _called_name(call: ast.Call) -> str | None:
+    func = call.func
+    return func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else None
 
 
 def _same_import(first: tuple, second: tuple) -> bool:
