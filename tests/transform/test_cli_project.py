@@ -11,6 +11,7 @@ import pytest
 
 from accel_convert.model import Options
 from accel_convert.project.conversion import convert_project
+from accel_convert.project.groups import find_groups
 from tests.transform.cli_helpers import invoke, run, write
 
 PROJECT = Path(__file__).resolve().parents[2] / "fixtures" / "project_engine_module"
@@ -467,8 +468,13 @@ def test_files_that_only_evaluate_are_not_refused_as_a_run(tmp_path):
     heads = "import torch\nfrom torch import nn\n\n\n@torch.no_grad()\ndef predict(model, x):\n    return model(x)\n"
     other = "import torch\nnn = None\n\n\n@torch.no_grad()\ndef score(model, x):\n    return model(x).sum()\n"
     hub = "from heads import predict\nfrom other import score\n\nprint(predict, score)\n"
-    results = _convert({"heads.py": heads, "other.py": other, "hub.py": hub}, tmp_path)
-    assert all(not r.changed and not r.diagnostics for r in results.values()), {p: r.diagnostics for p, r in results.items()}
+    for name, text in (("heads.py", heads), ("other.py", other), ("hub.py", hub)):
+        write(tmp_path / name, text)
+    result = invoke("--check", tmp_path)
+    assert result.exit_code == 0 and "not converted together" not in result.output, result.output
+    # and without the clash, no group is formed either: there is nothing to convert together
+    texts = {"heads.py": heads, "other.py": other.replace("nn = None\n", ""), "hub.py": hub}
+    assert find_groups({str(tmp_path / n): t for n, t in texts.items()}, str(tmp_path)) == ([], [])
 
 
 def test_a_module_re_exported_by_a_project_module_is_not_a_clash(tmp_path):

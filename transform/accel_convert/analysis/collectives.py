@@ -19,16 +19,15 @@ def synchronising_scopes(analysis: Analysis) -> set[Scope]:
     }
 
 
-def synchronises_after(analysis: Analysis, loop: Loop) -> bool:
+def synchronises_after(analysis: Analysis, loop: Loop, helpers: set[str]) -> bool:
     """The scope of ``loop`` calls a collective inside the loop or after it, directly or through a function or
-    method of the file that calls one (found by its name: ``logger.synchronize_between_processes()``)."""
-    helpers = synchronising_scopes(analysis)
-    names = {scope.name for scope in helpers}
+    method of the file that calls one (``helpers``: their names, from ``synchronising_scopes``; found by name:
+    ``logger.synchronize_between_processes()``)."""
     start = _path(loop.location)
     for site in analysis.facts.calls:
         if site.scope is not loop.scope or _path(site.location) < start:
             continue
-        if analysis.qualify(site.node.func) in symbols.COLLECTIVES or _callee_name(site) in names:
+        if analysis.qualify(site.node.func) in symbols.COLLECTIVES or _callee_name(site) in helpers:
             return True
     return False
 

@@ -128,7 +128,8 @@ def convert_cluster(cluster: list[Group], texts: dict[str, str], options: Option
     if bystanders:
         kept = loose | {path for group in cluster if group.entry in bystanders for path in group.files}
         converted = [
-            (group, out if group.entry in bystanders else convert_group(group, texts, options, kept - set(group.files)))
+            (group, out if group.entry in bystanders or not _called_by(group, kept - loose)
+             else convert_group(group, texts, options, kept - set(group.files)))
             for group, out in converted
         ]
     converted.sort(key=lambda pair: pair[0].entry in bystanders)
@@ -157,6 +158,11 @@ def convert_cluster(cluster: list[Group], texts: dict[str, str], options: Option
         name: Result(texts[name], (), (Diagnostic(SETUP_CODE, 1, 1, note),) if name in entries else ())
         for name in results
     }
+
+
+def _called_by(group: Group, files: set[str]) -> bool:
+    """Some file of ``files`` (not of ``group``) uses a definition of ``group``."""
+    return any(user in files and user not in group.files for users in group.outside.values() for user in users)
 
 
 def convert_project(texts: dict[str, str], root: str, options: Options = Options()) -> dict[str, Result]:

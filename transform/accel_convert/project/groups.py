@@ -19,6 +19,7 @@ import os
 from dataclasses import dataclass, field
 
 from accel_convert.analysis.prefilter import may_need_conversion
+from accel_convert.check.scopes import dotted
 from accel_convert.project.aliases import Rename, attribute_renames, definition_renames
 
 
@@ -142,16 +143,6 @@ def _outside_uses(ordered: tuple[str, ...], files: dict[str, _File], modules: di
     return {
         path: {user: tuple(sorted(names)) for user, names in users.items() if names} for path, users in found.items()
     }
-
-
-def dotted(node: ast.expr) -> str | None:
-    """``a.b.c`` for a chain of attributes on a name, else None."""
-    if isinstance(node, ast.Name):
-        return node.id
-    if isinstance(node, ast.Attribute):
-        base = dotted(node.value)
-        return None if base is None else f"{base}.{node.attr}"
-    return None
 
 
 def _renames(ordered: tuple[str, ...], files: dict[str, _File]) -> tuple[dict[str, list[Rename]], Refusal | None]:
@@ -371,14 +362,16 @@ def _called_name(call: ast.Call) -> str | None:
 
 
 def _same_import(first: tuple, second: tuple) -> bool:
-    """Two imports that bind one object: the same module path, or a module re-exported by a project module
-    (``import cv2`` and ``from utils.general import cv2``)."""
+    """Two imports that bind one object: the same module path, or a top-level module and a project module's
+    re-export of it (``import cv2`` and ``from utils.general import cv2``, bound as ``utils.general.cv2``)."""
     if first[0] != "import" or second[0] != "import":
         return False
     if first == second:
         return True
-    paths = [what[1] for what in (first, second) if len(what) == 2]
-    return len(paths) == 2 and any("." not in path and other.rsplit(".", 1)[-1] == path for path, other in (paths, paths[::-1]))
+    if len(first) != 2 or len(second) != 2:
+        return False
+    short, long = sorted((first[1], second[1]), key=len)
+    return "." not in short and long.rsplit(".", 1)[-1] == short
 
 
 def _clash(entry: str, members: list[str], files: dict[str, _File], renames: dict[str, list[Rename]]) -> Refusal | None:

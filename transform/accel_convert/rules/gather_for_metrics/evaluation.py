@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import libcst as cst
 
-from accel_convert.analysis.collectives import synchronises_after
+from accel_convert.analysis.collectives import synchronises_after, synchronising_scopes
 from accel_convert.analysis.expressions import root_name
 from accel_convert.analysis.facts import Assignment, Location, Loop, Scope, target_names
 from accel_convert.analysis.imports import dotted_name
@@ -59,6 +59,7 @@ class EvaluationLoop:
 def evaluation_loops(analysis: Analysis, prepared_bindings: set) -> list[EvaluationLoop]:
     """The evaluation loops over prepared loaders (``prepared_bindings``: the decision stage's), each with what to gather or why it cannot."""
     trained = training_loaders(analysis)
+    synchronising = {scope.name for scope in synchronising_scopes(analysis)}
     found = []
     for loop in analysis.batch_loops:
         binding = _loader_origin(analysis, loop)
@@ -66,7 +67,7 @@ def evaluation_loops(analysis: Analysis, prepared_bindings: set) -> list[Evaluat
             continue
         if not (without_gradients(analysis, loop.scope, loop.location) or not connected(analysis, binding, upstream=True) & trained):
             continue
-        if not _calls_model(analysis, loop) or synchronises_after(analysis, loop):
+        if not _calls_model(analysis, loop) or synchronises_after(analysis, loop, synchronising):
             continue  # metrics combined across processes by the script itself (all_reduce, a logger's sync)
         found.append(_describe(analysis, loop))
     return found
